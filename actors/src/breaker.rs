@@ -1,0 +1,241 @@
+//! Breakers: one circuit breaker per capability (closed → open after
+//! `failure_threshold` consecutive failures → half-open after `open_ms`, where
+//! one probe decides between closed and open again). Node-local runtime state:
+//! a restarted actor starts every breaker closed.
+
+use crate::command::Command;
+use crate::domain::{BreakerSpec, Capability, EventKind};
+use crate::ids::CorrelationId;
+use crate::store::Ledger;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorMessage;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+/// One capability's breaker.
+#[derive(Debug)]
+pub struct Breaker {
+    spec: BreakerSpec,
+    state: BreakerState,
+    consecutive_failures: u32,
+    opened_at: Option<Instant>,
+    probe_in_flight: bool,
+    successes: u64,
+    failures: u64,
+    rejected: u64,
+}
+
+impl Breaker {
+    pub fn new(spec: BreakerSpec) -> Self {
+        Self {
+            spec,
+            state: BreakerState::Closed,
+            consecutive_failures: 0,
+            opened_at: None,
+            probe_in_flight: false,
+            successes: 0,
+            failures: 0,
+            rejected: 0,
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// May a call go through now? Returns the verdict and a state change, if any.
+    pub fn admit(&mut self, now: Instant) -> (bool, Option<BreakerState>) {
+        match self.state {
+            BreakerState::Closed => (true, None),
+            BreakerState::Open => {
+                let open_for = Duration::from_millis(self.spec.open_ms);
+                if self.opened_at.is_some_and(|t| now.duration_since(t) >= open_for) {
+                    self.state = BreakerState::HalfOpen;
+                    self.probe_in_flight = true;
+                    (true, Some(BreakerState::HalfOpen))
+                } else {
+                    self.rejected += 1;
+                    (false, None)
+                }
+            }
+            BreakerState::HalfOpen if !self.probe_in_flight => {
+                self.probe_in_flight = true;
+                (true, None)
+            }
+            BreakerState::HalfOpen => {
+                self.rejected += 1;
+                (false, None)
+            }
+        }
+    }
+
+    /// Records a call's result. Returns the new state when it changed.
+    pub fn record(&mut self, success: bool, now: Instant) -> Option<BreakerState> {
+        let before = self.state;
+        if success {
+            self.successes += 1;
+            self.consecutive_failures = 0;
+            self.probe_in_flight = false;
+            self.state = BreakerState::Closed;
+            self.opened_at = None;
+        } else {
+            self.failures += 1;
+            self.consecutive_failures += 1;
+            self.probe_in_flight = false;
+            let trips = before == BreakerState::HalfOpen || self.consecutive_failures >= self.spec.failure_threshold;
+            if trips && before != BreakerState::Open {
+                self.state = BreakerState::Open;
+                self.opened_at = Some(now);
+            }
+        }
+        (self.state != before).then_some(self.state)
+    }
+
+    pub fn view(&self, capability: &str) -> BreakerView {
+        BreakerView {
+            capability: capability.to_owned(),
+            state: self.state,
+            consecutive_failures: self.consecutive_failures,
+            successes: self.successes,
+            failures: self.failures,
+            rejected: self.rejected,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BreakerView {
+    pub capability: String,
+    pub state: BreakerState,
+    pub consecutive_failures: u32,
+    pub successes: u64,
+    pub failures: u64,
+    pub rejected: u64,
+}
+
+#[derive(RactorMessage)]
+pub enum BreakerMsg {
+    /// May an attempt of this capability call its tool now?
+    Admit(String, RpcReplyPort<bool>),
+    /// How a call went (`true` = success).
+    Record(String, bool),
+    Snapshot(RpcReplyPort<Vec<BreakerView>>),
+}
+
+pub struct Breakers;
+
+pub struct BreakersArgs {
+    pub capabilities: Vec<Arc<Capability>>,
+    pub ledger: Arc<Ledger>,
+}
+
+pub struct BreakersState {
+    breakers: BTreeMap<String, Breaker>,
+    ledger: Arc<Ledger>,
+}
+
+impl BreakersState {
+    fn changed(&self, capability: &str, to: BreakerState) {
+        tracing::info!(capability, state = ?to, "breaker changed");
+        let ledger = self.ledger.clone();
+        let cmd = Command::RecordEvent {
+            kind: EventKind::BreakerChanged,
+            correlation_id: CorrelationId(format!("breaker:{capability}")),
+            data: json!({"capability": capability, "state": to}),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = ledger.propose(cmd).await {
+                tracing::warn!(error = %e, "could not record breaker.changed");
+            }
+        });
+    }
+}
+
+impl Actor for Breakers {
+    type Msg = BreakerMsg;
+    type State = BreakersState;
+    type Arguments = BreakersArgs;
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: BreakersArgs) -> Result<Self::State, ActorProcessingErr> {
+        let breakers = args.capabilities.iter().map(|c| (c.name.clone(), Breaker::new(c.breaker.clone()))).collect();
+        Ok(BreakersState { breakers, ledger: args.ledger })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Instant::now();
+        match msg {
+            BreakerMsg::Admit(cap, reply) => {
+                let (ok, change) = state.breakers.get_mut(&cap).map_or((true, None), |b| b.admit(now));
+                let _ = reply.send(ok);
+                if let Some(to) = change {
+                    state.changed(&cap, to);
+                }
+            }
+            BreakerMsg::Record(cap, success) => {
+                if let Some(to) = state.breakers.get_mut(&cap).and_then(|b| b.record(success, now)) {
+                    state.changed(&cap, to);
+                }
+            }
+            BreakerMsg::Snapshot(reply) => {
+                let _ = reply.send(state.breakers.iter().map(|(name, b)| b.view(name)).collect());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_at_threshold_fails_fast_then_half_opens_and_closes() {
+        let mut b = Breaker::new(BreakerSpec { failure_threshold: 3, open_ms: 100 });
+        let t0 = Instant::now();
+        assert_eq!(b.record(false, t0), None);
+        assert_eq!(b.record(false, t0), None);
+        assert_eq!(b.record(false, t0), Some(BreakerState::Open));
+        assert_eq!(b.admit(t0 + Duration::from_millis(50)), (false, None));
+        assert_eq!(b.admit(t0 + Duration::from_millis(100)), (true, Some(BreakerState::HalfOpen)));
+        // only one probe at a time
+        assert_eq!(b.admit(t0 + Duration::from_millis(101)), (false, None));
+        assert_eq!(b.record(true, t0 + Duration::from_millis(102)), Some(BreakerState::Closed));
+        assert_eq!(b.admit(t0 + Duration::from_millis(103)), (true, None));
+    }
+
+    #[test]
+    fn failed_probe_reopens() {
+        let mut b = Breaker::new(BreakerSpec { failure_threshold: 1, open_ms: 10 });
+        let t0 = Instant::now();
+        assert_eq!(b.record(false, t0), Some(BreakerState::Open));
+        assert!(b.admit(t0 + Duration::from_millis(10)).0);
+        assert_eq!(b.record(false, t0 + Duration::from_millis(11)), Some(BreakerState::Open));
+        assert!(!b.admit(t0 + Duration::from_millis(12)).0);
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_streak() {
+        let mut b = Breaker::new(BreakerSpec { failure_threshold: 2, open_ms: 10 });
+        let t0 = Instant::now();
+        b.record(false, t0);
+        b.record(true, t0);
+        assert_eq!(b.record(false, t0), None);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+}

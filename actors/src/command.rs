@@ -1,0 +1,140 @@
+//! Commands: every durable change to warden's state. A command is appended to
+//! the log, then applied by the state machine in log order. Everything `apply`
+//! needs (time, the node that proposed it, the policy decision) is inside it.
+
+use crate::domain::*;
+use crate::ids::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A command as it sits in the log: what, when, proposed by which node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub at_ms: u64,
+    pub node: String,
+    pub cmd: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    OpenTurn {
+        turn_id: TurnId,
+        session_id: SessionId,
+        correlation_id: CorrelationId,
+        trust: Option<Trust>,
+        summary: Option<String>,
+    },
+    RecordModelCall {
+        turn_id: TurnId,
+        model: String,
+        latency_ms: u64,
+        ok: bool,
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+    },
+    PutMemory {
+        ns: String,
+        key: String,
+        value: Value,
+        tags: Vec<String>,
+        turn_id: Option<TurnId>,
+        /// Used for the event when no turn is given.
+        correlation_id: CorrelationId,
+    },
+    RecordRecall {
+        turn_id: TurnId,
+        ns: String,
+        query: Value,
+        hits: Vec<String>,
+    },
+    /// An action with its decision, already made by the policy engine.
+    /// Re-submitting an idempotency key returns the existing action.
+    SubmitAction {
+        action_id: ActionId,
+        turn_id: TurnId,
+        capability: String,
+        args: Value,
+        idempotency_key: Option<IdempotencyKey>,
+        decision: Decision,
+        max_attempts: u32,
+        backoff_ms: u64,
+        confirm_ttl_ms: u64,
+    },
+    Confirm {
+        action_id: ActionId,
+        approve: bool,
+        by: String,
+    },
+    ExpireConfirmation {
+        action_id: ActionId,
+    },
+    /// Attempt `attempt` starts on `node`. Dispatching a running action with
+    /// the next attempt number is a takeover: the old attempt was interrupted.
+    Dispatch {
+        action_id: ActionId,
+        attempt: u32,
+    },
+    FinishAttempt {
+        action_id: ActionId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        latency_ms: u64,
+    },
+    /// Re-runs a dead-lettered action as a new action with the same
+    /// idempotency key, under a decision made against the current policy.
+    ReplayDlq {
+        dlq_id: DlqId,
+        new_action_id: ActionId,
+        decision: Decision,
+        confirm_ttl_ms: u64,
+    },
+    /// A node-level fact worth a timeline event (restart, breaker change, start).
+    RecordEvent {
+        kind: EventKind,
+        correlation_id: CorrelationId,
+        data: Value,
+    },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::OpenTurn { .. } => "open_turn",
+            Self::RecordModelCall { .. } => "record_model_call",
+            Self::PutMemory { .. } => "put_memory",
+            Self::RecordRecall { .. } => "record_recall",
+            Self::SubmitAction { .. } => "submit_action",
+            Self::Confirm { .. } => "confirm",
+            Self::ExpireConfirmation { .. } => "expire_confirmation",
+            Self::Dispatch { .. } => "dispatch",
+            Self::FinishAttempt { .. } => "finish_attempt",
+            Self::ReplayDlq { .. } => "replay_dlq",
+            Self::RecordEvent { .. } => "record_event",
+        }
+    }
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Turn(Turn),
+    Memory(MemoryItem),
+    /// The action after the command; `created` is false when an idempotency
+    /// key matched an existing action.
+    Action {
+        action: Box<Action>,
+        created: bool,
+    },
+    /// The action after an attempt, and when to try again if it will be retried.
+    AttemptDone {
+        action: Box<Action>,
+        retry_after_ms: Option<u64>,
+    },
+    Replayed {
+        action: Box<Action>,
+        dlq: Box<DlqEntry>,
+    },
+    Recorded {
+        seq: u64,
+    },
+}

@@ -1,0 +1,430 @@
+//! The domain model: capabilities and their policy tiers, actions and their
+//! state machine, attempts, dead-letter entries, memory items, sessions, turns
+//! and timeline events. Plain data: no actor, storage or clock lives here.
+
+use crate::ids::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Policy tier of a capability (contract.md, "Domain rules").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum Tier {
+    /// 0: read-only, allowed.
+    Observe = 0,
+    /// 1: has effects that can be undone; allowed and audited.
+    Reversible = 1,
+    /// 2: needs an explicit confirmation before it runs.
+    Confirm = 2,
+    /// 3: never runs.
+    Forbidden = 3,
+}
+
+impl Tier {
+    pub fn from_level(level: u8) -> Tier {
+        match level {
+            0 => Tier::Observe,
+            1 => Tier::Reversible,
+            2 => Tier::Confirm,
+            _ => Tier::Forbidden,
+        }
+    }
+
+    pub fn level(self) -> u8 {
+        self as u8
+    }
+}
+
+impl TryFrom<u8> for Tier {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, String> {
+        if v > 3 {
+            return Err(format!("tier must be 0..=3, got {v}"));
+        }
+        Ok(Tier::from_level(v))
+    }
+}
+
+impl From<Tier> for u8 {
+    fn from(t: Tier) -> u8 {
+        t.level()
+    }
+}
+
+/// How much warden trusts a session; low trust escalates tiers >= 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    #[default]
+    Normal,
+    Low,
+}
+
+/// Latency and error objectives of one capability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SloSpec {
+    pub p95_ms: u64,
+    pub error_budget: f64,
+}
+
+impl Default for SloSpec {
+    fn default() -> Self {
+        Self { p95_ms: 1000, error_budget: 0.01 }
+    }
+}
+
+/// Circuit-breaker settings of one capability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BreakerSpec {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// How long it stays open before letting one probe through.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        Self { failure_threshold: 5, open_ms: 10_000 }
+    }
+}
+
+/// Which executor runs a capability's actions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExecutorSpec {
+    /// Simulated tool: deterministic given the node's seed and the action.
+    Sim {
+        #[serde(default)]
+        latency_ms: u64,
+        #[serde(default)]
+        jitter_ms: u64,
+        #[serde(default)]
+        fail_rate: f64,
+    },
+    /// Real tool behind an HTTP endpoint.
+    Http { url: String },
+}
+
+impl Default for ExecutorSpec {
+    fn default() -> Self {
+        ExecutorSpec::Sim { latency_ms: 0, jitter_ms: 0, fail_rate: 0.0 }
+    }
+}
+
+/// A tool agents may call, with its policy tier and execution limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Capability {
+    pub name: String,
+    pub tier: Tier,
+    #[serde(default)]
+    pub amount_limit: Option<f64>,
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "defaults::backoff_ms")]
+    pub backoff_ms: u64,
+    #[serde(default)]
+    pub slo: SloSpec,
+    #[serde(default)]
+    pub breaker: BreakerSpec,
+    #[serde(default)]
+    pub executor: ExecutorSpec,
+}
+
+mod defaults {
+    pub fn timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn max_attempts() -> u32 {
+        3
+    }
+    pub fn backoff_ms() -> u64 {
+        200
+    }
+}
+
+impl Capability {
+    /// A capability with default limits and a zero-latency sim executor.
+    pub fn new(name: &str, tier: Tier) -> Self {
+        Self {
+            name: name.to_owned(),
+            tier,
+            amount_limit: None,
+            timeout_ms: defaults::timeout_ms(),
+            max_attempts: defaults::max_attempts(),
+            backoff_ms: defaults::backoff_ms(),
+            slo: SloSpec::default(),
+            breaker: BreakerSpec::default(),
+            executor: ExecutorSpec::default(),
+        }
+    }
+
+    /// Checks the limits that would otherwise make the pipeline misbehave.
+    pub fn validate(&self) -> Result<(), crate::WardenError> {
+        let bad = |m: String| Err(crate::WardenError::BadInput(format!("capability {:?}: {m}", self.name)));
+        if self.name.is_empty() {
+            return bad("name is empty".into());
+        }
+        if self.max_attempts == 0 || self.max_attempts > crate::limits::MAX_ATTEMPTS {
+            return bad(format!("max_attempts must be 1..={}", crate::limits::MAX_ATTEMPTS));
+        }
+        if self.timeout_ms == 0 {
+            return bad("timeout_ms must be > 0".into());
+        }
+        if self.breaker.failure_threshold == 0 {
+            return bad("breaker.failure_threshold must be > 0".into());
+        }
+        if let ExecutorSpec::Sim { fail_rate, .. } = self.executor {
+            if !(0.0..=1.0).contains(&fail_rate) {
+                return bad("executor.fail_rate must be within 0..=1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the policy says about an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Confirm,
+    Deny,
+}
+
+/// A policy decision, with the tier it was computed at, why, and which policy said so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub decision: Verdict,
+    pub tier: Tier,
+    pub reasons: Vec<String>,
+    pub policy_hash: String,
+}
+
+/// Where an action is in its life (contract.md, "Action states").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionState {
+    AwaitingConfirmation,
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    DeadLettered,
+    Denied,
+    Expired,
+    Rejected,
+}
+
+impl ActionState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::AwaitingConfirmation | Self::Pending | Self::Running)
+    }
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Worth retrying (5xx, timeout, transient sim failure).
+    Retryable {
+        error: String,
+    },
+    /// Retrying cannot help (4xx).
+    Permanent {
+        error: String,
+    },
+    /// The breaker was open: failed fast without calling the tool.
+    BreakerOpen,
+    /// The node running it stopped before it finished; re-dispatched.
+    Interrupted,
+}
+
+impl AttemptOutcome {
+    /// Failures count against `max_attempts`; an interrupted attempt does not.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Retryable { .. } | Self::Permanent { .. } | Self::BreakerOpen)
+    }
+}
+
+/// One try at executing an action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub node: String,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub latency_ms: Option<u64>,
+    /// None while it runs.
+    pub outcome: Option<AttemptOutcome>,
+}
+
+/// A submitted action and everything that happened to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub id: ActionId,
+    pub turn_id: TurnId,
+    pub session_id: SessionId,
+    pub correlation_id: CorrelationId,
+    pub capability: String,
+    pub args: Value,
+    pub idempotency_key: IdempotencyKey,
+    pub decision: Decision,
+    pub state: ActionState,
+    pub max_attempts: u32,
+    pub backoff_ms: u64,
+    pub attempts: Vec<Attempt>,
+    pub submitted_ms: u64,
+    pub updated_ms: u64,
+    /// When an awaiting confirmation expires.
+    pub confirm_deadline_ms: Option<u64>,
+    pub confirmed_by: Option<String>,
+    /// The DLQ entry this action re-runs, if it is a replay.
+    pub replay_of: Option<DlqId>,
+    pub last_error: Option<String>,
+    /// Seq of the latest event about this action: the cause of the next one.
+    pub last_event_seq: u64,
+}
+
+impl Action {
+    pub fn failures(&self) -> u32 {
+        self.attempts.iter().filter(|a| a.outcome.as_ref().is_some_and(AttemptOutcome::is_failure)).count() as u32
+    }
+
+    pub fn current_attempt(&self) -> u32 {
+        self.attempts.last().map_or(0, |a| a.number)
+    }
+}
+
+/// An action that exhausted its attempts, kept for inspection and replay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DlqEntry {
+    pub id: DlqId,
+    pub action_id: ActionId,
+    pub turn_id: TurnId,
+    pub correlation_id: CorrelationId,
+    pub capability: String,
+    pub idempotency_key: IdempotencyKey,
+    pub attempts: Vec<Attempt>,
+    pub last_error: Option<String>,
+    pub entered_ms: u64,
+    pub entered_seq: u64,
+    /// Actions that re-ran this entry, oldest first.
+    pub replays: Vec<ActionId>,
+}
+
+/// A value an agent remembers, under a namespace and key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryItem {
+    pub ns: String,
+    pub key: String,
+    pub value: Value,
+    pub tags: Vec<String>,
+    pub version: u64,
+    pub updated_ms: u64,
+    pub turn_id: Option<TurnId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub trust: Trust,
+    pub created_ms: u64,
+    pub last_activity_ms: u64,
+    pub turns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub id: TurnId,
+    pub session_id: SessionId,
+    pub correlation_id: CorrelationId,
+    pub summary: Option<String>,
+    pub opened_ms: u64,
+    /// Seq of the `turn.opened` event: the root of the turn's causal graph.
+    pub opened_seq: u64,
+}
+
+/// What kind of thing an event records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "turn.opened")]
+    TurnOpened,
+    #[serde(rename = "model.call")]
+    ModelCall,
+    #[serde(rename = "memory.write")]
+    MemoryWrite,
+    #[serde(rename = "memory.recall")]
+    MemoryRecall,
+    #[serde(rename = "action.submitted")]
+    ActionSubmitted,
+    #[serde(rename = "policy.decided")]
+    PolicyDecided,
+    #[serde(rename = "confirmation.requested")]
+    ConfirmationRequested,
+    #[serde(rename = "confirmation.given")]
+    ConfirmationGiven,
+    #[serde(rename = "confirmation.expired")]
+    ConfirmationExpired,
+    #[serde(rename = "action.dispatched")]
+    ActionDispatched,
+    #[serde(rename = "action.attempt")]
+    ActionAttempt,
+    #[serde(rename = "action.succeeded")]
+    ActionSucceeded,
+    #[serde(rename = "action.failed")]
+    ActionFailed,
+    #[serde(rename = "dlq.entered")]
+    DlqEntered,
+    #[serde(rename = "dlq.replayed")]
+    DlqReplayed,
+    #[serde(rename = "breaker.changed")]
+    BreakerChanged,
+    #[serde(rename = "actor.restarted")]
+    ActorRestarted,
+    #[serde(rename = "node.started")]
+    NodeStarted,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TurnOpened => "turn.opened",
+            Self::ModelCall => "model.call",
+            Self::MemoryWrite => "memory.write",
+            Self::MemoryRecall => "memory.recall",
+            Self::ActionSubmitted => "action.submitted",
+            Self::PolicyDecided => "policy.decided",
+            Self::ConfirmationRequested => "confirmation.requested",
+            Self::ConfirmationGiven => "confirmation.given",
+            Self::ConfirmationExpired => "confirmation.expired",
+            Self::ActionDispatched => "action.dispatched",
+            Self::ActionAttempt => "action.attempt",
+            Self::ActionSucceeded => "action.succeeded",
+            Self::ActionFailed => "action.failed",
+            Self::DlqEntered => "dlq.entered",
+            Self::DlqReplayed => "dlq.replayed",
+            Self::BreakerChanged => "breaker.changed",
+            Self::ActorRestarted => "actor.restarted",
+            Self::NodeStarted => "node.started",
+        }
+    }
+}
+
+/// One timeline event. `seq` is its place in the log order; `causation_seq`
+/// names the event that caused it, so a correlation id yields a causal graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub ts: u64,
+    pub node: String,
+    pub kind: EventKind,
+    pub session_id: Option<SessionId>,
+    pub turn_id: Option<TurnId>,
+    pub correlation_id: CorrelationId,
+    pub action_id: Option<ActionId>,
+    pub causation_seq: Option<u64>,
+    pub data: Value,
+}

@@ -1,0 +1,76 @@
+//! warden's typed errors. Each has a stable `code()`; the HTTP layer maps codes
+//! to status codes in one place.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum WardenError {
+    #[error("unknown capability {0:?}")]
+    UnknownCapability(String),
+    #[error("unknown turn {0:?}")]
+    UnknownTurn(String),
+    #[error("unknown action {0:?}")]
+    UnknownAction(String),
+    #[error("unknown dead-letter entry {0:?}")]
+    UnknownDlqEntry(String),
+    #[error("bad input: {0}")]
+    BadInput(String),
+    #[error("action {action} is {state}, not awaiting confirmation")]
+    NotAwaitingConfirmation { action: String, state: String },
+    #[error("action {0} is not in a state that allows this")]
+    WrongState(String),
+    #[error("stale attempt {attempt} for action {action}")]
+    StaleAttempt { action: String, attempt: u32 },
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl WardenError {
+    /// Stable machine-readable code, as in the error JSON of contract.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownCapability(_) => "unknown_capability",
+            Self::UnknownTurn(_) => "unknown_turn",
+            Self::UnknownAction(_) => "unknown_action",
+            Self::UnknownDlqEntry(_) => "unknown_dlq_entry",
+            Self::BadInput(_) => "bad_input",
+            Self::NotAwaitingConfirmation { .. } => "not_awaiting_confirmation",
+            Self::WrongState(_) => "wrong_state",
+            Self::StaleAttempt { .. } => "stale_attempt",
+            Self::Overloaded(_) => "overloaded",
+            Self::Unavailable(_) => "unavailable",
+            Self::Storage(_) => "storage",
+        }
+    }
+}
+
+impl From<redb::Error> for WardenError {
+    fn from(e: redb::Error) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for WardenError {
+            fn from(e: $t) -> Self {
+                Self::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    rmp_serde::encode::Error,
+    rmp_serde::decode::Error
+);
+
+pub type Result<T, E = WardenError> = std::result::Result<T, E>;

@@ -1,0 +1,234 @@
+//! Executors: the actor that runs attempts against tools. Each capability has
+//! one `Executor` (the `sim` executor here; `http` joins it with the HTTP API)
+//! and a bound on concurrent calls. Calls run in their own tasks, so a slow
+//! tool never blocks the actor's mailbox.
+
+use crate::domain::{AttemptOutcome, Capability, ExecutorSpec};
+use crate::ids::{ActionId, CorrelationId, IdempotencyKey};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorMessage;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Concurrent tool calls per capability on one node.
+pub const MAX_CONCURRENT_CALLS: usize = 1_024;
+
+/// One attempt, as a tool sees it.
+#[derive(Clone, Debug)]
+pub struct ExecRequest {
+    pub action_id: ActionId,
+    pub capability: Arc<Capability>,
+    pub args: Value,
+    pub idempotency_key: IdempotencyKey,
+    pub correlation_id: CorrelationId,
+    pub attempt: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecResult {
+    pub outcome: AttemptOutcome,
+    pub latency_ms: u64,
+}
+
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    async fn execute(&self, req: &ExecRequest) -> AttemptOutcome;
+}
+
+/// Simulated tool: latency and failures drawn from a generator seeded by the
+/// node's seed, the action and the attempt, so a run is reproducible. An
+/// action's `args._sim` forces an outcome (tests rely on it):
+/// `fail: true | "permanent"`, `fail_attempts: n` (fail attempts 1..=n),
+/// `latency_ms: n`, `panic_attempts: n` (the executor actor panics on 1..=n).
+pub struct SimExecutor {
+    pub seed: u64,
+    pub latency_ms: u64,
+    pub jitter_ms: u64,
+    pub fail_rate: f64,
+}
+
+fn sim_u64(args: &Value, key: &str) -> Option<u64> {
+    args.get("_sim")?.get(key)?.as_u64()
+}
+
+impl SimExecutor {
+    fn rng(&self, req: &ExecRequest) -> fastrand::Rng {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.seed, req.action_id.as_str(), req.attempt).hash(&mut h);
+        fastrand::Rng::with_seed(h.finish())
+    }
+
+    /// True when `args._sim.panic_attempts` asks this attempt to crash the executor.
+    pub fn wants_panic(req: &ExecRequest) -> bool {
+        sim_u64(&req.args, "panic_attempts").is_some_and(|n| u64::from(req.attempt) <= n)
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for SimExecutor {
+    async fn execute(&self, req: &ExecRequest) -> AttemptOutcome {
+        let mut rng = self.rng(req);
+        let jitter = if self.jitter_ms > 0 { rng.u64(0..=self.jitter_ms) } else { 0 };
+        let latency = sim_u64(&req.args, "latency_ms").unwrap_or(self.latency_ms + jitter);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        let forced = req.args.get("_sim").and_then(|s| s.get("fail"));
+        let fail_attempts = sim_u64(&req.args, "fail_attempts").is_some_and(|n| u64::from(req.attempt) <= n);
+        match forced {
+            Some(Value::String(s)) if s == "permanent" => {
+                AttemptOutcome::Permanent { error: "simulated permanent failure".into() }
+            }
+            Some(Value::Bool(true)) => AttemptOutcome::Retryable { error: "simulated failure".into() },
+            _ if fail_attempts || rng.f64() < self.fail_rate => {
+                AttemptOutcome::Retryable { error: "simulated failure".into() }
+            }
+            _ => AttemptOutcome::Succeeded,
+        }
+    }
+}
+
+/// Builds the executor a capability's spec names.
+pub fn executor_for(spec: &ExecutorSpec, seed: u64) -> Arc<dyn Executor> {
+    match spec {
+        ExecutorSpec::Sim { latency_ms, jitter_ms, fail_rate } => {
+            Arc::new(SimExecutor { seed, latency_ms: *latency_ms, jitter_ms: *jitter_ms, fail_rate: *fail_rate })
+        }
+        ExecutorSpec::Http { url } => Arc::new(Unsupported(format!("http executor for {url} is not available yet"))),
+    }
+}
+
+/// Stands in for an executor kind this build cannot run: every attempt fails permanently.
+struct Unsupported(String);
+
+#[async_trait::async_trait]
+impl Executor for Unsupported {
+    async fn execute(&self, _: &ExecRequest) -> AttemptOutcome {
+        AttemptOutcome::Permanent { error: self.0.clone() }
+    }
+}
+
+#[derive(RactorMessage)]
+pub enum ExecutorMsg {
+    Execute(ExecRequest, RpcReplyPort<ExecResult>),
+}
+
+pub struct Executors;
+
+pub struct ExecutorsArgs {
+    pub capabilities: Vec<Arc<Capability>>,
+    pub seed: u64,
+}
+
+struct Pool {
+    executor: Arc<dyn Executor>,
+    permits: Arc<Semaphore>,
+}
+
+pub struct ExecutorsState {
+    pools: HashMap<String, Pool>,
+}
+
+impl Actor for Executors {
+    type Msg = ExecutorMsg;
+    type State = ExecutorsState;
+    type Arguments = ExecutorsArgs;
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: ExecutorsArgs) -> Result<Self::State, ActorProcessingErr> {
+        let pools = args
+            .capabilities
+            .iter()
+            .map(|c| {
+                let pool = Pool {
+                    executor: executor_for(&c.executor, args.seed),
+                    permits: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
+                };
+                (c.name.clone(), pool)
+            })
+            .collect();
+        Ok(ExecutorsState { pools })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ExecutorMsg::Execute(req, reply) = msg;
+        let Some(pool) = state.pools.get(&req.capability.name) else {
+            let error = format!("no executor for capability {}", req.capability.name);
+            let _ = reply.send(ExecResult { outcome: AttemptOutcome::Permanent { error }, latency_ms: 0 });
+            return Ok(());
+        };
+        if matches!(req.capability.executor, ExecutorSpec::Sim { .. }) && SimExecutor::wants_panic(&req) {
+            panic!("simulated executor crash (action {}, attempt {})", req.action_id, req.attempt);
+        }
+        let executor = pool.executor.clone();
+        let permits = pool.permits.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else { return };
+            let timeout = Duration::from_millis(req.capability.timeout_ms);
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(timeout, executor.execute(&req)).await {
+                Ok(outcome) => outcome,
+                Err(_) => AttemptOutcome::Retryable { error: format!("timed out after {} ms", timeout.as_millis()) },
+            };
+            let latency_ms = started.elapsed().as_millis() as u64;
+            let _ = reply.send(ExecResult { outcome, latency_ms });
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Tier;
+    use serde_json::json;
+
+    fn req(args: Value, attempt: u32) -> ExecRequest {
+        ExecRequest {
+            action_id: ActionId("act_1".into()),
+            capability: Arc::new(Capability::new("c", Tier::Observe)),
+            args,
+            idempotency_key: IdempotencyKey("k".into()),
+            correlation_id: CorrelationId("c".into()),
+            attempt,
+        }
+    }
+
+    #[tokio::test]
+    async fn sim_is_deterministic_for_a_seed() {
+        let sim = SimExecutor { seed: 7, latency_ms: 0, jitter_ms: 0, fail_rate: 0.5 };
+        let mut outcomes = Vec::new();
+        for attempt in 1..=64 {
+            outcomes.push(sim.execute(&req(json!({}), attempt)).await);
+        }
+        for (attempt, expected) in (1..=64).zip(&outcomes) {
+            assert_eq!(&sim.execute(&req(json!({}), attempt)).await, expected);
+        }
+        let failures = outcomes.iter().filter(|o| o.is_failure()).count();
+        assert!((16..=48).contains(&failures), "fail_rate 0.5 gave {failures}/64 failures");
+    }
+
+    #[tokio::test]
+    async fn sim_overrides_force_outcomes() {
+        let sim = SimExecutor { seed: 1, latency_ms: 0, jitter_ms: 0, fail_rate: 0.0 };
+        assert!(matches!(
+            sim.execute(&req(json!({"_sim": {"fail": true}}), 1)).await,
+            AttemptOutcome::Retryable { .. }
+        ));
+        assert!(matches!(
+            sim.execute(&req(json!({"_sim": {"fail": "permanent"}}), 1)).await,
+            AttemptOutcome::Permanent { .. }
+        ));
+        let two = json!({"_sim": {"fail_attempts": 2}});
+        assert!(sim.execute(&req(two.clone(), 2)).await.is_failure());
+        assert_eq!(sim.execute(&req(two, 3)).await, AttemptOutcome::Succeeded);
+    }
+}

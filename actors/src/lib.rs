@@ -1,0 +1,23 @@
+//! warden's actors crate: the domain model, the commands and the deterministic
+//! state machine they drive, storage, and one module per supervised actor.
+
+pub mod breaker;
+pub mod command;
+pub mod directory;
+pub mod domain;
+pub mod error;
+pub mod executor;
+pub mod ids;
+pub mod limits;
+pub mod memory;
+pub mod node;
+pub mod pipeline;
+pub mod policy;
+pub mod runtime;
+pub mod sessions;
+pub mod store;
+pub mod supervisor;
+pub mod timeline;
+
+pub use error::{Result, WardenError};
+pub use node::{Node, NodeConfig};

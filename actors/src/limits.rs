@@ -1,0 +1,26 @@
+//! Every bound warden enforces, in one place, so none is a magic number.
+
+/// Most attempts a capability may configure.
+pub const MAX_ATTEMPTS: u32 = 20;
+/// Commands written (and fsync'd) in one log transaction at most.
+pub const MAX_COMMIT_BATCH: usize = 2_048;
+/// Proposals waiting for the log writer before proposers wait.
+pub const PROPOSAL_QUEUE: usize = 16_384;
+/// Actions being executed or retried on one node before submissions are refused.
+pub const MAX_ACTIVE_ACTIONS: usize = 50_000;
+/// Largest serialized args an action may carry.
+pub const MAX_ARGS_BYTES: usize = 256 * 1024;
+/// Largest serialized memory value.
+pub const MAX_MEMORY_VALUE_BYTES: usize = 256 * 1024;
+/// Most tags on one memory item.
+pub const MAX_TAGS: usize = 32;
+/// Most items one recall or timeline query returns.
+pub const MAX_QUERY_LIMIT: usize = 10_000;
+/// Default page size of recall and timeline queries.
+pub const DEFAULT_QUERY_LIMIT: usize = 100;
+/// Committed events buffered for live subscribers before slow ones lag.
+pub const EVENT_BROADCAST_CAPACITY: usize = 8_192;
+/// Longest backoff between retries, whatever the capability says.
+pub const MAX_BACKOFF_MS: u64 = 60_000;
+/// How long a caller waits on an actor before calling it unavailable.
+pub const ACTOR_CALL_TIMEOUT_MS: u64 = 10_000;

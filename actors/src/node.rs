@@ -1,0 +1,294 @@
+//! A node: its storage, its supervision tree, and the message-level API that
+//! the HTTP layer, tests and embedders use. Every method sends a message to
+//! the actor that owns the concern; none reaches into an actor's state.
+
+use crate::breaker::{BreakerMsg, BreakerView, Breakers, BreakersArgs};
+use crate::command::Command;
+use crate::directory::{call, ChildState, ChildStatus, Directory};
+use crate::domain::*;
+use crate::error::{Result, WardenError};
+use crate::executor::{Executors, ExecutorsArgs};
+use crate::ids::*;
+use crate::memory::{MemoryEngine, MemoryMsg, PutRequest};
+use crate::pipeline::{Pipeline, PipelineMsg, SubmitRequest};
+use crate::policy::{NativePolicy, PolicyEngine, PolicyStore};
+use crate::runtime::{Catalog, Runtime, TaskSet};
+use crate::sessions::{ModelCallRequest, OpenTurnRequest, SessionMsg, Sessions};
+use crate::store::{open_database, Durability, Ledger, RecallQuery, Store, TimelineQuery};
+use crate::supervisor::{ChildSpec, NodeSupervisor, StartFuture, SupervisorArgs, SupervisorConfig, SupervisorMsg};
+use crate::timeline::{CorrelationGraph, Timeline, TimelineMsg};
+use ractor::{Actor, ActorCell, ActorRef, Message};
+use serde::Serialize;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub const POLICY: &str = "policy_store";
+pub const BREAKERS: &str = "breakers";
+pub const EXECUTORS: &str = "executors";
+pub const SESSIONS: &str = "sessions";
+pub const MEMORY: &str = "memory_engine";
+pub const TIMELINE: &str = "timeline";
+pub const PIPELINE: &str = "pipeline";
+
+/// Default time a tier-2 action waits for its confirmation (contract.md).
+pub const DEFAULT_CONFIRM_TTL_MS: u64 = 300_000;
+/// How long shutdown waits for the actors and the log to let go of storage.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub capabilities: Vec<Capability>,
+    pub confirm_ttl_ms: u64,
+    /// Seed of the sim executors: the same seed replays the same outcomes.
+    pub sim_seed: u64,
+    pub supervisor: SupervisorConfig,
+}
+
+impl NodeConfig {
+    pub fn new(name: &str, data_dir: impl Into<PathBuf>, capabilities: Vec<Capability>) -> Self {
+        Self {
+            name: name.to_owned(),
+            data_dir: data_dir.into(),
+            durability: Durability::Durable,
+            capabilities,
+            confirm_ttl_ms: DEFAULT_CONFIRM_TTL_MS,
+            sim_seed: 0,
+            supervisor: SupervisorConfig::default(),
+        }
+    }
+}
+
+/// A node's health: each supervised actor's state.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeHealth {
+    pub node: String,
+    pub status: &'static str,
+    pub actors: Vec<ChildStatus>,
+    pub active_tasks: usize,
+    pub last_index: u64,
+}
+
+pub struct Node {
+    rt: Arc<Runtime>,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_done: tokio::task::JoinHandle<()>,
+    db: Weak<redb::Database>,
+}
+
+fn child<A, F>(name: &'static str, make: F) -> ChildSpec
+where
+    A: Actor,
+    F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    ChildSpec {
+        name,
+        start: Arc::new(move |supervisor: ActorCell| -> StartFuture {
+            let (actor, args) = make();
+            Box::pin(async move {
+                let (r, _) = Actor::spawn_linked(None, actor, args, supervisor).await?;
+                Ok(r.get_cell())
+            })
+        }),
+    }
+}
+
+impl Node {
+    /// Opens the node's storage, starts its supervision tree, and resumes
+    /// every action the log left unfinished.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| WardenError::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
+        let catalog = Arc::new(Catalog::new(config.capabilities.clone())?);
+        let db = Arc::new(open_database(&config.data_dir.join("warden.redb"))?);
+        let ledger = Arc::new(Ledger::start(db.clone(), &config.name, config.durability)?);
+        let directory = Arc::new(Directory::default());
+        let rt = Arc::new(Runtime {
+            node: config.name.clone(),
+            ledger: ledger.clone(),
+            store: Store::new(db.clone()),
+            directory: directory.clone(),
+            catalog: catalog.clone(),
+            tasks: Arc::new(TaskSet::default()),
+            confirm_ttl_ms: config.confirm_ttl_ms,
+        });
+        let engine: Arc<dyn PolicyEngine> = Arc::new(NativePolicy);
+        let (caps, seed) = (catalog.all(), config.sim_seed);
+        let (r1, r2, r3, r4, l1, s1) =
+            (rt.clone(), rt.clone(), rt.clone(), rt.clone(), ledger.clone(), rt.store.clone());
+        let caps2 = caps.clone();
+        // Order matters: the pipeline resumes actions, which needs the others up.
+        let children = vec![
+            child(POLICY, move || (PolicyStore, engine.clone())),
+            child(BREAKERS, move || (Breakers, BreakersArgs { capabilities: caps.clone(), ledger: l1.clone() })),
+            child(EXECUTORS, move || (Executors, ExecutorsArgs { capabilities: caps2.clone(), seed })),
+            child(SESSIONS, move || (Sessions, r1.clone())),
+            child(MEMORY, move || (MemoryEngine, r2.clone())),
+            child(TIMELINE, move || (Timeline, s1.clone())),
+            child(PIPELINE, move || (Pipeline, r3.clone())),
+        ];
+        drop(r4);
+        let args = SupervisorArgs { children, config: config.supervisor.clone(), directory, ledger: ledger.clone() };
+        let (supervisor, supervisor_done) = Actor::spawn(None, NodeSupervisor, args)
+            .await
+            .map_err(|e| WardenError::Unavailable(format!("supervision tree did not start: {e}")))?;
+        let started = Command::RecordEvent {
+            kind: EventKind::NodeStarted,
+            correlation_id: CorrelationId(format!("node:{}", config.name)),
+            data: json!({"node": config.name, "capabilities": catalog.all().len()}),
+        };
+        ledger.propose(started).await?;
+        Ok(Node { rt, supervisor, supervisor_done, db: Arc::downgrade(&db) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.rt.node
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.rt.store
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.rt.catalog
+    }
+
+    /// The current reference of one of this node's actors (by its name constant).
+    pub fn actor<M: Message>(&self, name: &'static str) -> Result<ActorRef<M>> {
+        self.rt.directory.get(name)
+    }
+
+    /// Live committed events.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Event>> {
+        self.rt.ledger.subscribe()
+    }
+
+    pub async fn open_turn(&self, req: OpenTurnRequest) -> Result<Turn> {
+        call(&self.actor(SESSIONS)?, |r| SessionMsg::OpenTurn(req, r)).await?
+    }
+
+    pub async fn record_model_call(&self, req: ModelCallRequest) -> Result<u64> {
+        call(&self.actor(SESSIONS)?, |r| SessionMsg::RecordModelCall(req, r)).await?
+    }
+
+    pub async fn active_sessions(&self, since_ms: u64) -> Result<Vec<Session>> {
+        call(&self.actor(SESSIONS)?, |reply| SessionMsg::Active { since_ms, reply }).await?
+    }
+
+    pub async fn put_memory(&self, req: PutRequest) -> Result<MemoryItem> {
+        call(&self.actor(MEMORY)?, |r| MemoryMsg::Put(req, r)).await?
+    }
+
+    pub async fn get_memory(&self, ns: &str, key: &str) -> Result<Option<MemoryItem>> {
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        call(&self.actor(MEMORY)?, |reply| MemoryMsg::Get { ns, key, reply }).await?
+    }
+
+    pub async fn recall(&self, ns: &str, query: RecallQuery, turn_id: Option<TurnId>) -> Result<Vec<MemoryItem>> {
+        let ns = ns.to_owned();
+        call(&self.actor(MEMORY)?, |reply| MemoryMsg::Recall { ns, query, turn_id, reply }).await?
+    }
+
+    pub async fn submit(&self, req: SubmitRequest) -> Result<Action> {
+        call(&self.actor(PIPELINE)?, |r| PipelineMsg::Submit(req, r)).await?
+    }
+
+    pub async fn confirm(&self, action_id: &ActionId, approve: bool, by: &str) -> Result<Action> {
+        let (action_id, by) = (action_id.clone(), by.to_owned());
+        call(&self.actor(PIPELINE)?, |reply| PipelineMsg::Confirm { action_id, approve, by, reply }).await?
+    }
+
+    pub async fn replay_dlq(&self, id: &DlqId) -> Result<Action> {
+        let id = id.clone();
+        call(&self.actor(PIPELINE)?, |r| PipelineMsg::ReplayDlq(id, r)).await?
+    }
+
+    pub fn action(&self, id: &ActionId) -> Result<Action> {
+        self.rt.store.action(id)?.ok_or_else(|| WardenError::UnknownAction(id.to_string()))
+    }
+
+    /// The action once it is terminal, or as it is when `timeout` elapses.
+    pub async fn wait_action(&self, id: &ActionId, timeout: Duration) -> Result<Action> {
+        let terminal = self.rt.ledger.watch_terminal(id);
+        let current = self.action(id);
+        match current {
+            Ok(action) if !action.state.is_terminal() => {}
+            other => {
+                self.rt.ledger.forget_waiters(id);
+                return other;
+            }
+        }
+        match tokio::time::timeout(timeout, terminal).await {
+            Ok(Ok(action)) => Ok(action),
+            _ => {
+                self.rt.ledger.forget_waiters(id);
+                self.action(id)
+            }
+        }
+    }
+
+    pub fn dlq(&self, pending_only: bool, limit: Option<usize>) -> Result<Vec<DlqEntry>> {
+        self.rt.store.dlq_entries(pending_only, limit)
+    }
+
+    pub async fn breakers(&self) -> Result<Vec<BreakerView>> {
+        call(&self.actor(BREAKERS)?, BreakerMsg::Snapshot).await
+    }
+
+    pub async fn timeline(&self, q: TimelineQuery) -> Result<Vec<Event>> {
+        call(&self.actor(TIMELINE)?, |r| TimelineMsg::Query(q, r)).await?
+    }
+
+    pub async fn correlation_graph(&self, id: &CorrelationId) -> Result<CorrelationGraph> {
+        let id = id.clone();
+        call(&self.actor(TIMELINE)?, |r| TimelineMsg::Graph(id, r)).await?
+    }
+
+    pub async fn provenance(&self, id: &DlqId) -> Result<Vec<Event>> {
+        let id = id.clone();
+        call(&self.actor(TIMELINE)?, |r| TimelineMsg::Provenance(id, r)).await?
+    }
+
+    pub fn health(&self) -> Result<NodeHealth> {
+        let actors = self.rt.directory.statuses();
+        let status = if actors.iter().any(|a| a.state == ChildState::Failed) {
+            "failed"
+        } else if actors.iter().any(|a| a.state == ChildState::Restarting) {
+            "degraded"
+        } else {
+            "ok"
+        };
+        Ok(NodeHealth {
+            node: self.rt.node.clone(),
+            status,
+            actors,
+            active_tasks: self.rt.tasks.len(),
+            last_index: self.rt.store.last_index()?,
+        })
+    }
+
+    /// Stops every actor and driver, flushes the log and releases storage.
+    /// What was acknowledged is on disk; unfinished actions resume at the next start.
+    pub async fn shutdown(self) -> Result<()> {
+        let Node { rt, supervisor, supervisor_done, db } = self;
+        rt.tasks.abort_all();
+        let _ = call(&supervisor, SupervisorMsg::Shutdown).await;
+        let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, supervisor_done).await;
+        rt.ledger.close().await;
+        drop(rt);
+        // Aborted tasks drop their handles on their next poll; wait for the
+        // last one so the database file can be opened again at once.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
+        while db.strong_count() > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return Err(WardenError::Unavailable("storage still in use after shutdown".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+}

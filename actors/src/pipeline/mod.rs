@@ -1,0 +1,170 @@
+//! Pipeline: admission and authorization of actions, confirmations and DLQ
+//! replays. It validates, asks the PolicyStore, and records the decision
+//! through the log; then a driver task (`driver.rs`) takes each allowed action
+//! through dispatch, breaker, executor, retries and the DLQ. The actor never
+//! waits on the log itself, so submissions from many callers share commits.
+
+mod driver;
+
+use crate::command::{Command, Response};
+use crate::directory::call;
+use crate::domain::{Action, ActionState, Trust};
+use crate::error::{Result, WardenError};
+use crate::ids::*;
+use crate::limits::{MAX_ACTIVE_ACTIONS, MAX_ARGS_BYTES};
+use crate::policy::{PolicyInput, PolicyMsg};
+use crate::runtime::Runtime;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorMessage;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub use driver::resume;
+
+/// An agent's request to run a tool.
+#[derive(Clone, Debug)]
+pub struct SubmitRequest {
+    pub turn_id: TurnId,
+    pub capability: String,
+    pub args: Value,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+#[derive(RactorMessage)]
+pub enum PipelineMsg {
+    Submit(SubmitRequest, RpcReplyPort<Result<Action>>),
+    Confirm {
+        action_id: ActionId,
+        approve: bool,
+        by: String,
+        reply: RpcReplyPort<Result<Action>>,
+    },
+    /// Re-runs a dead-lettered action; replies with the new action.
+    ReplayDlq(DlqId, RpcReplyPort<Result<Action>>),
+}
+
+pub struct Pipeline;
+
+impl Actor for Pipeline {
+    type Msg = PipelineMsg;
+    type State = Arc<Runtime>;
+    type Arguments = Arc<Runtime>;
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, rt: Arc<Runtime>) -> Result<Self::State, ActorProcessingErr> {
+        let resumed = resume(&rt)?;
+        if resumed > 0 {
+            tracing::info!(node = %rt.node, resumed, "resumed unfinished actions");
+        }
+        Ok(rt)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        rt: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PipelineMsg::Submit(req, reply) => match admit(rt, &req).await {
+                Ok(cmd) => propose_then(rt, cmd, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            PipelineMsg::Confirm { action_id, approve, by, reply } => {
+                if by.trim().is_empty() {
+                    let _ = reply.send(Err(WardenError::BadInput("confirmation needs `by`".into())));
+                } else {
+                    propose_then(rt, Command::Confirm { action_id, approve, by }, reply);
+                }
+            }
+            PipelineMsg::ReplayDlq(dlq_id, reply) => match admit_replay(rt, &dlq_id).await {
+                Ok(cmd) => propose_then(rt, cmd, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Validates a submission and decides it; returns the command that records it.
+async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
+    let capability = rt.catalog.get(&req.capability)?;
+    let args = match &req.args {
+        Value::Null => Value::Object(Default::default()),
+        Value::Object(_) => req.args.clone(),
+        other => return Err(WardenError::BadInput(format!("args must be a JSON object, got {other}"))),
+    };
+    let size = serde_json::to_vec(&args).map_or(usize::MAX, |v| v.len());
+    if size > MAX_ARGS_BYTES {
+        return Err(WardenError::BadInput(format!("args are {size} bytes; the limit is {MAX_ARGS_BYTES}")));
+    }
+    let trust = trust_of_turn(rt, &req.turn_id)?;
+    if rt.tasks.len() >= MAX_ACTIVE_ACTIONS {
+        return Err(WardenError::Overloaded(format!("{MAX_ACTIVE_ACTIONS} actions are already active")));
+    }
+    let input = PolicyInput { capability: capability.clone(), args: args.clone(), trust };
+    let policy = rt.directory.get::<PolicyMsg>(crate::node::POLICY)?;
+    let decision = call(&policy, |r| PolicyMsg::Decide(input, r)).await?;
+    Ok(Command::SubmitAction {
+        action_id: ActionId::generate(),
+        turn_id: req.turn_id.clone(),
+        capability: capability.name.clone(),
+        args,
+        idempotency_key: req.idempotency_key.clone(),
+        decision,
+        max_attempts: capability.max_attempts,
+        backoff_ms: capability.backoff_ms,
+        confirm_ttl_ms: rt.confirm_ttl_ms,
+    })
+}
+
+fn trust_of_turn(rt: &Runtime, turn_id: &TurnId) -> Result<Trust> {
+    let turn = rt.store.turn(turn_id)?.ok_or_else(|| WardenError::UnknownTurn(turn_id.to_string()))?;
+    Ok(rt.store.session(&turn.session_id)?.map_or(Trust::Normal, |s| s.trust))
+}
+
+/// A replay is decided again, against the policy active now.
+async fn admit_replay(rt: &Runtime, dlq_id: &DlqId) -> Result<Command> {
+    let entry = rt.store.dlq_entry(dlq_id)?.ok_or_else(|| WardenError::UnknownDlqEntry(dlq_id.to_string()))?;
+    let original =
+        rt.store.action(&entry.action_id)?.ok_or_else(|| WardenError::UnknownAction(entry.action_id.to_string()))?;
+    let capability = rt.catalog.get(&original.capability)?;
+    let trust = trust_of_turn(rt, &original.turn_id)?;
+    let input = PolicyInput { capability, args: original.args.clone(), trust };
+    let policy = rt.directory.get::<PolicyMsg>(crate::node::POLICY)?;
+    let decision = call(&policy, |r| PolicyMsg::Decide(input, r)).await?;
+    Ok(Command::ReplayDlq {
+        dlq_id: dlq_id.clone(),
+        new_action_id: ActionId::generate(),
+        decision,
+        confirm_ttl_ms: rt.confirm_ttl_ms,
+    })
+}
+
+/// Proposes `cmd` off the actor, replies with the resulting action and starts
+/// whatever the action needs next (a driver, or a confirmation timer).
+fn propose_then(rt: &Arc<Runtime>, cmd: Command, reply: RpcReplyPort<Result<Action>>) {
+    let rt = rt.clone();
+    tokio::spawn(async move {
+        let result = rt.ledger.propose(cmd).await.and_then(|response| match response {
+            Response::Action { action, .. } | Response::Replayed { action, .. } => Ok(*action),
+            other => Err(WardenError::Storage(format!("unexpected response {other:?}"))),
+        });
+        if let Ok(action) = &result {
+            follow_up(&rt, action);
+        }
+        let _ = reply.send(result);
+    });
+}
+
+/// Starts what an action in `action.state` waits for.
+fn follow_up(rt: &Arc<Runtime>, action: &Action) {
+    match action.state {
+        ActionState::Pending | ActionState::Running => driver::start(rt, action.clone()),
+        ActionState::AwaitingConfirmation => driver::arm_expiry(rt, action),
+        _ => {}
+    }
+}

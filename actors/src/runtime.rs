@@ -1,0 +1,98 @@
+//! What a node's actors share: the log, read access to the state, the actor
+//! directory, the capability catalog and the background tasks that drive
+//! actions. It outlives any one actor, so a restarted actor finds it intact.
+
+use crate::directory::Directory;
+use crate::domain::Capability;
+use crate::error::{Result, WardenError};
+use crate::store::{Ledger, Store};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::task::AbortHandle;
+
+/// The capabilities a node knows, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    by_name: BTreeMap<String, Arc<Capability>>,
+}
+
+impl Catalog {
+    pub fn new(capabilities: Vec<Capability>) -> Result<Self> {
+        let mut by_name = BTreeMap::new();
+        for cap in capabilities {
+            cap.validate()?;
+            let name = cap.name.clone();
+            if by_name.insert(name.clone(), Arc::new(cap)).is_some() {
+                return Err(WardenError::BadInput(format!("capability {name:?} is defined twice")));
+            }
+        }
+        Ok(Self { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Capability>> {
+        self.by_name.get(name).cloned().ok_or_else(|| WardenError::UnknownCapability(name.to_owned()))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Capability>> {
+        self.by_name.values().cloned().collect()
+    }
+}
+
+/// Background tasks keyed by what they drive (one per action at most), so a
+/// restarted actor does not start a second driver for the same action, and
+/// shutdown can stop them all.
+#[derive(Default)]
+pub struct TaskSet {
+    tasks: Mutex<HashMap<String, AbortHandle>>,
+}
+
+impl TaskSet {
+    /// Spawns `fut` under `key` unless a task with that key is still running.
+    pub fn spawn_unique<F>(self: &Arc<Self>, key: String, fut: F) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = self.tasks.lock();
+        if tasks.get(&key).is_some_and(|h| !h.is_finished()) {
+            return false;
+        }
+        let me = Arc::downgrade(self);
+        let done_key = key.clone();
+        let handle = tokio::spawn(async move {
+            fut.await;
+            if let Some(me) = me.upgrade() {
+                me.tasks.lock().remove(&done_key);
+            }
+        });
+        tasks.insert(key, handle.abort_handle());
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn abort_all(&self) {
+        for (_, handle) in self.tasks.lock().drain() {
+            handle.abort();
+        }
+    }
+}
+
+/// Shared by every actor of one node.
+pub struct Runtime {
+    pub node: String,
+    pub ledger: Arc<Ledger>,
+    pub store: Store,
+    pub directory: Arc<Directory>,
+    pub catalog: Arc<Catalog>,
+    pub tasks: Arc<TaskSet>,
+    /// How long a tier-2 action waits for its confirmation.
+    pub confirm_ttl_ms: u64,
+}

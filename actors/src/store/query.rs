@@ -1,0 +1,224 @@
+//! Read-only views of the state. Each call reads one MVCC snapshot, so reads
+//! never wait for the log writer and never see half a batch.
+
+use super::tables::*;
+use crate::domain::*;
+use crate::error::Result;
+use crate::ids::*;
+use crate::limits::{DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT};
+use redb::{Database, ReadableTable};
+use std::sync::Arc;
+
+/// Shared read access to a node's database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+/// A memory recall: items of one namespace, filtered, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct RecallQuery {
+    /// Keys starting with this.
+    pub prefix: Option<String>,
+    /// Items carrying this tag.
+    pub tag: Option<String>,
+    /// Case-insensitive substring of the key or the value's JSON text.
+    pub text: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A slice of the timeline, in log (seq) order.
+#[derive(Clone, Debug, Default)]
+pub struct TimelineQuery {
+    /// Events at or after this time (ms since the epoch).
+    pub from_ms: Option<u64>,
+    /// Events before this time.
+    pub to_ms: Option<u64>,
+    /// Events with a seq greater than this.
+    pub after_seq: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+pub fn clamp_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_QUERY_LIMIT).clamp(1, MAX_QUERY_LIMIT)
+}
+
+impl Store {
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db }
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_read()?;
+        f(&txn)
+    }
+
+    pub fn action(&self, id: &ActionId) -> Result<Option<Action>> {
+        self.read(|r| load(&r.open_table(ACTIONS)?, id.as_str()))
+    }
+
+    pub fn turn(&self, id: &TurnId) -> Result<Option<Turn>> {
+        self.read(|r| load(&r.open_table(TURNS)?, id.as_str()))
+    }
+
+    pub fn session(&self, id: &SessionId) -> Result<Option<Session>> {
+        self.read(|r| load(&r.open_table(SESSIONS)?, id.as_str()))
+    }
+
+    /// Sessions active at or after `since_ms`, most recent first.
+    pub fn sessions_active_since(&self, since_ms: u64) -> Result<Vec<Session>> {
+        self.read(|r| {
+            let mut out = Vec::new();
+            for row in r.open_table(SESSIONS)?.iter()? {
+                let session: Session = decode(row?.1.value())?;
+                if session.last_activity_ms >= since_ms {
+                    out.push(session);
+                }
+            }
+            out.sort_by_key(|s| std::cmp::Reverse(s.last_activity_ms));
+            Ok(out)
+        })
+    }
+
+    /// Every action not yet in a terminal state: what a restarted node resumes.
+    pub fn active_actions(&self) -> Result<Vec<Action>> {
+        self.read(|r| {
+            let active = r.open_table(ACTIVE)?;
+            let actions = r.open_table(ACTIONS)?;
+            let mut out = Vec::new();
+            for row in active.iter()? {
+                let (id, _) = row?;
+                if let Some(action) = load::<Action>(&actions, id.value())? {
+                    out.push(action);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn dlq_entry(&self, id: &DlqId) -> Result<Option<DlqEntry>> {
+        self.read(|r| load(&r.open_table(DLQ)?, id.as_str()))
+    }
+
+    /// Dead-letter entries, oldest first; `pending_only` leaves out replayed ones.
+    pub fn dlq_entries(&self, pending_only: bool, limit: Option<usize>) -> Result<Vec<DlqEntry>> {
+        let limit = clamp_limit(limit);
+        self.read(|r| {
+            let mut out = Vec::new();
+            for row in r.open_table(DLQ)?.iter()? {
+                let entry: DlqEntry = decode(row?.1.value())?;
+                if !pending_only || entry.replays.is_empty() {
+                    out.push(entry);
+                }
+            }
+            out.sort_by_key(|e| e.entered_seq);
+            out.truncate(limit);
+            Ok(out)
+        })
+    }
+
+    pub fn dlq_depth(&self) -> Result<usize> {
+        Ok(self.dlq_entries(true, Some(MAX_QUERY_LIMIT))?.len())
+    }
+
+    pub fn memory(&self, ns: &str, key: &str) -> Result<Option<MemoryItem>> {
+        self.read(|r| match r.open_table(MEMORY)?.get((ns, key))? {
+            Some(g) => Ok(Some(decode(g.value())?)),
+            None => Ok(None),
+        })
+    }
+
+    pub fn recall(&self, ns: &str, q: &RecallQuery) -> Result<Vec<MemoryItem>> {
+        let limit = clamp_limit(q.limit);
+        let text = q.text.as_ref().map(|s| s.to_lowercase());
+        self.read(|r| {
+            let table = r.open_table(MEMORY)?;
+            let start = q.prefix.as_deref().unwrap_or("");
+            let mut out = Vec::new();
+            for row in table.range((ns, start)..)? {
+                let (k, v) = row?;
+                let (row_ns, key) = k.value();
+                if row_ns != ns || !key.starts_with(start) {
+                    break;
+                }
+                let item: MemoryItem = decode(v.value())?;
+                let tag_ok = q.tag.as_ref().is_none_or(|t| item.tags.contains(t));
+                let text_ok = text.as_ref().is_none_or(|needle| {
+                    item.key.to_lowercase().contains(needle) || item.value.to_string().to_lowercase().contains(needle)
+                });
+                if tag_ok && text_ok {
+                    out.push(item);
+                }
+            }
+            out.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms).then_with(|| a.key.cmp(&b.key)));
+            out.truncate(limit);
+            Ok(out)
+        })
+    }
+
+    pub fn event(&self, seq: u64) -> Result<Option<Event>> {
+        self.read(|r| match r.open_table(EVENTS)?.get(seq)? {
+            Some(g) => Ok(Some(decode(g.value())?)),
+            None => Ok(None),
+        })
+    }
+
+    /// Events in log order, by seq and/or by time window.
+    pub fn timeline(&self, q: &TimelineQuery) -> Result<Vec<Event>> {
+        let limit = clamp_limit(q.limit);
+        let after = q.after_seq.unwrap_or(0);
+        self.read(|r| {
+            let events = r.open_table(EVENTS)?;
+            let mut out = Vec::new();
+            if q.from_ms.is_none() && q.to_ms.is_none() {
+                for row in events.range(after.saturating_add(1)..)?.take(limit) {
+                    out.push(decode(row?.1.value())?);
+                }
+                return Ok(out);
+            }
+            // Time index first, then log order: ts ties and clock steps cannot reorder seq.
+            let from = q.from_ms.unwrap_or(0);
+            let to = q.to_ms.unwrap_or(u64::MAX);
+            let mut seqs = Vec::new();
+            for row in r.open_table(EVENTS_BY_TIME)?.range((from, 0)..(to, 0))? {
+                let (_, seq) = row?.0.value();
+                if seq > after {
+                    seqs.push(seq);
+                }
+            }
+            seqs.sort_unstable();
+            for seq in seqs.into_iter().take(limit) {
+                if let Some(g) = events.get(seq)? {
+                    out.push(decode(g.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every event of one correlation id, in log order.
+    pub fn events_by_correlation(&self, id: &CorrelationId, limit: Option<usize>) -> Result<Vec<Event>> {
+        let limit = clamp_limit(limit);
+        self.read(|r| {
+            let events = r.open_table(EVENTS)?;
+            let mut out = Vec::new();
+            let index = r.open_table(EVENTS_BY_CORRELATION)?;
+            for row in index.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))?.take(limit) {
+                let (_, seq) = row?.0.value();
+                if let Some(g) = events.get(seq)? {
+                    out.push(decode(g.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Index of the last command in the log.
+    pub fn last_index(&self) -> Result<u64> {
+        self.read(|r| Ok(r.open_table(META)?.get(META_LAST_INDEX)?.map_or(0, |g| g.value())))
+    }
+}

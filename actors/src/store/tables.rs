@@ -1,0 +1,107 @@
+//! Table layout. Records are MessagePack (named fields, so they evolve).
+
+use crate::error::Result;
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+
+type Bytes = &'static [u8];
+
+pub const LOG: TableDefinition<u64, Bytes> = TableDefinition::new("log");
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const SESSIONS: TableDefinition<&str, Bytes> = TableDefinition::new("sessions");
+pub const TURNS: TableDefinition<&str, Bytes> = TableDefinition::new("turns");
+pub const ACTIONS: TableDefinition<&str, Bytes> = TableDefinition::new("actions");
+/// Non-terminal actions: what a restarted node must resume.
+pub const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("actions_active");
+/// Idempotency key → the latest action carrying it.
+pub const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
+pub const DLQ: TableDefinition<&str, Bytes> = TableDefinition::new("dlq");
+pub const MEMORY: TableDefinition<(&str, &str), Bytes> = TableDefinition::new("memory");
+pub const EVENTS: TableDefinition<u64, Bytes> = TableDefinition::new("events");
+pub const EVENTS_BY_CORRELATION: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_correlation");
+pub const EVENTS_BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("events_by_time");
+
+pub const META_LAST_INDEX: &str = "last_index";
+pub const META_NEXT_SEQ: &str = "next_seq";
+
+/// Opens (or creates) the database and makes sure every table exists, so
+/// readers never meet a missing table.
+pub fn open_database(path: &Path) -> Result<Database> {
+    let db = Database::create(path)?;
+    let txn = db.begin_write()?;
+    {
+        let _ = txn.open_table(LOG)?;
+        let _ = txn.open_table(META)?;
+        let _ = txn.open_table(SESSIONS)?;
+        let _ = txn.open_table(TURNS)?;
+        let _ = txn.open_table(ACTIONS)?;
+        let _ = txn.open_table(ACTIVE)?;
+        let _ = txn.open_table(IDEMPOTENCY)?;
+        let _ = txn.open_table(DLQ)?;
+        let _ = txn.open_table(MEMORY)?;
+        let _ = txn.open_table(EVENTS)?;
+        let _ = txn.open_table(EVENTS_BY_CORRELATION)?;
+        let _ = txn.open_table(EVENTS_BY_TIME)?;
+    }
+    txn.commit()?;
+    Ok(db)
+}
+
+/// Every table, opened once per write transaction (opening per command would
+/// cost more than the inserts).
+pub struct Tables<'t> {
+    pub log: redb::Table<'t, u64, Bytes>,
+    pub meta: redb::Table<'t, &'static str, u64>,
+    pub sessions: redb::Table<'t, &'static str, Bytes>,
+    pub turns: redb::Table<'t, &'static str, Bytes>,
+    pub actions: redb::Table<'t, &'static str, Bytes>,
+    pub active: redb::Table<'t, &'static str, ()>,
+    pub idempotency: redb::Table<'t, &'static str, &'static str>,
+    pub dlq: redb::Table<'t, &'static str, Bytes>,
+    pub memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
+    pub events: redb::Table<'t, u64, Bytes>,
+    pub events_by_correlation: redb::Table<'t, (&'static str, u64), ()>,
+    pub events_by_time: redb::Table<'t, (u64, u64), ()>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            log: txn.open_table(LOG)?,
+            meta: txn.open_table(META)?,
+            sessions: txn.open_table(SESSIONS)?,
+            turns: txn.open_table(TURNS)?,
+            actions: txn.open_table(ACTIONS)?,
+            active: txn.open_table(ACTIVE)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            dlq: txn.open_table(DLQ)?,
+            memory: txn.open_table(MEMORY)?,
+            events: txn.open_table(EVENTS)?,
+            events_by_correlation: txn.open_table(EVENTS_BY_CORRELATION)?,
+            events_by_time: txn.open_table(EVENTS_BY_TIME)?,
+        })
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    Ok(rmp_serde::to_vec_named(value)?)
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    Ok(rmp_serde::from_slice(bytes)?)
+}
+
+/// Reads and decodes one record of a string-keyed table.
+pub fn load<T: DeserializeOwned>(table: &impl ReadableTable<&'static str, Bytes>, key: &str) -> Result<Option<T>> {
+    match table.get(key)? {
+        Some(guard) => Ok(Some(decode(guard.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Encodes and writes one record of a string-keyed table.
+pub fn store<T: Serialize>(table: &mut redb::Table<'_, &'static str, Bytes>, key: &str, value: &T) -> Result<()> {
+    table.insert(key, encode(value)?.as_slice())?;
+    Ok(())
+}

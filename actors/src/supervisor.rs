@@ -1,0 +1,212 @@
+//! NodeSupervisor: OTP-style one-for-one supervision for a node's actors.
+//! ractor links children to a supervisor but restarts nothing itself; this
+//! actor restarts a failed child after a backoff, and gives up (escalates by
+//! stopping itself and every child) when a child fails more than
+//! `max_restarts` times within `window`. Each restart is an `actor.restarted`
+//! timeline event.
+
+use crate::command::Command;
+use crate::directory::Directory;
+use crate::domain::EventKind;
+use crate::ids::CorrelationId;
+use crate::store::Ledger;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
+use ractor_cluster::RactorMessage;
+use serde_json::json;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> + Send>>;
+
+/// How to (re)start one child, linked to the supervisor's cell.
+#[derive(Clone)]
+pub struct ChildSpec {
+    pub name: &'static str,
+    pub start: Arc<dyn Fn(ActorCell) -> StartFuture + Send + Sync>,
+}
+
+/// Restart intensity and backoff.
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    /// Restarts of one child tolerated within `window`; one more escalates.
+    pub max_restarts: usize,
+    pub window: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            window: Duration::from_secs(30),
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+impl SupervisorConfig {
+    /// Exponential backoff for the `n`-th recent restart (n >= 1).
+    pub fn backoff(&self, n: usize) -> Duration {
+        let factor = 1u32 << (n.saturating_sub(1)).min(16);
+        self.backoff_base.saturating_mul(factor).min(self.backoff_max)
+    }
+}
+
+#[derive(RactorMessage)]
+pub enum SupervisorMsg {
+    Restart(&'static str),
+    /// Stops every child, then the supervisor.
+    Shutdown(RpcReplyPort<()>),
+}
+
+pub struct NodeSupervisor;
+
+pub struct SupervisorArgs {
+    pub children: Vec<ChildSpec>,
+    pub config: SupervisorConfig,
+    pub directory: Arc<Directory>,
+    pub ledger: Arc<Ledger>,
+}
+
+pub struct SupervisorState {
+    args: SupervisorArgs,
+    running: HashMap<ractor::ActorId, &'static str>,
+    recent: HashMap<&'static str, VecDeque<Instant>>,
+    shutting_down: bool,
+}
+
+impl SupervisorState {
+    fn spec(&self, name: &str) -> Option<ChildSpec> {
+        self.args.children.iter().find(|c| c.name == name).cloned()
+    }
+
+    async fn start_child(&mut self, myself: &ActorRef<SupervisorMsg>, spec: &ChildSpec) -> Result<(), SpawnErr> {
+        let cell = (spec.start)(myself.get_cell()).await?;
+        self.running.insert(cell.get_id(), spec.name);
+        self.args.directory.set_running(spec.name, cell);
+        Ok(())
+    }
+
+    /// Schedules a restart of `name`, or escalates when it fails too often.
+    fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, name: &'static str, error: String) {
+        let now = Instant::now();
+        let window = self.args.config.window;
+        let recent = self.recent.entry(name).or_default();
+        while recent.front().is_some_and(|t| now.duration_since(*t) > window) {
+            recent.pop_front();
+        }
+        if recent.len() >= self.args.config.max_restarts {
+            tracing::error!(actor = name, %error, "restart intensity exceeded; stopping the node's actors");
+            self.args.directory.set_down(name, error, false);
+            myself.stop(Some(format!("child {name} exceeded its restart intensity")));
+            return;
+        }
+        recent.push_back(now);
+        let delay = self.args.config.backoff(recent.len());
+        tracing::warn!(actor = name, %error, ?delay, "child stopped; restarting");
+        self.args.directory.set_down(name, error, true);
+        myself.send_after(delay, move || SupervisorMsg::Restart(name));
+    }
+}
+
+impl Actor for NodeSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = SupervisorState { args, running: HashMap::new(), recent: HashMap::new(), shutting_down: false };
+        for spec in state.args.children.clone() {
+            state.start_child(&myself, &spec).await?;
+        }
+        Ok(state)
+    }
+
+    async fn post_stop(&self, myself: ActorRef<Self::Msg>, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        myself.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Restart(name) => {
+                let Some(spec) = state.spec(name) else { return Ok(()) };
+                if state.shutting_down {
+                    return Ok(());
+                }
+                match state.start_child(&myself, &spec).await {
+                    Ok(()) => {
+                        let restarts = state.recent.get(name).map_or(0, VecDeque::len);
+                        let ledger = state.args.ledger.clone();
+                        tokio::spawn(async move {
+                            let cmd = Command::RecordEvent {
+                                kind: EventKind::ActorRestarted,
+                                correlation_id: CorrelationId::generate(),
+                                data: json!({"actor": name, "recent_restarts": restarts}),
+                            };
+                            if let Err(e) = ledger.propose(cmd).await {
+                                tracing::warn!(error = %e, "could not record actor.restarted");
+                            }
+                        });
+                    }
+                    Err(e) => state.on_child_down(&myself, name, format!("restart failed: {e}")),
+                }
+            }
+            SupervisorMsg::Shutdown(reply) => {
+                state.shutting_down = true;
+                myself.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
+                let _ = reply.send(());
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, error) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, format!("stopped: {}", reason.unwrap_or_else(|| "no reason".into())))
+            }
+            _ => return Ok(()),
+        };
+        let Some(name) = state.running.remove(&cell.get_id()) else { return Ok(()) };
+        if !state.shutting_down {
+            state.on_child_down(&myself, name, error);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let c = SupervisorConfig::default();
+        assert_eq!(c.backoff(1), Duration::from_millis(20));
+        assert_eq!(c.backoff(2), Duration::from_millis(40));
+        assert_eq!(c.backoff(3), Duration::from_millis(80));
+        assert_eq!(c.backoff(30), c.backoff_max);
+    }
+}
