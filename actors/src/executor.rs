@@ -43,7 +43,8 @@ pub trait Executor: Send + Sync {
 /// node's seed, the action and the attempt, so a run is reproducible. An
 /// action's `args._sim` forces an outcome (tests rely on it):
 /// `fail: true | "permanent"`, `fail_attempts: n` (fail attempts 1..=n),
-/// `latency_ms: n`, `panic_attempts: n` (the executor actor panics on 1..=n).
+/// `latency_ms: n` (with `latency_attempts: k`, only attempts 1..=k are slow),
+/// `panic_attempts: n` (the executor actor panics on attempts 1..=n).
 pub struct SimExecutor {
     pub seed: u64,
     pub latency_ms: u64,
@@ -73,7 +74,9 @@ impl Executor for SimExecutor {
     async fn execute(&self, req: &ExecRequest) -> AttemptOutcome {
         let mut rng = self.rng(req);
         let jitter = if self.jitter_ms > 0 { rng.u64(0..=self.jitter_ms) } else { 0 };
-        let latency = sim_u64(&req.args, "latency_ms").unwrap_or(self.latency_ms + jitter);
+        let slow_attempt = sim_u64(&req.args, "latency_attempts").is_none_or(|k| u64::from(req.attempt) <= k);
+        let forced_latency = sim_u64(&req.args, "latency_ms").filter(|_| slow_attempt);
+        let latency = forced_latency.unwrap_or(self.latency_ms + jitter);
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }

@@ -1,0 +1,77 @@
+//! Supervision: a crashing actor is restarted and the node keeps serving;
+//! a crash loop exhausts the restart intensity and is reported.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+use warden_actors::directory::ChildState;
+use warden_actors::domain::*;
+use warden_actors::node::EXECUTORS;
+use warden_actors::supervisor::SupervisorConfig;
+
+#[tokio::test]
+async fn a_panicking_actor_is_restarted_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir).await;
+    let t = turn(&node, Trust::Normal).await;
+    let mut events = node.subscribe();
+
+    // Attempt 1 makes the Executors actor panic mid-call; the retry runs on its restarted instance.
+    let a = submit(&node, &t, "flaky.api", json!({"_sim": {"panic_attempts": 1}})).await;
+    let restarted = next_event(&mut events, |e| e.kind == EventKind::ActorRestarted).await;
+    assert_eq!(restarted.data["actor"], EXECUTORS);
+    let done = terminal(&node, &a.id).await;
+    assert_eq!(done.state, ActionState::Succeeded);
+    assert_eq!(done.attempts.len(), 2);
+    assert!(
+        matches!(&done.attempts[0].outcome, Some(AttemptOutcome::Retryable { error }) if error.contains("executor"))
+    );
+
+    let health = node.health().unwrap();
+    let executors = health.actors.iter().find(|a| a.name == EXECUTORS).unwrap();
+    assert_eq!((executors.state, executors.restarts), (ChildState::Running, 1));
+    assert!(executors.last_error.as_deref().unwrap().contains("simulated executor crash"));
+    assert_eq!(health.status, "ok");
+
+    // Other actions keep flowing.
+    let b = submit(&node, &t, "search.web", ok_args()).await;
+    assert_eq!(terminal(&node, &b.id).await.state, ActionState::Succeeded);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crash_loop_exceeds_the_restart_intensity_and_is_reported_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.supervisor = SupervisorConfig {
+        max_restarts: 2,
+        window: Duration::from_secs(60),
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+    };
+    let node = warden_actors::Node::start(config).await.unwrap();
+    let t = turn(&node, Trust::Normal).await;
+    // Each attempt crashes the executor; three crashes exceed max_restarts = 2.
+    let mut events = node.subscribe();
+    submit(&node, &t, "flaky.api", json!({"_sim": {"panic_attempts": 10}})).await;
+    for _ in 0..2 {
+        next_event(&mut events, |e| e.kind == EventKind::ActorRestarted).await;
+    }
+    let failed = tokio::time::timeout(WAIT, async {
+        loop {
+            let health = node.health().unwrap();
+            if health.status == "failed" {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node reports the crash loop");
+    let executors = failed.actors.iter().find(|x| x.name == EXECUTORS).unwrap();
+    assert_eq!(executors.state, ChildState::Failed);
+    assert_eq!(executors.restarts, 2);
+    let _ = node.shutdown().await;
+}
