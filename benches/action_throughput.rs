@@ -1,1 +1,90 @@
-fn main() {}
+//! Actions per second through the whole pipeline on one node: admission,
+//! policy, the log (group commit), dispatch, breaker, sim executor (0 ms),
+//! completion — with the log fsync'd (durable) and without (volatile), so the
+//! cost of fsync is visible. A raw redb durable commit is measured in the same
+//! run as the primitive the durable figure is bounded by.
+//!
+//! Run: cargo bench --bench action_throughput
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use warden_actors::domain::{Capability, Tier, Trust};
+use warden_actors::pipeline::SubmitRequest;
+use warden_actors::sessions::OpenTurnRequest;
+use warden_actors::store::Durability;
+use warden_actors::{Node, NodeConfig};
+
+/// Actions per measured iteration.
+const ACTIONS: usize = 4_096;
+/// Agents submitting at once; each submits and waits for its actions in turn.
+const AGENTS: usize = 256;
+
+async fn run_batch(node: Arc<Node>, turn: warden_actors::ids::TurnId) {
+    let mut agents = tokio::task::JoinSet::new();
+    for _ in 0..AGENTS {
+        let (node, turn) = (node.clone(), turn.clone());
+        agents.spawn(async move {
+            for _ in 0..ACTIONS / AGENTS {
+                let req = SubmitRequest {
+                    turn_id: turn.clone(),
+                    capability: "bench.noop".into(),
+                    args: json!({"k": 1}),
+                    idempotency_key: None,
+                };
+                let action = node.submit(req).await.expect("submitted");
+                let done = node.wait_action(&action.id, Duration::from_secs(60)).await.expect("exists");
+                assert!(done.state.is_terminal(), "action did not finish");
+            }
+        });
+    }
+    while let Some(r) = agents.join_next().await {
+        r.expect("agent task");
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut group = c.benchmark_group("action_throughput");
+    group.throughput(Throughput::Elements(ACTIONS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(15));
+    for (label, durability) in [("durable", Durability::Durable), ("volatile", Durability::Volatile)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = NodeConfig::new("bench", dir.path(), vec![Capability::new("bench.noop", Tier::Observe)]);
+        config.durability = durability;
+        let node = Arc::new(rt.block_on(Node::start(config)).unwrap());
+        let turn = rt
+            .block_on(node.open_turn(OpenTurnRequest { trust: Some(Trust::Normal), ..Default::default() }))
+            .unwrap()
+            .id;
+        group.bench_function(label, |b| b.to_async(&rt).iter(|| run_batch(node.clone(), turn.clone())));
+        let node = Arc::into_inner(node).expect("no other handle");
+        rt.block_on(node.shutdown()).unwrap();
+    }
+    group.finish();
+}
+
+/// The primitive: one durable redb commit of one small record.
+fn primitive(c: &mut Criterion) {
+    const T: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("t");
+    let dir = tempfile::tempdir().unwrap();
+    let db = redb::Database::create(dir.path().join("p.redb")).unwrap();
+    let mut group = c.benchmark_group("primitive");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    let mut k = 0u64;
+    group.bench_function("redb_durable_commit_1_insert", |b| {
+        b.iter(|| {
+            k += 1;
+            let txn = db.begin_write().unwrap();
+            txn.open_table(T).unwrap().insert(k, [0u8; 128].as_slice()).unwrap();
+            txn.commit().unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, primitive);
+criterion_main!(benches);

@@ -160,8 +160,10 @@ impl Writer {
                 let mut terminal = Vec::new();
                 for ((_, reply), applied) in batch.drain(..).zip(results) {
                     let response = applied.map(|a| {
-                        for event in a.events {
-                            let _ = self.events.send(Arc::new(event));
+                        if self.events.receiver_count() > 0 {
+                            for event in a.events {
+                                let _ = self.events.send(Arc::new(event));
+                            }
                         }
                         terminal.extend(a.terminal);
                         a.response

@@ -21,13 +21,19 @@ pub struct Applied {
     pub terminal: Option<Action>,
 }
 
-/// The in-memory part of the state: two counters, persisted in `meta` with
-/// every batch.
+/// The in-memory part of the state: counters, persisted in `meta` with every batch.
 #[derive(Clone, Debug, Default)]
 pub struct StateMachine {
     pub last_index: u64,
     pub next_seq: u64,
+    /// Timestamp of the latest event. Event time is `max(entry time, last_ts)`:
+    /// non-decreasing in seq whatever the proposers' clocks do, so a time
+    /// window is a binary search over the events table, no second index.
+    pub last_ts: u64,
 }
+
+/// A session's `last_activity_ms` is rewritten at most this often.
+pub const SESSION_ACTIVITY_RESOLUTION_MS: u64 = 1_000;
 
 /// Whose events these are: the turn (and session) an event belongs to.
 struct Scope {
@@ -73,9 +79,10 @@ impl Recorder<'_> {
     ) -> Result<u64> {
         let seq = self.sm.next_seq;
         self.sm.next_seq += 1;
+        self.sm.last_ts = self.sm.last_ts.max(self.entry.at_ms);
         let event = Event {
             seq,
-            ts: self.entry.at_ms,
+            ts: self.sm.last_ts,
             node: self.entry.node.clone(),
             kind,
             session_id: scope.session_id.clone(),
@@ -87,7 +94,6 @@ impl Recorder<'_> {
         };
         t.events.insert(seq, encode(&event)?.as_slice())?;
         t.events_by_correlation.insert((event.correlation_id.as_str(), seq), ())?;
-        t.events_by_time.insert((event.ts, seq), ())?;
         self.events.push(event);
         Ok(seq)
     }
@@ -104,12 +110,17 @@ impl StateMachine {
     /// Loads the counters persisted by the last committed batch.
     pub fn load(meta: &impl ReadableTable<&'static str, u64>) -> Result<Self> {
         let get = |k| -> Result<u64> { Ok(meta.get(k)?.map_or(0, |g| g.value())) };
-        Ok(Self { last_index: get(META_LAST_INDEX)?, next_seq: get(META_NEXT_SEQ)?.max(1) })
+        Ok(Self {
+            last_index: get(META_LAST_INDEX)?,
+            next_seq: get(META_NEXT_SEQ)?.max(1),
+            last_ts: get(META_LAST_TS)?,
+        })
     }
 
     pub fn save(&self, t: &mut Tables<'_>) -> Result<()> {
         t.meta.insert(META_LAST_INDEX, self.last_index)?;
         t.meta.insert(META_NEXT_SEQ, self.next_seq)?;
+        t.meta.insert(META_LAST_TS, self.last_ts)?;
         Ok(())
     }
 
@@ -199,7 +210,7 @@ impl StateMachine {
                 action.state = if *approve { ActionState::Pending } else { ActionState::Rejected };
                 action.confirmed_by = Some(by.clone());
                 rec.emit_for(t, &mut action, EventKind::ConfirmationGiven, json!({"approve": approve, "by": by}))?;
-                let terminal = save_action(t, &action, at)?;
+                let terminal = save_action(t, &action, at, false)?;
                 (Response::Action { action: Box::new(action), created: false }, terminal)
             }
             Command::ExpireConfirmation { action_id } => {
@@ -211,7 +222,7 @@ impl StateMachine {
                 action.state = ActionState::Expired;
                 let data = json!({"deadline_ms": action.confirm_deadline_ms});
                 rec.emit_for(t, &mut action, EventKind::ConfirmationExpired, data)?;
-                let terminal = save_action(t, &action, at)?;
+                let terminal = save_action(t, &action, at, false)?;
                 (Response::Action { action: Box::new(action), created: false }, terminal)
             }
             Command::Dispatch { action_id, attempt } => {
@@ -260,24 +271,32 @@ fn idempotent_match(t: &Tables<'_>, key: Option<&IdempotencyKey>) -> Result<Opti
 
 fn touch_session(t: &mut Tables<'_>, id: &SessionId, at: u64) -> Result<()> {
     if let Some(mut session) = load::<Session>(&t.sessions, id.as_str())? {
-        session.last_activity_ms = session.last_activity_ms.max(at);
-        store(&mut t.sessions, id.as_str(), &session)?;
+        if at >= session.last_activity_ms + SESSION_ACTIVITY_RESOLUTION_MS {
+            session.last_activity_ms = at;
+            store(&mut t.sessions, id.as_str(), &session)?;
+        }
     }
     Ok(())
 }
 
-/// Writes the action and keeps the index of non-terminal actions in step.
+/// Writes the action and keeps the index of non-terminal actions in step
+/// (an action enters it once, when created, and leaves it once, when terminal).
 /// Returns the action when it has just become terminal.
-fn save_action(t: &mut Tables<'_>, action: &Action, at: u64) -> Result<Option<Action>> {
+fn save_action(t: &mut Tables<'_>, action: &Action, at: u64, created: bool) -> Result<Option<Action>> {
     let mut action = action.clone();
     action.updated_ms = at;
     store(&mut t.actions, action.id.as_str(), &action)?;
-    if action.state.is_terminal() {
-        t.active.remove(action.id.as_str())?;
-        Ok(Some(action))
-    } else {
-        t.active.insert(action.id.as_str(), ())?;
-        Ok(None)
+    match (action.state.is_terminal(), created) {
+        (true, false) => {
+            t.active.remove(action.id.as_str())?;
+            Ok(Some(action))
+        }
+        (true, true) => Ok(Some(action)),
+        (false, true) => {
+            t.active.insert(action.id.as_str(), ())?;
+            Ok(None)
+        }
+        (false, false) => Ok(None),
     }
 }
 
@@ -422,7 +441,7 @@ fn create_action(
         rec.emit_for(t, &mut action, EventKind::ConfirmationRequested, json!({"deadline_ms": deadline}))?;
     }
     t.idempotency.insert(action.idempotency_key.0.as_str(), action.id.as_str())?;
-    save_action(t, &action, at)?;
+    save_action(t, &action, at, true)?;
     Ok(action)
 }
 
@@ -451,7 +470,7 @@ fn dispatch(t: &mut Tables<'_>, rec: &mut Recorder<'_>, id: &ActionId, attempt: 
     action.state = ActionState::Running;
     let data = json!({"attempt": attempt, "node": rec.entry.node, "takeover": takeover});
     rec.emit_for(t, &mut action, EventKind::ActionDispatched, data)?;
-    save_action(t, &action, at)?;
+    save_action(t, &action, at, false)?;
     Ok(action)
 }
 
@@ -540,7 +559,7 @@ fn finish_attempt(
             store(&mut t.dlq, entry.id.as_str(), &entry)?;
         }
     }
-    save_action(t, &action, at)?;
+    save_action(t, &action, at, false)?;
     Ok((action, retry_after_ms))
 }
 
@@ -578,4 +597,30 @@ fn replay_dlq(
     entry.replays.push(action.id.clone());
     store(&mut t.dlq, dlq_id.as_str(), &entry)?;
     Ok((action, entry))
+}
+
+/// Applies every entry of `source`'s log to `target` (a fresh database), in
+/// batches: how a replica rebuilds state from a log. Returns entries applied.
+pub fn replay_log(source: &super::Store, target: &redb::Database) -> Result<u64> {
+    const BATCH: usize = 1_024;
+    let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
+    let mut next = 1;
+    loop {
+        let entries = source.log_entries(next, BATCH)?;
+        if entries.is_empty() {
+            return Ok(machine.last_index);
+        }
+        let txn = target.begin_write()?;
+        {
+            let mut tables = Tables::open(&txn)?;
+            for (index, entry) in &entries {
+                assert_eq!(*index, machine.last_index + 1, "the log has no gaps");
+                // A rejected command is rejected again, identically: that is part of determinism.
+                let _ = machine.append_and_apply(&mut tables, entry)?;
+            }
+            machine.save(&mut tables)?;
+        }
+        txn.commit()?;
+        next = machine.last_index + 1;
+    }
 }

@@ -13,6 +13,6 @@ mod query;
 mod tables;
 
 pub use ledger::{now_ms, Durability, Ledger};
-pub use machine::{Applied, StateMachine};
+pub use machine::{replay_log, Applied, StateMachine};
 pub use query::{RecallQuery, Store, TimelineQuery};
 pub use tables::open_database;

@@ -39,6 +39,25 @@ pub struct TimelineQuery {
     pub limit: Option<usize>,
 }
 
+/// The smallest seq whose event has `ts >= at` (one past the last event if none).
+fn first_seq_at(events: &impl ReadableTable<u64, &'static [u8]>, at: u64) -> Result<u64> {
+    let Some(last) = events.last()?.map(|(k, _)| k.value()) else { return Ok(1) };
+    let ts_of = |seq: u64| -> Result<u64> {
+        let g = events.get(seq)?.ok_or_else(|| crate::WardenError::Storage(format!("event {seq} is missing")))?;
+        Ok(decode::<Event>(g.value())?.ts)
+    };
+    let (mut lo, mut hi) = (1u64, last + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if ts_of(mid)? < at {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
 pub fn clamp_limit(limit: Option<usize>) -> usize {
     limit.unwrap_or(DEFAULT_QUERY_LIMIT).clamp(1, MAX_QUERY_LIMIT)
 }
@@ -180,21 +199,15 @@ impl Store {
                 }
                 return Ok(out);
             }
-            // Time index first, then log order: ts ties and clock steps cannot reorder seq.
-            let from = q.from_ms.unwrap_or(0);
-            let to = q.to_ms.unwrap_or(u64::MAX);
-            let mut seqs = Vec::new();
-            for row in r.open_table(EVENTS_BY_TIME)?.range((from, 0)..(to, 0))? {
-                let (_, seq) = row?.0.value();
-                if seq > after {
-                    seqs.push(seq);
-                }
-            }
-            seqs.sort_unstable();
-            for seq in seqs.into_iter().take(limit) {
-                if let Some(g) = events.get(seq)? {
-                    out.push(decode(g.value())?);
-                }
+            // Event time is non-decreasing in seq (see StateMachine::last_ts):
+            // the window is one contiguous seq range, found by binary search.
+            let first = first_seq_at(&events, q.from_ms.unwrap_or(0))?.max(after.saturating_add(1));
+            let end = match q.to_ms {
+                Some(to) => first_seq_at(&events, to)?,
+                None => u64::MAX,
+            };
+            for row in events.range(first..end.max(first))?.take(limit) {
+                out.push(decode(row?.1.value())?);
             }
             Ok(out)
         })
@@ -220,5 +233,58 @@ impl Store {
     /// Index of the last command in the log.
     pub fn last_index(&self) -> Result<u64> {
         self.read(|r| Ok(r.open_table(META)?.get(META_LAST_INDEX)?.map_or(0, |g| g.value())))
+    }
+}
+
+impl Store {
+    /// SHA-256 over every state table (not the log): equal digests mean equal
+    /// state. Replicas compare it to prove they converged.
+    pub fn state_digest(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut feed = |name: &str, k: &[u8], v: &[u8]| {
+            for part in [name.as_bytes(), k, v] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        };
+        self.read(|r| {
+            for (name, def) in [("sessions", SESSIONS), ("turns", TURNS), ("actions", ACTIONS), ("dlq", DLQ)] {
+                for row in r.open_table(def)?.iter()? {
+                    let (k, v) = row?;
+                    feed(name, k.value().as_bytes(), v.value());
+                }
+            }
+            for row in r.open_table(ACTIVE)?.iter()? {
+                feed("active", row?.0.value().as_bytes(), &[]);
+            }
+            for row in r.open_table(IDEMPOTENCY)?.iter()? {
+                let (k, v) = row?;
+                feed("idempotency", k.value().as_bytes(), v.value().as_bytes());
+            }
+            for row in r.open_table(MEMORY)?.iter()? {
+                let (k, v) = row?;
+                let (ns, key) = k.value();
+                feed("memory", format!("{ns}\0{key}").as_bytes(), v.value());
+            }
+            for row in r.open_table(EVENTS)?.iter()? {
+                let (k, v) = row?;
+                feed("events", &k.value().to_be_bytes(), v.value());
+            }
+            Ok(())
+        })?;
+        Ok(format!("{:x}", h.finalize()))
+    }
+
+    /// The log's entries from `from_index` on, in order.
+    pub fn log_entries(&self, from_index: u64, limit: usize) -> Result<Vec<(u64, crate::command::Entry)>> {
+        self.read(|r| {
+            let mut out = Vec::new();
+            for row in r.open_table(LOG)?.range(from_index..)?.take(limit) {
+                let (k, v) = row?;
+                out.push((k.value(), decode(v.value())?));
+            }
+            Ok(out)
+        })
     }
 }

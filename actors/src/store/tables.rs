@@ -20,10 +20,10 @@ pub const DLQ: TableDefinition<&str, Bytes> = TableDefinition::new("dlq");
 pub const MEMORY: TableDefinition<(&str, &str), Bytes> = TableDefinition::new("memory");
 pub const EVENTS: TableDefinition<u64, Bytes> = TableDefinition::new("events");
 pub const EVENTS_BY_CORRELATION: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_correlation");
-pub const EVENTS_BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("events_by_time");
 
 pub const META_LAST_INDEX: &str = "last_index";
 pub const META_NEXT_SEQ: &str = "next_seq";
+pub const META_LAST_TS: &str = "last_ts";
 
 /// Opens (or creates) the database and makes sure every table exists, so
 /// readers never meet a missing table.
@@ -42,7 +42,6 @@ pub fn open_database(path: &Path) -> Result<Database> {
         let _ = txn.open_table(MEMORY)?;
         let _ = txn.open_table(EVENTS)?;
         let _ = txn.open_table(EVENTS_BY_CORRELATION)?;
-        let _ = txn.open_table(EVENTS_BY_TIME)?;
     }
     txn.commit()?;
     Ok(db)
@@ -62,7 +61,6 @@ pub struct Tables<'t> {
     pub memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
     pub events: redb::Table<'t, u64, Bytes>,
     pub events_by_correlation: redb::Table<'t, (&'static str, u64), ()>,
-    pub events_by_time: redb::Table<'t, (u64, u64), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -79,7 +77,6 @@ impl<'t> Tables<'t> {
             memory: txn.open_table(MEMORY)?,
             events: txn.open_table(EVENTS)?,
             events_by_correlation: txn.open_table(EVENTS_BY_CORRELATION)?,
-            events_by_time: txn.open_table(EVENTS_BY_TIME)?,
         })
     }
 }
