@@ -1,6 +1,12 @@
-//! The warden node: CLI support, configuration and the built-in catalog. The
-//! actors, state machine and domain live in `warden-actors`.
+//! The warden node: configuration, the HTTP API and dashboard, metrics, the
+//! demo workload and the process that runs them. The actors, state machine
+//! and domain live in `warden-actors`.
 
 pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod metrics;
+pub mod server;
 
 pub use warden_actors;

@@ -1,9 +1,10 @@
 //! The `warden` command.
 
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use warden::catalog::demo_catalog;
-use warden_actors::{Node, NodeConfig};
+use warden::config::{Overrides, Settings};
+use warden::demo::{self, DemoArgs};
 
 #[derive(Parser)]
 #[command(name = "warden", version, about = "A supervised runtime between AI agents and the tools they call")]
@@ -14,27 +15,50 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one node until Ctrl-C (built-in demo catalog).
+    /// Run one node: HTTP API and dashboard (default 127.0.0.1:8000), until SIGINT/SIGTERM.
     Node {
-        #[arg(long, default_value = "a")]
-        name: String,
-        #[arg(long, default_value = ".warden/a")]
-        data_dir: PathBuf,
+        /// Node config (TOML). Without one: node "a", data in .warden/a, the built-in demo catalog.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address of the HTTP API; port 0 picks a free one (printed at start).
+        #[arg(long)]
+        http_addr: Option<SocketAddr>,
+    },
+    /// Drive a realistic agent workload against a node and check nothing is lost.
+    Demo {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        target: String,
+        #[arg(long, default_value_t = 200)]
+        actions: usize,
+        /// Actions started per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match Cli::parse().command {
-        Command::Node { name, data_dir } => {
-            let node = Node::start(NodeConfig::new(&name, data_dir, demo_catalog())).await?;
-            tracing::info!(node = %name, "node started; Ctrl-C stops it");
-            tokio::signal::ctrl_c().await?;
-            node.shutdown().await?;
+        Command::Node { config, name, data_dir, http_addr } => {
+            let settings = Settings::load(config.as_deref(), Overrides { name, data_dir, http_addr })?;
+            warden::server::run_node(settings).await
+        }
+        Command::Demo { target, actions, rate, seed } => {
+            let summary = demo::run(DemoArgs { target, actions, rate, seed }).await?;
+            summary.print();
+            if summary.lost > 0 || summary.accounted() != summary.submitted {
+                anyhow::bail!("{} of {} actions did not reach a terminal state", summary.lost, summary.submitted);
+            }
+            Ok(())
         }
     }
-    Ok(())
 }

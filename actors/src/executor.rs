@@ -101,17 +101,61 @@ pub fn executor_for(spec: &ExecutorSpec, seed: u64) -> Arc<dyn Executor> {
         ExecutorSpec::Sim { latency_ms, jitter_ms, fail_rate } => {
             Arc::new(SimExecutor { seed, latency_ms: *latency_ms, jitter_ms: *jitter_ms, fail_rate: *fail_rate })
         }
-        ExecutorSpec::Http { url } => Arc::new(Unsupported(format!("http executor for {url} is not available yet"))),
+        ExecutorSpec::Http { url } => Arc::new(HttpExecutor::new(url)),
     }
 }
 
-/// Stands in for an executor kind this build cannot run: every attempt fails permanently.
-struct Unsupported(String);
+/// Real tool behind HTTP: POST `{action_id, capability, args}` with the
+/// `Idempotency-Key` and `X-Correlation-Id` headers. 2xx is success; 5xx,
+/// 408, 429 and transport errors are retryable; other 4xx are permanent.
+/// The timeout is the Executors actor's (the capability's `timeout_ms`).
+pub struct HttpExecutor {
+    url: String,
+    client: reqwest::Client,
+}
+
+/// Longest tool error body quoted in an attempt's error.
+const MAX_ERROR_BODY: usize = 512;
+
+impl HttpExecutor {
+    pub fn new(url: &str) -> Self {
+        Self { url: url.to_owned(), client: reqwest::Client::new() }
+    }
+}
 
 #[async_trait::async_trait]
-impl Executor for Unsupported {
-    async fn execute(&self, _: &ExecRequest) -> AttemptOutcome {
-        AttemptOutcome::Permanent { error: self.0.clone() }
+impl Executor for HttpExecutor {
+    async fn execute(&self, req: &ExecRequest) -> AttemptOutcome {
+        let body = serde_json::json!({
+            "action_id": req.action_id,
+            "capability": req.capability.name,
+            "args": req.args,
+            "attempt": req.attempt,
+        });
+        let sent = self
+            .client
+            .post(&self.url)
+            .header("Idempotency-Key", req.idempotency_key.as_str())
+            .header("X-Correlation-Id", req.correlation_id.as_str())
+            .json(&body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return AttemptOutcome::Retryable { error: format!("POST {}: {e}", self.url) },
+        };
+        let status = response.status();
+        if status.is_success() {
+            return AttemptOutcome::Succeeded;
+        }
+        let mut text = response.text().await.unwrap_or_default();
+        text.truncate(text.floor_char_boundary(MAX_ERROR_BODY));
+        let error = format!("tool answered {status}: {text}");
+        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+            AttemptOutcome::Retryable { error }
+        } else {
+            AttemptOutcome::Permanent { error }
+        }
     }
 }
 

@@ -70,6 +70,10 @@ impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, crate::WardenError> {
         validate_id("IdempotencyKey", raw).map(|()| Self(raw.to_owned()))
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for IdempotencyKey {

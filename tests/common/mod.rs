@@ -92,3 +92,5 @@ pub fn ok_args() -> Value {
 pub fn kinds(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.kind.as_str()).collect()
 }
+pub mod process;
+pub mod tool;

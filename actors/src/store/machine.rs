@@ -516,7 +516,8 @@ fn finish_attempt(
     if error.is_some() {
         action.last_error = error.clone();
     }
-    let data = json!({"attempt": attempt, "outcome": outcome, "latency_ms": latency_ms, "node": rec.entry.node});
+    let data = json!({"attempt": attempt, "outcome": outcome, "latency_ms": latency_ms, "node": rec.entry.node,
+        "capability": action.capability});
     rec.emit_for(t, &mut action, EventKind::ActionAttempt, data)?;
 
     let mut retry_after_ms = None;

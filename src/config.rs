@@ -1,0 +1,165 @@
+//! Node configuration: the TOML file of contract.md, command-line overrides,
+//! and defaults that work with no file at all (the built-in demo catalog).
+
+use crate::catalog::demo_catalog;
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use warden_actors::domain::Capability;
+use warden_actors::node::DEFAULT_CONFIRM_TTL_MS;
+use warden_actors::NodeConfig;
+
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8000";
+
+/// The node config file, as written by operators.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub name: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<SocketAddr>,
+    pub cluster_addr: Option<SocketAddr>,
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
+    pub cookie_file: Option<PathBuf>,
+    /// A separate file of `[[capability]]` tables, relative to this file.
+    pub capabilities: Option<PathBuf>,
+    pub policies_dir: Option<PathBuf>,
+    pub confirm_ttl_ms: Option<u64>,
+    pub sim_seed: Option<u64>,
+    #[serde(default)]
+    pub capability: Vec<Capability>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapabilityFile {
+    #[serde(default)]
+    capability: Vec<Capability>,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub name: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<SocketAddr>,
+}
+
+/// Everything `warden node` needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node: NodeConfig,
+    pub http_addr: SocketAddr,
+}
+
+fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config in {}", path.display()))
+}
+
+impl Settings {
+    /// Loads `path` (if any), applies `overrides`, and fills in defaults.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Settings> {
+        let file: ConfigFile = match path {
+            Some(p) => read_toml(p)?,
+            None => ConfigFile::default(),
+        };
+        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+        let mut capabilities = file.capability;
+        if let Some(extra) = &file.capabilities {
+            let extra: CapabilityFile = read_toml(&base.join(extra))?;
+            capabilities.extend(extra.capability);
+        }
+        if capabilities.is_empty() {
+            capabilities = demo_catalog();
+        }
+        let name = overrides.name.or(file.name).unwrap_or_else(|| "a".to_owned());
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("node name must be letters, digits, - or _; got {name:?}");
+        }
+        let data_dir = overrides.data_dir.or(file.data_dir).unwrap_or_else(|| Path::new(".warden").join(&name));
+        let http_addr = match overrides.http_addr.or(file.http_addr) {
+            Some(a) => a,
+            None => DEFAULT_HTTP_ADDR.parse()?,
+        };
+        let mut node = NodeConfig::new(&name, data_dir, capabilities);
+        node.confirm_ttl_ms = file.confirm_ttl_ms.unwrap_or(DEFAULT_CONFIRM_TTL_MS);
+        node.sim_seed = file.sim_seed.unwrap_or(0);
+        warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Settings { node, http_addr })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_actors::domain::{ExecutorSpec, Tier};
+
+    #[test]
+    fn no_file_means_the_demo_catalog_on_port_8000() {
+        let s = Settings::load(None, Overrides::default()).unwrap();
+        assert_eq!(s.http_addr.port(), 8000);
+        let tiers: Vec<Tier> = s.node.capabilities.iter().map(|c| c.tier).collect();
+        for t in [Tier::Observe, Tier::Reversible, Tier::Confirm, Tier::Forbidden] {
+            assert!(tiers.contains(&t), "demo catalog lacks {t:?}");
+        }
+    }
+
+    #[test]
+    fn the_contract_example_parses_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            r#"
+name = "b"
+data_dir = "data/b"
+http_addr = "127.0.0.1:8100"
+cluster_addr = "127.0.0.1:7400"
+seeds = ["127.0.0.1:7401"]
+capabilities = "caps.toml"
+
+[[capability]]
+name = "email.send"
+tier = 2
+amount_limit = 500
+timeout_ms = 5000
+max_attempts = 3
+backoff_ms = 200
+slo = { p95_ms = 800, error_budget = 0.01 }
+breaker = { failure_threshold = 5, open_ms = 10000 }
+executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0 }
+"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("caps.toml"),
+            "[[capability]]\nname = \"crm\"\ntier = 1\nexecutor = { kind = \"http\", url = \"http://127.0.0.1:9100/crm\" }\n",
+        )
+        .unwrap();
+        let overrides = Overrides { http_addr: Some("127.0.0.1:9999".parse().unwrap()), ..Default::default() };
+        let s = Settings::load(Some(&path), overrides).unwrap();
+        assert_eq!(s.node.name, "b");
+        assert_eq!(s.http_addr.port(), 9999);
+        assert_eq!(s.node.capabilities.len(), 2);
+        assert_eq!(s.node.capabilities[0].amount_limit, Some(500.0));
+        assert_eq!(s.node.capabilities[0].tier, Tier::Confirm);
+        assert!(matches!(&s.node.capabilities[1].executor, ExecutorSpec::Http { url } if url.ends_with("/crm")));
+    }
+
+    #[test]
+    fn mistakes_are_reported_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "nmae = \"typo\"\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
+        assert!(err.contains("nmae"), "{err}");
+        std::fs::write(&path, "[[capability]]\nname = \"x\"\ntier = 7\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
+        assert!(err.contains("tier"), "{err}");
+        let err = Settings::load(Some(&dir.path().join("missing.toml")), Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot read"));
+    }
+}

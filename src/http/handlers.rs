@@ -1,0 +1,291 @@
+//! One function per endpoint. Each parses its input, sends one message to
+//! the node (which forwards it to the owning actor) and shapes the reply.
+
+use super::reply::*;
+use super::Api;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_stream::wrappers::BroadcastStream;
+use warden_actors::domain::Trust;
+use warden_actors::ids::*;
+use warden_actors::memory::PutRequest;
+use warden_actors::pipeline::SubmitRequest;
+use warden_actors::sessions::{ModelCallRequest, OpenTurnRequest};
+use warden_actors::store::{now_ms, RecallQuery, TimelineQuery};
+use warp::http::StatusCode;
+use warp::Reply as _;
+
+/// Longest long-poll of `GET /v1/actions/{id}?wait_ms=`.
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// "Active" sessions had activity this recently.
+pub const ACTIVE_SESSION_WINDOW_MS: u64 = 15 * 60 * 1000;
+
+const DASHBOARD: &str = include_str!("../../static/index.html");
+
+/// Paths that exist for some method (for 405 rather than 404).
+pub fn is_known_path(seg: &[&str]) -> bool {
+    matches!(
+        seg,
+        [] | ["metrics"]
+            | ["v1", "health" | "cluster" | "capabilities" | "sessions" | "actions" | "dlq" | "breakers" | "timeline"]
+            | ["v1", "sessions", _, "turns"]
+            | ["v1", "turns", _, "model-calls"]
+            | ["v1", "memory", _]
+            | ["v1", "memory", _, _]
+            | ["v1", "actions", _]
+            | ["v1", "actions", _, "confirmation"]
+            | ["v1", "dlq", _, "replay" | "provenance"]
+            | ["v1", "correlations", _, "graph"]
+            | ["v1", "events", "stream"]
+    )
+}
+
+pub struct Handlers<'a> {
+    pub api: &'a Api,
+    pub cid: &'a CorrelationId,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenTurnBody {
+    correlation_id: Option<String>,
+    trust: Option<Trust>,
+    summary: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelCallBody {
+    model: String,
+    latency_ms: u64,
+    ok: bool,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryBody {
+    value: Value,
+    #[serde(default)]
+    tags: Vec<String>,
+    turn_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    turn_id: String,
+    capability: String,
+    #[serde(default)]
+    args: Value,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    approve: bool,
+    by: String,
+}
+
+fn limit(q: &Query) -> Result<Option<usize>, ApiError> {
+    Ok(q.u64("limit")?.map(|l| l as usize))
+}
+
+impl Handlers<'_> {
+    pub fn dashboard(&self) -> ApiResult {
+        Ok(warp::reply::html(DASHBOARD).into_response())
+    }
+
+    pub async fn metrics(&self) -> ApiResult {
+        let text = self.api.metrics.render(&self.api.node).await;
+        let reply = warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4; charset=utf-8");
+        Ok(reply.into_response())
+    }
+
+    pub fn health(&self) -> ApiResult {
+        let health = self.api.node.health()?;
+        let name = self.api.node.name().to_owned();
+        let mut body = to_value(&health);
+        body["role"] = json!("leader");
+        body["leader"] = json!(name);
+        json_reply(StatusCode::OK, &body)
+    }
+
+    /// A single node is a cluster of one until the cluster work lands.
+    pub fn cluster(&self) -> ApiResult {
+        let node = &self.api.node;
+        let body = json!({
+            "leader": node.name(),
+            "term": 0,
+            "nodes": [{"name": node.name(), "state": "up", "last_heartbeat_ms": now_ms(), "services": ["all"]}],
+        });
+        json_reply(StatusCode::OK, &body)
+    }
+
+    pub fn capabilities(&self) -> ApiResult {
+        let caps: Vec<_> = self.api.node.catalog().all().iter().map(|c| to_value(&**c)).collect();
+        json_reply(StatusCode::OK, &json!({ "capabilities": caps }))
+    }
+
+    pub async fn open_turn(&self, sid: &str, body: &[u8]) -> ApiResult {
+        let b: OpenTurnBody = parse_json(body)?;
+        let correlation_id = match b.correlation_id {
+            Some(c) => CorrelationId::parse(&c)?,
+            None => self.cid.clone(),
+        };
+        let req = OpenTurnRequest {
+            session_id: Some(SessionId::parse(sid)?),
+            correlation_id: Some(correlation_id),
+            trust: b.trust,
+            summary: b.summary,
+        };
+        let turn = self.api.node.open_turn(req).await?;
+        let body = json!({"turn_id": turn.id, "session_id": turn.session_id, "correlation_id": turn.correlation_id});
+        json_reply(StatusCode::CREATED, &body)
+    }
+
+    pub async fn sessions(&self, q: &Query) -> ApiResult {
+        let since =
+            if q.bool("active")?.unwrap_or(false) { now_ms().saturating_sub(ACTIVE_SESSION_WINDOW_MS) } else { 0 };
+        let sessions = self.api.node.active_sessions(since).await?;
+        json_reply(StatusCode::OK, &json!({ "sessions": sessions }))
+    }
+
+    pub async fn model_call(&self, tid: &str, body: &[u8]) -> ApiResult {
+        let b: ModelCallBody = parse_json(body)?;
+        let req = ModelCallRequest {
+            turn_id: TurnId(tid.to_owned()),
+            model: b.model,
+            latency_ms: b.latency_ms,
+            ok: b.ok,
+            prompt_tokens: b.prompt_tokens,
+            completion_tokens: b.completion_tokens,
+        };
+        let seq = self.api.node.record_model_call(req).await?;
+        json_reply(StatusCode::CREATED, &json!({ "seq": seq }))
+    }
+
+    pub async fn put_memory(&self, ns: &str, key: &str, body: &[u8]) -> ApiResult {
+        let b: MemoryBody = parse_json(body)?;
+        let req = PutRequest {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+            value: b.value,
+            tags: b.tags,
+            turn_id: b.turn_id.map(TurnId),
+            correlation_id: self.cid.clone(),
+        };
+        json_reply(StatusCode::OK, &self.api.node.put_memory(req).await?)
+    }
+
+    pub async fn get_memory(&self, ns: &str, key: &str) -> ApiResult {
+        match self.api.node.get_memory(ns, key).await? {
+            Some(item) => json_reply(StatusCode::OK, &item),
+            None => {
+                Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_memory_key", format!("no key {key:?} in {ns:?}")))
+            }
+        }
+    }
+
+    pub async fn recall(&self, ns: &str, q: &Query) -> ApiResult {
+        let query = RecallQuery {
+            prefix: q.str("prefix").map(Into::into),
+            tag: q.str("tag").map(Into::into),
+            text: q.str("q").map(Into::into),
+            limit: limit(q)?,
+        };
+        let turn = q.str("turn_id").map(|t| TurnId(t.to_owned()));
+        let items = self.api.node.recall(ns, query, turn).await?;
+        json_reply(StatusCode::OK, &json!({ "items": items }))
+    }
+
+    pub async fn submit(&self, body: &[u8]) -> ApiResult {
+        let b: SubmitBody = parse_json(body)?;
+        let req = SubmitRequest {
+            turn_id: TurnId(b.turn_id),
+            capability: b.capability,
+            args: b.args,
+            idempotency_key: b.idempotency_key.as_deref().map(IdempotencyKey::parse).transpose()?,
+        };
+        let a = self.api.node.submit(req).await?;
+        let body =
+            json!({"action_id": a.id, "state": a.state, "decision": a.decision, "idempotency_key": a.idempotency_key});
+        json_reply(StatusCode::ACCEPTED, &body)
+    }
+
+    pub async fn get_action(&self, id: &str, q: &Query) -> ApiResult {
+        let id = ActionId(id.to_owned());
+        let action = match q.u64("wait_ms")? {
+            Some(ms) => self.api.node.wait_action(&id, Duration::from_millis(ms.min(MAX_WAIT_MS))).await?,
+            None => self.api.node.action(&id)?,
+        };
+        json_reply(StatusCode::OK, &action)
+    }
+
+    pub async fn confirm(&self, id: &str, body: &[u8]) -> ApiResult {
+        let b: ConfirmBody = parse_json(body)?;
+        let a = self.api.node.confirm(&ActionId(id.to_owned()), b.approve, &b.by).await?;
+        json_reply(StatusCode::OK, &a)
+    }
+
+    pub fn dlq(&self, q: &Query) -> ApiResult {
+        let pending_only = !q.bool("all")?.unwrap_or(false);
+        let entries = self.api.node.dlq(pending_only, limit(q)?)?;
+        json_reply(StatusCode::OK, &json!({ "entries": entries }))
+    }
+
+    pub async fn replay(&self, id: &str) -> ApiResult {
+        let a = self.api.node.replay_dlq(&DlqId(id.to_owned())).await?;
+        json_reply(StatusCode::ACCEPTED, &json!({"action_id": a.id, "state": a.state, "replay_of": a.replay_of}))
+    }
+
+    pub async fn provenance(&self, id: &str) -> ApiResult {
+        let chain = self.api.node.provenance(&DlqId(id.to_owned())).await?;
+        json_reply(StatusCode::OK, &json!({ "dlq_id": id, "chain": chain }))
+    }
+
+    pub async fn breakers(&self) -> ApiResult {
+        json_reply(StatusCode::OK, &json!({ "breakers": self.api.node.breakers().await? }))
+    }
+
+    pub async fn timeline(&self, q: &Query) -> ApiResult {
+        let query = TimelineQuery {
+            from_ms: q.time_ms("from")?,
+            to_ms: q.time_ms("to")?,
+            after_seq: q.u64("after")?,
+            limit: limit(q)?,
+        };
+        json_reply(StatusCode::OK, &json!({ "events": self.api.node.timeline(query).await? }))
+    }
+
+    pub async fn graph(&self, id: &str) -> ApiResult {
+        json_reply(StatusCode::OK, &self.api.node.correlation_graph(&CorrelationId(id.to_owned())).await?)
+    }
+
+    /// Committed events as server-sent events, until the client leaves or the node stops.
+    pub fn event_stream(&self) -> ApiResult {
+        let mut shutdown = self.api.shutdown.clone();
+        let stop = async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        };
+        let events = BroadcastStream::new(self.api.node.subscribe()).map(|item| {
+            let event = match item {
+                Ok(e) => warp::sse::Event::default()
+                    .id(e.seq.to_string())
+                    .event(e.kind.as_str())
+                    .json_data(&*e)
+                    .unwrap_or_else(|_| warp::sse::Event::default().comment("unencodable event")),
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    warp::sse::Event::default().event("lagged").data(n.to_string())
+                }
+            };
+            Ok::<_, std::convert::Infallible>(event)
+        });
+        let stream = events.take_until(Box::pin(stop));
+        Ok(warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response())
+    }
+}

@@ -1,0 +1,148 @@
+//! Prometheus metrics. Action outcomes and attempt latencies are counted from
+//! the node's committed events (one subscriber task); breaker states and the
+//! DLQ depth are read at scrape time, so they are never stale.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+use warden_actors::breaker::BreakerState;
+use warden_actors::domain::{Event, EventKind};
+use warden_actors::Node;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    capability: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapabilityLabels {
+    capability: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~32 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    actions: Family<OutcomeLabels, Counter>,
+    attempt_latency: Family<CapabilityLabels, Histogram, fn() -> Histogram>,
+    breaker_state: Family<CapabilityLabels, Gauge>,
+    dlq_depth: Gauge,
+    /// Events the counting task missed because it fell behind.
+    missed_events: Counter,
+    last_seq: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("warden");
+        let actions = Family::<OutcomeLabels, Counter>::default();
+        registry.register("actions", "Actions that reached a terminal state, by outcome", actions.clone());
+        let attempt_latency =
+            Family::<CapabilityLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register("attempt_latency_seconds", "Tool call latency per attempt", attempt_latency.clone());
+        let breaker_state = Family::<CapabilityLabels, Gauge>::default();
+        registry.register("breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", breaker_state.clone());
+        let dlq_depth = Gauge::default();
+        registry.register("dlq_depth", "Dead-lettered actions not yet replayed", dlq_depth.clone());
+        let missed_events = Counter::default();
+        registry.register(
+            "metrics_missed_events",
+            "Events the metrics task skipped when lagging",
+            missed_events.clone(),
+        );
+        Self {
+            registry,
+            actions,
+            attempt_latency,
+            breaker_state,
+            dlq_depth,
+            missed_events,
+            last_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts from committed events until the node's event stream closes.
+    /// Holds the node weakly, so it never keeps a stopping node alive.
+    pub fn spawn_collector(self: &Arc<Self>, node: &Arc<Node>) {
+        let me = self.clone();
+        let mut events = node.subscribe();
+        let node = Arc::downgrade(node);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => match node.upgrade() {
+                        Some(node) => me.observe(&node, &event),
+                        None => return,
+                    },
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "metrics fell behind the event stream");
+                        me.missed_events.inc_by(n);
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    fn observe(&self, node: &Node, event: &Event) {
+        self.last_seq.store(event.seq, Ordering::Relaxed);
+        let terminal = match event.kind {
+            EventKind::ActionAttempt => {
+                if let (Some(cap), Some(ms)) = (event.data["capability"].as_str(), event.data["latency_ms"].as_u64()) {
+                    let labels = CapabilityLabels { capability: cap.to_owned() };
+                    self.attempt_latency.get_or_create(&labels).observe(ms as f64 / 1000.0);
+                }
+                false
+            }
+            EventKind::ActionSucceeded | EventKind::ActionFailed | EventKind::ConfirmationExpired => true,
+            EventKind::PolicyDecided => event.data["decision"] == "deny",
+            EventKind::ConfirmationGiven => event.data["approve"] == false,
+            _ => false,
+        };
+        if !terminal {
+            return;
+        }
+        let Some(action) = event.action_id.as_ref().and_then(|id| node.action(id).ok()) else { return };
+        let outcome = serde_json::to_value(action.state).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let labels = OutcomeLabels { capability: action.capability, outcome: outcome.unwrap_or_default() };
+        self.actions.get_or_create(&labels).inc();
+    }
+
+    /// The exposition text, with scrape-time gauges refreshed.
+    pub async fn render(&self, node: &Node) -> String {
+        if let Ok(breakers) = node.breakers().await {
+            for b in breakers {
+                let v = match b.state {
+                    BreakerState::Closed => 0,
+                    BreakerState::HalfOpen => 1,
+                    BreakerState::Open => 2,
+                };
+                self.breaker_state.get_or_create(&CapabilityLabels { capability: b.capability }).set(v);
+            }
+        }
+        if let Ok(depth) = node.store().dlq_depth() {
+            self.dlq_depth.set(depth as i64);
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics encoding failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,80 @@
+//! Runs one node with its HTTP API until SIGINT or SIGTERM, then shuts down
+//! gracefully: stop accepting, finish in-flight requests, flush the log.
+
+use crate::config::Settings;
+use crate::http::{routes, Api};
+use crate::metrics::Metrics;
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use warden_actors::Node;
+
+/// How long in-flight requests get to finish once shutdown starts.
+pub const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+    let addr = listener.local_addr()?;
+    let name = settings.node.name.clone();
+    let data_dir = settings.node.data_dir.clone();
+    let node = Arc::new(Node::start(settings.node).await.context("node did not start")?);
+    let metrics = Arc::new(Metrics::new());
+    metrics.spawn_collector(&node);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api = Arc::new(Api { node: node.clone(), metrics, shutdown: stop_rx });
+
+    // Tests and `warden up` read this line to learn the bound address.
+    println!("warden node {name} listening on http://{addr} (data in {})", data_dir.display());
+    let stopping = stop_tx.clone();
+    let server = warp::serve(routes(api)).incoming(listener).graceful(async move {
+        termination().await;
+        tracing::info!("shutting down: no new requests");
+        let _ = stopping.send(true);
+    });
+    let mut stop_seen = stop_tx.subscribe();
+    let served = tokio::spawn(server.run());
+    let _ = stop_seen.wait_for(|s| *s).await;
+    if tokio::time::timeout(HTTP_DRAIN_TIMEOUT, served).await.is_err() {
+        tracing::warn!("in-flight requests did not finish in {HTTP_DRAIN_TIMEOUT:?}");
+    }
+    let node = sole_owner(node).await?;
+    node.shutdown().await.context("shutdown")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Waits (bounded) until `node` has no other owner: a request or the metrics
+/// task may still hold it for a moment after the server stopped.
+async fn sole_owner(mut node: Arc<Node>) -> anyhow::Result<Node> {
+    let deadline = tokio::time::Instant::now() + HTTP_DRAIN_TIMEOUT;
+    loop {
+        match Arc::try_unwrap(node) {
+            Ok(node) => return Ok(node),
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                node = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => anyhow::bail!("the node is still in use {HTTP_DRAIN_TIMEOUT:?} after the server stopped"),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Real `warden` processes for tests: started on a free port with their own
+//! data dir, waited on by condition (the "listening" line), killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a node may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct NodeProcess {
+    child: Child,
+    pub url: String,
+    data_dir: PathBuf,
+    config: Option<PathBuf>,
+}
+
+impl NodeProcess {
+    /// Starts `warden node` on 127.0.0.1:0 and waits for its listening line.
+    pub fn start(data_dir: &Path, config: Option<&Path>) -> NodeProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+        cmd.args(["node", "--http-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("warden binary starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("warden node did not start listening within {START_TIMEOUT:?}");
+            }
+        };
+        NodeProcess { child, url, data_dir: data_dir.to_owned(), config: config.map(Path::to_owned) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, like `kill -9`: no cleanup of any kind.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits for the exit status, bounded.
+    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} failed");
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A new process on the same data dir and config.
+    pub fn restart(&mut self) {
+        self.kill_9();
+        *self = NodeProcess::start(&self.data_dir, self.config.as_deref());
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
