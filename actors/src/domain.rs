@@ -261,6 +261,13 @@ pub struct Attempt {
     pub outcome: Option<AttemptOutcome>,
 }
 
+impl Attempt {
+    /// Attempt `number`, begun on `node` at `at_ms`, not finished yet.
+    pub fn started(number: u32, node: &str, at_ms: u64) -> Self {
+        Self { number, node: node.to_owned(), started_ms: at_ms, finished_ms: None, latency_ms: None, outcome: None }
+    }
+}
+
 /// A submitted action and everything that happened to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Action {

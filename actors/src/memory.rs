@@ -7,7 +7,7 @@ use crate::domain::MemoryItem;
 use crate::error::{Result, WardenError};
 use crate::ids::{CorrelationId, TurnId};
 use crate::limits::{MAX_MEMORY_VALUE_BYTES, MAX_TAGS};
-use crate::runtime::Runtime;
+use crate::runtime::{propose_and_reply, Runtime};
 use crate::store::RecallQuery;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
@@ -80,21 +80,17 @@ impl Actor for MemoryEngine {
                     let _ = reply.send(Err(e));
                     return Ok(());
                 }
-                let ledger = rt.ledger.clone();
-                tokio::spawn(async move {
-                    let cmd = Command::PutMemory {
-                        ns: req.ns,
-                        key: req.key,
-                        value: req.value,
-                        tags: req.tags,
-                        turn_id: req.turn_id,
-                        correlation_id: req.correlation_id,
-                    };
-                    let result = ledger.propose(cmd).await.and_then(|r| match r {
-                        Response::Memory(item) => Ok(item),
-                        other => Err(WardenError::Storage(format!("unexpected response {other:?}"))),
-                    });
-                    let _ = reply.send(result);
+                let cmd = Command::PutMemory {
+                    ns: req.ns,
+                    key: req.key,
+                    value: req.value,
+                    tags: req.tags,
+                    turn_id: req.turn_id,
+                    correlation_id: req.correlation_id,
+                };
+                propose_and_reply(&rt.ledger, cmd, reply, |r| match r {
+                    Response::Memory(item) => Some(item),
+                    _ => None,
                 });
             }
             MemoryMsg::Get { ns, key, reply } => {

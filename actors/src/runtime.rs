@@ -2,6 +2,7 @@
 //! directory, the capability catalog and the background tasks that drive
 //! actions. It outlives any one actor, so a restarted actor finds it intact.
 
+use crate::command::{Command, Response};
 use crate::directory::Directory;
 use crate::domain::Capability;
 use crate::error::{Result, WardenError};
@@ -95,4 +96,23 @@ pub struct Runtime {
     pub tasks: Arc<TaskSet>,
     /// How long a tier-2 action waits for its confirmation.
     pub confirm_ttl_ms: u64,
+}
+
+/// Proposes `cmd` without blocking the calling actor, then answers `reply`
+/// with what `pick` takes from the response (the actor's mailbox keeps
+/// flowing, and concurrent proposals share a commit).
+pub fn propose_and_reply<T: Send + 'static>(
+    ledger: &Arc<Ledger>,
+    cmd: Command,
+    reply: ractor::RpcReplyPort<Result<T>>,
+    pick: fn(Response) -> Option<T>,
+) {
+    let ledger = ledger.clone();
+    tokio::spawn(async move {
+        let result = ledger.propose(cmd).await.and_then(|response| {
+            let unexpected = format!("unexpected response {response:?}");
+            pick(response).ok_or(WardenError::Storage(unexpected))
+        });
+        let _ = reply.send(result);
+    });
 }

@@ -6,7 +6,7 @@ use crate::command::{Command, Response};
 use crate::domain::{Session, Trust, Turn};
 use crate::error::{Result, WardenError};
 use crate::ids::*;
-use crate::runtime::Runtime;
+use crate::runtime::{propose_and_reply, Runtime};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use std::sync::Arc;
@@ -80,13 +80,9 @@ impl Actor for Sessions {
                     trust: req.trust,
                     summary: req.summary,
                 };
-                let ledger = rt.ledger.clone();
-                tokio::spawn(async move {
-                    let result = ledger.propose(cmd).await.and_then(|r| match r {
-                        Response::Turn(turn) => Ok(turn),
-                        other => Err(WardenError::Storage(format!("unexpected response {other:?}"))),
-                    });
-                    let _ = reply.send(result);
+                propose_and_reply(&rt.ledger, cmd, reply, |r| match r {
+                    Response::Turn(turn) => Some(turn),
+                    _ => None,
                 });
             }
             SessionMsg::RecordModelCall(req, reply) => {
@@ -106,13 +102,9 @@ impl Actor for Sessions {
                     prompt_tokens: req.prompt_tokens,
                     completion_tokens: req.completion_tokens,
                 };
-                let ledger = rt.ledger.clone();
-                tokio::spawn(async move {
-                    let result = ledger.propose(cmd).await.and_then(|r| match r {
-                        Response::Recorded { seq } => Ok(seq),
-                        other => Err(WardenError::Storage(format!("unexpected response {other:?}"))),
-                    });
-                    let _ = reply.send(result);
+                propose_and_reply(&rt.ledger, cmd, reply, |r| match r {
+                    Response::Recorded { seq } => Some(seq),
+                    _ => None,
                 });
             }
             SessionMsg::Active { since_ms, reply } => {

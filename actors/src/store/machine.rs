@@ -459,14 +459,7 @@ fn dispatch(t: &mut Tables<'_>, rec: &mut Recorder<'_>, id: &ActionId, attempt: 
         last.outcome = Some(AttemptOutcome::Interrupted);
         last.finished_ms = Some(at);
     }
-    action.attempts.push(Attempt {
-        number: attempt,
-        node: rec.entry.node.clone(),
-        started_ms: at,
-        finished_ms: None,
-        latency_ms: None,
-        outcome: None,
-    });
+    action.attempts.push(Attempt::started(attempt, &rec.entry.node, at));
     action.state = ActionState::Running;
     let data = json!({"attempt": attempt, "node": rec.entry.node, "takeover": takeover});
     rec.emit_for(t, &mut action, EventKind::ActionDispatched, data)?;
@@ -492,14 +485,7 @@ fn finish_attempt(
             return Err(WardenError::BadInput("an attempt is interrupted only by a re-dispatch".into()))
         }
         (ActionState::Pending, AttemptOutcome::BreakerOpen) if attempt == action.current_attempt() + 1 => {
-            action.attempts.push(Attempt {
-                number: attempt,
-                node: rec.entry.node.clone(),
-                started_ms: at,
-                finished_ms: None,
-                latency_ms: None,
-                outcome: None,
-            });
+            action.attempts.push(Attempt::started(attempt, &rec.entry.node, at));
         }
         (ActionState::Running, _) if attempt == action.current_attempt() => {}
         _ => return Err(stale()),
