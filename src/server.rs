@@ -52,10 +52,12 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
         let _ = stopping.send(true);
     });
     let mut stop_seen = stop_tx.subscribe();
-    let served = tokio::spawn(server.run());
+    let mut served = tokio::spawn(server.run());
     let _ = stop_seen.wait_for(|s| *s).await;
-    if tokio::time::timeout(HTTP_DRAIN_TIMEOUT, served).await.is_err() {
-        tracing::warn!("in-flight requests did not finish in {HTTP_DRAIN_TIMEOUT:?}");
+    if tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut served).await.is_err() {
+        tracing::warn!("in-flight requests did not finish in {HTTP_DRAIN_TIMEOUT:?}; dropping them");
+        served.abort();
+        let _ = served.await;
     }
     let node = sole_owner(node).await?;
     node.shutdown().await.context("shutdown")?;

@@ -23,6 +23,7 @@ async fn replaying_the_log_rebuilds_identical_state() {
         let turn = if i % 3 == 0 { &low } else { &t };
         ids.push(submit(&node, turn, cap, json!({"amount": i * 10})).await.id);
     }
+    let mut approve = false;
     let failing = submit(&node, &t, "flaky.api", json!({"_sim": {"fail": true}})).await;
     terminal(&node, &failing.id).await;
     let entry = node.dlq(true, None).unwrap().pop().unwrap();
@@ -31,7 +32,8 @@ async fn replaying_the_log_rebuilds_identical_state() {
     for id in &ids {
         let a = node.action(id).unwrap();
         if a.state == ActionState::AwaitingConfirmation {
-            node.confirm(id, ids.len() % 2 == 0, "op").await.unwrap();
+            approve = !approve; // alternate: both paths end up in the log
+            node.confirm(id, approve, "op").await.unwrap();
         }
     }
     // A rejected command is in the log too, and must replay as a rejection.

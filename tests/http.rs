@@ -259,6 +259,7 @@ async fn http_executor_retries_server_errors_with_one_idempotency_key() {
     assert_eq!(s.keys.len(), 3);
     assert!(s.keys.iter().all(|k| k == &s.keys[0] && !k.is_empty()), "one key: {:?}", s.keys);
     assert_eq!(s.keys[0], done["idempotency_key"].as_str().unwrap());
+    assert_eq!(s.completed.get(&s.keys[0]), Some(&1), "no call after the successful one");
 }
 
 #[tokio::test]
@@ -290,7 +291,7 @@ async fn kill_9_mid_execution_then_restart_completes_the_action_with_the_same_ke
     let s = tool.state.lock();
     assert_eq!(s.keys.len(), 2, "the tool saw the key at most twice");
     assert!(s.keys.iter().all(|k| k == &s.keys[0]));
-    assert_eq!(s.effects.get(&s.keys[0]), Some(&1), "and applied its effect once");
+    assert_eq!(s.completed.get(&s.keys[0]), Some(&1), "and completed it once");
 }
 
 #[tokio::test]

@@ -185,8 +185,10 @@ async fn breaker_opens_after_threshold_fails_fast_half_opens_and_closes() {
     // After open_ms, one probe goes through; its success closes the breaker.
     // The open interval itself is what is under test here, so this waits it out.
     tokio::time::sleep(Duration::from_millis(350)).await;
+    let mut events = node.subscribe();
     let probe = submit(&node, &t, "fragile.api", ok_args()).await;
     assert_eq!(terminal(&node, &probe.id).await.state, ActionState::Succeeded);
+    next_event(&mut events, |e| e.kind == EventKind::BreakerChanged && e.data["state"] == "closed").await;
     assert_eq!(breaker_state().await.unwrap().state, BreakerState::Closed);
 
     let changes: Vec<String> = node
@@ -270,5 +272,38 @@ async fn bad_input_gets_typed_errors_and_the_node_keeps_serving() {
     let health = node.health().unwrap();
     assert_eq!(health.status, "ok");
     assert!(health.actors.iter().all(|a| a.restarts == 0), "{:?}", health.actors);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dlq_entry_is_not_replayed_twice_while_its_replay_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir).await;
+    let t = turn(&node, Trust::Normal).await;
+    // Every attempt fails after 200 ms: the replay is still running when the second request comes.
+    let a = submit(&node, &t, "flaky.api", json!({"_sim": {"fail": true, "latency_ms": 200}})).await;
+    assert_eq!(terminal(&node, &a.id).await.state, ActionState::DeadLettered);
+    let entry = node.dlq(true, None).unwrap().pop().unwrap();
+    let first = node.replay_dlq(&entry.id).await.unwrap();
+    let err = node.replay_dlq(&entry.id).await.unwrap_err();
+    assert_eq!(err.code(), "wrong_state", "{err}");
+    // Once that replay has failed too, another one is allowed.
+    assert_eq!(terminal(&node, &first.id).await.state, ActionState::DeadLettered);
+    let second = node.replay_dlq(&entry.id).await.unwrap();
+    assert_ne!(second.id, first.id);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn crash_injection_through_args_needs_the_node_to_allow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.fault_injection = false;
+    let node = warden_actors::Node::start(config).await.unwrap();
+    let t = turn(&node, Trust::Normal).await;
+    let a = submit(&node, &t, "flaky.api", json!({"_sim": {"panic_attempts": 5}})).await;
+    let done = terminal(&node, &a.id).await;
+    assert_eq!((done.state, done.attempts.len()), (ActionState::Succeeded, 1));
+    assert!(node.health().unwrap().actors.iter().all(|x| x.restarts == 0));
     node.shutdown().await.unwrap();
 }

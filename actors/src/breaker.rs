@@ -80,6 +80,12 @@ impl Breaker {
         }
     }
 
+    /// An admitted call that never reached the tool: frees the half-open probe
+    /// slot without counting a success or a failure.
+    pub fn release(&mut self) {
+        self.probe_in_flight = false;
+    }
+
     /// Records a call's result. Returns the new state when it changed.
     pub fn record(&mut self, success: bool, now: Instant) -> Option<BreakerState> {
         let before = self.state;
@@ -130,6 +136,8 @@ pub enum BreakerMsg {
     Admit(String, RpcReplyPort<bool>),
     /// How a call went (`true` = success).
     Record(String, bool),
+    /// An admitted attempt that was never made (see `Breaker::release`).
+    Release(String),
     Snapshot(RpcReplyPort<Vec<BreakerView>>),
 }
 
@@ -190,6 +198,11 @@ impl Actor for Breakers {
             BreakerMsg::Record(cap, success) => {
                 if let Some(to) = state.breakers.get_mut(&cap).and_then(|b| b.record(success, now)) {
                     state.changed(&cap, to);
+                }
+            }
+            BreakerMsg::Release(cap) => {
+                if let Some(b) = state.breakers.get_mut(&cap) {
+                    b.release();
                 }
             }
             BreakerMsg::Snapshot(reply) => {

@@ -44,7 +44,8 @@ pub trait Executor: Send + Sync {
 /// action's `args._sim` forces an outcome (tests rely on it):
 /// `fail: true | "permanent"`, `fail_attempts: n` (fail attempts 1..=n),
 /// `latency_ms: n` (with `latency_attempts: k`, only attempts 1..=k are slow),
-/// `panic_attempts: n` (the executor actor panics on attempts 1..=n).
+/// `panic_attempts: n` (the executor actor panics on attempts 1..=n; only on a
+/// node started with `NodeConfig::fault_injection`).
 pub struct SimExecutor {
     pub seed: u64,
     pub latency_ms: u64,
@@ -169,6 +170,8 @@ pub struct Executors;
 pub struct ExecutorsArgs {
     pub capabilities: Vec<Arc<Capability>>,
     pub seed: u64,
+    /// Honour `_sim.panic_attempts` (tests only: it lets a client crash the actor).
+    pub fault_injection: bool,
 }
 
 struct Pool {
@@ -178,6 +181,7 @@ struct Pool {
 
 pub struct ExecutorsState {
     pools: HashMap<String, Pool>,
+    fault_injection: bool,
 }
 
 impl Actor for Executors {
@@ -197,7 +201,7 @@ impl Actor for Executors {
                 (c.name.clone(), pool)
             })
             .collect();
-        Ok(ExecutorsState { pools })
+        Ok(ExecutorsState { pools, fault_injection: args.fault_injection })
     }
 
     async fn handle(
@@ -212,16 +216,24 @@ impl Actor for Executors {
             let _ = reply.send(ExecResult { outcome: AttemptOutcome::Permanent { error }, latency_ms: 0 });
             return Ok(());
         };
-        if matches!(req.capability.executor, ExecutorSpec::Sim { .. }) && SimExecutor::wants_panic(&req) {
+        let sim = matches!(req.capability.executor, ExecutorSpec::Sim { .. });
+        if state.fault_injection && sim && SimExecutor::wants_panic(&req) {
             panic!("simulated executor crash (action {}, attempt {})", req.action_id, req.attempt);
         }
         let executor = pool.executor.clone();
         let permits = pool.permits.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else { return };
+            // The timeout covers the wait for a permit too, so a queued call
+            // can never start after the driver has given up on it.
             let timeout = Duration::from_millis(req.capability.timeout_ms);
             let started = Instant::now();
-            let outcome = match tokio::time::timeout(timeout, executor.execute(&req)).await {
+            let call = async {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return AttemptOutcome::Retryable { error: "executor pool closed".into() };
+                };
+                executor.execute(&req).await
+            };
+            let outcome = match tokio::time::timeout(timeout, call).await {
                 Ok(outcome) => outcome,
                 Err(_) => AttemptOutcome::Retryable { error: format!("timed out after {} ms", timeout.as_millis()) },
             };

@@ -47,6 +47,8 @@ pub struct NodeConfig {
     /// Seed of the sim executors: the same seed replays the same outcomes.
     pub sim_seed: u64,
     pub supervisor: SupervisorConfig,
+    /// Lets `_sim.panic_attempts` crash the Executors actor (supervision tests).
+    pub fault_injection: bool,
 }
 
 impl NodeConfig {
@@ -59,6 +61,7 @@ impl NodeConfig {
             confirm_ttl_ms: DEFAULT_CONFIRM_TTL_MS,
             sim_seed: 0,
             supervisor: SupervisorConfig::default(),
+            fault_injection: false,
         }
     }
 }
@@ -117,7 +120,7 @@ impl Node {
             confirm_ttl_ms: config.confirm_ttl_ms,
         });
         let engine: Arc<dyn PolicyEngine> = Arc::new(NativePolicy);
-        let (caps, seed) = (catalog.all(), config.sim_seed);
+        let (caps, seed, fault_injection) = (catalog.all(), config.sim_seed, config.fault_injection);
         let (r1, r2, r3, r4, l1, s1) =
             (rt.clone(), rt.clone(), rt.clone(), rt.clone(), ledger.clone(), rt.store.clone());
         let caps2 = caps.clone();
@@ -125,7 +128,7 @@ impl Node {
         let children = vec![
             child(POLICY, move || (PolicyStore, engine.clone())),
             child(BREAKERS, move || (Breakers, BreakersArgs { capabilities: caps.clone(), ledger: l1.clone() })),
-            child(EXECUTORS, move || (Executors, ExecutorsArgs { capabilities: caps2.clone(), seed })),
+            child(EXECUTORS, move || (Executors, ExecutorsArgs { capabilities: caps2.clone(), seed, fault_injection })),
             child(SESSIONS, move || (Sessions, r1.clone())),
             child(MEMORY, move || (MemoryEngine, r2.clone())),
             child(TIMELINE, move || (Timeline, s1.clone())),
@@ -218,6 +221,7 @@ impl Node {
         match current {
             Ok(action) if !action.state.is_terminal() => {}
             other => {
+                drop(terminal);
                 self.rt.ledger.forget_waiters(id);
                 return other;
             }

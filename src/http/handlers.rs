@@ -220,7 +220,14 @@ impl Handlers<'_> {
     pub async fn get_action(&self, id: &str, q: &Query) -> ApiResult {
         let id = ActionId(id.to_owned());
         let action = match q.u64("wait_ms")? {
-            Some(ms) => self.api.node.wait_action(&id, Duration::from_millis(ms.min(MAX_WAIT_MS))).await?,
+            Some(ms) => {
+                // A long-poll ends early when the node starts shutting down.
+                let mut stopping = self.api.shutdown.clone();
+                tokio::select! {
+                    waited = self.api.node.wait_action(&id, Duration::from_millis(ms.min(MAX_WAIT_MS))) => waited?,
+                    _ = stopping.wait_for(|s| *s) => self.api.node.action(&id)?,
+                }
+            }
             None => self.api.node.action(&id)?,
         };
         json_reply(StatusCode::OK, &action)

@@ -40,6 +40,7 @@ pub fn catalog() -> Vec<Capability> {
 pub fn config(dir: &TempDir) -> NodeConfig {
     let mut config = NodeConfig::new("n1", dir.path(), catalog());
     config.supervisor = SupervisorConfig { backoff_base: Duration::from_millis(5), ..SupervisorConfig::default() };
+    config.fault_injection = true;
     config
 }
 

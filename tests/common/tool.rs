@@ -14,8 +14,9 @@ use warp::Filter;
 pub struct ToolState {
     /// Every request's key, in arrival order.
     pub keys: Vec<String>,
-    /// Effects applied, per key (dedup by key: at most 1 each).
-    pub effects: HashMap<String, u32>,
+    /// Requests answered with success, per key: warden must not make a
+    /// second successful call for a key (at most 1 each).
+    pub completed: HashMap<String, u32>,
     /// Answer the first `fail_first` requests with 500.
     pub fail_first: u32,
     /// Hold the first `hold_first` requests this long before answering.
@@ -54,9 +55,7 @@ impl Tool {
                     if fail {
                         return warp::reply::with_status("try again", StatusCode::INTERNAL_SERVER_ERROR);
                     }
-                    let mut s = state.lock();
-                    let applied = s.effects.entry(key).or_default();
-                    *applied = 1; // idempotent: a repeated key has no second effect
+                    *state.lock().completed.entry(key).or_default() += 1;
                     warp::reply::with_status("done", StatusCode::OK)
                 }
             });

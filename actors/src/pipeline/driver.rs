@@ -29,14 +29,38 @@ pub fn resume(rt: &Arc<Runtime>) -> Result<usize> {
     Ok(active.len())
 }
 
+/// First and longest pause before a driver retries after a transient error.
+const DRIVER_RETRY_MIN: Duration = Duration::from_millis(50);
+const DRIVER_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often an expiry that the log found "not due yet" is tried again.
+const EXPIRY_RECHECK: Duration = Duration::from_millis(100);
+
 pub fn start(rt: &Arc<Runtime>, action: Action) {
     let key = format!("drive:{}", action.id);
     let task_rt = rt.clone();
     rt.tasks.spawn_unique(key, async move {
         let id = action.id.clone();
-        if let Err(e) = drive(&task_rt, action).await {
-            // Left for the next start (or takeover) to resume from the log.
-            tracing::warn!(action = %id, error = %e, "driver stopped before a terminal state");
+        let mut action = action;
+        let mut pause = DRIVER_RETRY_MIN;
+        loop {
+            match drive(&task_rt, action).await {
+                Ok(()) => return,
+                // A restarting actor or a failed commit passes: try again from the log's view.
+                Err(e @ (WardenError::Unavailable(_) | WardenError::Storage(_))) => {
+                    tracing::warn!(action = %id, error = %e, ?pause, "driver retrying after a transient error");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(DRIVER_RETRY_MAX);
+                    action = match task_rt.store.action(&id) {
+                        Ok(Some(a)) if !a.state.is_terminal() => a,
+                        _ => return,
+                    };
+                }
+                Err(e) => {
+                    // e.g. a stale attempt: someone else drives this action now.
+                    tracing::warn!(action = %id, error = %e, "driver stopped before a terminal state");
+                    return;
+                }
+            }
         }
     });
 }
@@ -48,10 +72,22 @@ pub fn arm_expiry(rt: &Arc<Runtime>, action: &Action) {
     rt.tasks.spawn_unique(format!("expire:{id}"), async move {
         let wait = deadline.saturating_sub(now_ms());
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        // Confirmed meanwhile → WrongState, which is the expected race.
-        match task_rt.ledger.propose(Command::ExpireConfirmation { action_id: id.clone() }).await {
-            Ok(_) | Err(WardenError::WrongState(_)) => {}
-            Err(e) => tracing::warn!(action = %id, error = %e, "could not expire confirmation"),
+        loop {
+            match task_rt.ledger.propose(Command::ExpireConfirmation { action_id: id.clone() }).await {
+                Ok(_) => return,
+                Err(e) => {
+                    // Confirmed meanwhile is the expected race; anything else
+                    // (a clock that stepped back, a failed commit) is retried
+                    // while the action still waits.
+                    let waiting = matches!(task_rt.store.action(&id),
+                        Ok(Some(a)) if a.state == ActionState::AwaitingConfirmation);
+                    if !waiting {
+                        return;
+                    }
+                    tracing::debug!(action = %id, error = %e, "expiry not applied yet; retrying");
+                    tokio::time::sleep(EXPIRY_RECHECK).await;
+                }
+            }
         }
     });
 }
@@ -63,7 +99,15 @@ async fn drive(rt: &Runtime, mut action: Action) -> Result<()> {
         let breakers = rt.directory.get::<BreakerMsg>(BREAKERS)?;
         let admitted = call(&breakers, |r| BreakerMsg::Admit(capability.name.clone(), r)).await?;
         let (outcome, latency_ms) = if admitted {
-            action = as_action(rt.ledger.propose(Command::Dispatch { action_id: action.id.clone(), attempt }).await?)?;
+            let dispatched = rt.ledger.propose(Command::Dispatch { action_id: action.id.clone(), attempt }).await;
+            action = match dispatched.and_then(as_action) {
+                Ok(a) => a,
+                Err(e) => {
+                    // The attempt never reaches the tool: give back a half-open probe slot.
+                    let _ = breakers.cast(BreakerMsg::Release(capability.name.clone()));
+                    return Err(e);
+                }
+            };
             let req = ExecRequest {
                 action_id: action.id.clone(),
                 capability: capability.clone(),

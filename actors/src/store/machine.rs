@@ -124,11 +124,16 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Appends `entry` to the log at the next index and applies it.
+    /// Appends `entry` to the log at the next index and applies it. The outer
+    /// error is a storage failure (the whole batch must fail: it may have
+    /// written half a command); the inner one is the command's rejection.
     pub fn append_and_apply(&mut self, t: &mut Tables<'_>, entry: &Entry) -> Result<Result<Applied>> {
         self.last_index += 1;
         t.log.insert(self.last_index, encode(entry)?.as_slice())?;
-        Ok(self.apply(t, entry))
+        match self.apply(t, entry) {
+            Err(WardenError::Storage(e)) => Err(WardenError::Storage(e)),
+            applied => Ok(applied),
+        }
     }
 
     /// Applies one log entry. Deterministic: same tables + same entry → same result.
@@ -192,8 +197,8 @@ impl StateMachine {
                     confirm_ttl_ms: *confirm_ttl_ms,
                     replay_of: None,
                 };
-                touch_session(t, &turn.session_id, at)?;
                 let action = create_action(t, &mut rec, &turn, spec, turn.opened_seq)?;
+                touch_session(t, &turn.session_id, at)?;
                 let terminal = action.state.is_terminal().then(|| action.clone());
                 (Response::Action { action: Box::new(action), created: true }, terminal)
             }
@@ -201,7 +206,8 @@ impl StateMachine {
                 let mut action = action_of(t, action_id)?;
                 let deadline = action.confirm_deadline_ms.unwrap_or(u64::MAX);
                 if action.state != ActionState::AwaitingConfirmation || at >= deadline {
-                    let state = if at >= deadline { ActionState::Expired } else { action.state };
+                    let expired = action.state == ActionState::AwaitingConfirmation;
+                    let state = if expired { ActionState::Expired } else { action.state };
                     return Err(WardenError::NotAwaitingConfirmation {
                         action: action_id.to_string(),
                         state: state_name(state),
@@ -484,7 +490,14 @@ fn finish_attempt(
         (_, AttemptOutcome::Interrupted) => {
             return Err(WardenError::BadInput("an attempt is interrupted only by a re-dispatch".into()))
         }
-        (ActionState::Pending, AttemptOutcome::BreakerOpen) if attempt == action.current_attempt() + 1 => {
+        (ActionState::Pending | ActionState::Running, AttemptOutcome::BreakerOpen)
+            if attempt == action.current_attempt() + 1 =>
+        {
+            // On a running action this is a takeover that failed fast.
+            if let Some(last) = action.attempts.last_mut().filter(|_| action.state == ActionState::Running) {
+                last.outcome = Some(AttemptOutcome::Interrupted);
+                last.finished_ms = Some(at);
+            }
             action.attempts.push(Attempt::started(attempt, &rec.entry.node, at));
         }
         (ActionState::Running, _) if attempt == action.current_attempt() => {}
@@ -563,6 +576,19 @@ fn replay_dlq(
     if t.actions.get(new_id.as_str())?.is_some() {
         return Err(WardenError::WrongState(format!("action {new_id} already exists")));
     }
+    // One replay at a time, and none after one that did not fail: a replay
+    // that is still running or has succeeded must not run the tool again.
+    if let Some(last) = entry.replays.last() {
+        let last = action_of(t, last)?;
+        let failed = matches!(last.state, ActionState::DeadLettered | ActionState::Failed);
+        if !failed {
+            return Err(WardenError::WrongState(format!(
+                "dead-letter entry {dlq_id} was already replayed as {} ({})",
+                last.id,
+                state_name(last.state)
+            )));
+        }
+    }
     let original = action_of(t, &entry.action_id)?;
     let turn = turn_of(t, &original.turn_id)?;
     let scope = Scope::of_action(&original);
@@ -609,5 +635,71 @@ pub fn replay_log(source: &super::Store, target: &redb::Database) -> Result<u64>
         }
         txn.commit()?;
         next = machine.last_index + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Decision, Tier, Verdict};
+
+    fn entry(cmd: Command) -> Entry {
+        Entry { at_ms: 1_000, node: "n".into(), cmd }
+    }
+
+    /// Applies `cmds` in one transaction on a fresh database; returns each result.
+    fn run(cmds: Vec<Command>) -> Vec<Result<Applied>> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(&dir.path().join("t.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
+        let mut tables = Tables::open(&txn).unwrap();
+        cmds.into_iter().map(|c| machine.append_and_apply(&mut tables, &entry(c)).unwrap()).collect()
+    }
+
+    fn allow() -> Decision {
+        Decision { decision: Verdict::Allow, tier: Tier::Observe, reasons: vec![], policy_hash: "t".into() }
+    }
+
+    #[test]
+    fn a_takeover_that_meets_an_open_breaker_is_recorded_not_rejected() {
+        let (turn, act) = (TurnId("turn_1".into()), ActionId("act_1".into()));
+        let results = run(vec![
+            Command::OpenTurn {
+                turn_id: turn.clone(),
+                session_id: SessionId("s".into()),
+                correlation_id: CorrelationId("c".into()),
+                trust: None,
+                summary: None,
+            },
+            Command::SubmitAction {
+                action_id: act.clone(),
+                turn_id: turn,
+                capability: "x".into(),
+                args: json!({}),
+                idempotency_key: None,
+                decision: allow(),
+                max_attempts: 3,
+                backoff_ms: 10,
+                confirm_ttl_ms: 1_000,
+            },
+            Command::Dispatch { action_id: act.clone(), attempt: 1 },
+            // The node died during attempt 1; the resumed driver finds the breaker open.
+            Command::FinishAttempt {
+                action_id: act.clone(),
+                attempt: 2,
+                outcome: AttemptOutcome::BreakerOpen,
+                latency_ms: 0,
+            },
+            // A late result of the interrupted attempt is fenced off.
+            Command::FinishAttempt { action_id: act, attempt: 1, outcome: AttemptOutcome::Succeeded, latency_ms: 5 },
+        ]);
+        let Ok(Applied { response: Response::AttemptDone { action, retry_after_ms }, .. }) = &results[3] else {
+            panic!("breaker-open takeover rejected: {:?}", results[3]);
+        };
+        assert_eq!(action.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
+        assert_eq!(action.attempts[1].outcome, Some(AttemptOutcome::BreakerOpen));
+        assert_eq!((action.state, retry_after_ms.is_some()), (ActionState::Pending, true));
+        assert!(matches!(results[4], Err(WardenError::StaleAttempt { .. })));
     }
 }

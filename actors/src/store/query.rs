@@ -140,8 +140,15 @@ impl Store {
         })
     }
 
+    /// Dead-lettered actions not yet replayed (all of them, no page limit).
     pub fn dlq_depth(&self) -> Result<usize> {
-        Ok(self.dlq_entries(true, Some(MAX_QUERY_LIMIT))?.len())
+        self.read(|r| {
+            let mut depth = 0;
+            for row in r.open_table(DLQ)?.iter()? {
+                depth += usize::from(decode::<DlqEntry>(row?.1.value())?.replays.is_empty());
+            }
+            Ok(depth)
+        })
     }
 
     pub fn memory(&self, ns: &str, key: &str) -> Result<Option<MemoryItem>> {
