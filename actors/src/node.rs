@@ -21,7 +21,7 @@ use ractor::{Actor, ActorCell, ActorRef, Message};
 use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const POLICY: &str = "policy_store";
@@ -80,7 +80,9 @@ pub struct Node {
     rt: Arc<Runtime>,
     supervisor: ActorRef<SupervisorMsg>,
     supervisor_done: tokio::task::JoinHandle<()>,
-    db: Weak<redb::Database>,
+    /// Kept so that shutdown drops the last handle itself: redb releases its
+    /// file lock in `Drop`, which must have finished before shutdown returns.
+    db: Arc<redb::Database>,
 }
 
 fn child<A, F>(name: &'static str, make: F) -> ChildSpec
@@ -145,7 +147,7 @@ impl Node {
             data: json!({"node": config.name, "capabilities": catalog.all().len()}),
         };
         ledger.propose(started).await?;
-        Ok(Node { rt, supervisor, supervisor_done, db: Arc::downgrade(&db) })
+        Ok(Node { rt, supervisor, supervisor_done, db })
     }
 
     pub fn name(&self) -> &str {
@@ -284,15 +286,18 @@ impl Node {
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, supervisor_done).await;
         rt.ledger.close().await;
         drop(rt);
-        // Aborted tasks drop their handles on their next poll; wait for the
-        // last one so the database file can be opened again at once.
+        // Aborted tasks drop their handles on their next poll; wait until ours
+        // is the last, then close the database here so the file can be opened
+        // again as soon as this returns.
         let deadline = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
-        while db.strong_count() > 0 {
+        while Arc::strong_count(&db) > 1 {
             if tokio::time::Instant::now() > deadline {
                 return Err(WardenError::Unavailable("storage still in use after shutdown".into()));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok(())
+        tokio::task::spawn_blocking(move || drop(db))
+            .await
+            .map_err(|e| WardenError::Storage(format!("closing the database: {e}")))
     }
 }
