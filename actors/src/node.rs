@@ -109,7 +109,13 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| WardenError::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let catalog = Arc::new(Catalog::new(config.capabilities.clone())?);
-        let db = Arc::new(open_database(&config.data_dir.join("warden.redb"))?);
+        let path = config.data_dir.join("warden.redb");
+        let db = Arc::new(open_database(&path).map_err(|e| {
+            WardenError::Storage(format!(
+                "cannot open {}: {e} (is another warden node using this data dir?)",
+                path.display()
+            ))
+        })?);
         let ledger = Arc::new(Ledger::start(db.clone(), &config.name, config.durability)?);
         let directory = Arc::new(Directory::default());
         let rt = Arc::new(Runtime {
