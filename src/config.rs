@@ -2,6 +2,7 @@
 //! and defaults that work with no file at all (the built-in demo catalog).
 
 use crate::catalog::demo_catalog;
+use crate::cluster::{load_cookie, ClusterSettings};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -45,6 +46,10 @@ pub struct Overrides {
     pub name: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
+    pub cluster_addr: Option<SocketAddr>,
+    /// Replaces the file's seeds when not empty.
+    pub seeds: Vec<SocketAddr>,
+    pub cookie_file: Option<PathBuf>,
 }
 
 /// Everything `warden node` needs.
@@ -52,6 +57,8 @@ pub struct Overrides {
 pub struct Settings {
     pub node: NodeConfig,
     pub http_addr: SocketAddr,
+    /// Set when the node joins a cluster (`cluster_addr` given).
+    pub cluster: Option<ClusterSettings>,
 }
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
@@ -88,7 +95,15 @@ impl Settings {
         node.confirm_ttl_ms = file.confirm_ttl_ms.unwrap_or(DEFAULT_CONFIRM_TTL_MS);
         node.sim_seed = file.sim_seed.unwrap_or(0);
         warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Settings { node, http_addr })
+        let cluster = match overrides.cluster_addr.or(file.cluster_addr) {
+            None => None,
+            Some(addr) => {
+                let cookie_file = overrides.cookie_file.or_else(|| file.cookie_file.map(|f| base.join(f)));
+                let seeds = if overrides.seeds.is_empty() { file.seeds } else { overrides.seeds };
+                Some(ClusterSettings { addr, seeds, cookie: load_cookie(cookie_file.as_deref())? })
+            }
+        };
+        Ok(Settings { node, http_addr, cluster })
     }
 }
 
@@ -140,7 +155,11 @@ executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0 }
         )
         .unwrap();
         let overrides = Overrides { http_addr: Some("127.0.0.1:9999".parse().unwrap()), ..Default::default() };
+        std::fs::write(dir.path().join("cookie"), "0123456789abcdef-secret\n").unwrap();
+        let overrides = Overrides { cookie_file: Some(dir.path().join("cookie")), ..overrides };
         let s = Settings::load(Some(&path), overrides).unwrap();
+        let cluster = s.cluster.expect("cluster_addr given");
+        assert_eq!((cluster.cookie.as_str(), cluster.seeds.len()), ("0123456789abcdef-secret", 1));
         assert_eq!(s.node.name, "b");
         assert_eq!(s.http_addr.port(), 9999);
         assert_eq!(s.node.capabilities.len(), 2);
@@ -161,5 +180,13 @@ executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0 }
         assert!(err.contains("tier"), "{err}");
         let err = Settings::load(Some(&dir.path().join("missing.toml")), Overrides::default()).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read"));
+        std::fs::write(dir.path().join("short"), "abc").unwrap();
+        let overrides = Overrides {
+            cluster_addr: Some("127.0.0.1:7400".parse().unwrap()),
+            cookie_file: Some(dir.path().join("short")),
+            ..Overrides::default()
+        };
+        let err = format!("{:#}", Settings::load(None, overrides).unwrap_err());
+        assert!(err.contains("at least"), "{err}");
     }
 }

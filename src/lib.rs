@@ -3,6 +3,7 @@
 //! and domain live in `warden-actors`.
 
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -27,6 +27,15 @@ enum Command {
         /// Address of the HTTP API; port 0 picks a free one (printed at start).
         #[arg(long)]
         http_addr: Option<SocketAddr>,
+        /// Join a cluster: this node's cluster transport address.
+        #[arg(long)]
+        cluster_addr: Option<SocketAddr>,
+        /// A peer's cluster address to join through (repeat for several).
+        #[arg(long = "seed")]
+        seeds: Vec<SocketAddr>,
+        /// File holding the cluster cookie (else $WARDEN_COOKIE).
+        #[arg(long)]
+        cookie_file: Option<PathBuf>,
     },
     /// Drive a realistic agent workload against a node and check nothing is lost.
     Demo {
@@ -48,8 +57,9 @@ async fn main() -> anyhow::Result<()> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match Cli::parse().command {
-        Command::Node { config, name, data_dir, http_addr } => {
-            let settings = Settings::load(config.as_deref(), Overrides { name, data_dir, http_addr })?;
+        Command::Node { config, name, data_dir, http_addr, cluster_addr, seeds, cookie_file } => {
+            let overrides = Overrides { name, data_dir, http_addr, cluster_addr, seeds, cookie_file };
+            let settings = Settings::load(config.as_deref(), overrides)?;
             warden::server::run_node(settings).await
         }
         Command::Demo { target, actions, rate, seed } => {

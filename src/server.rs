@@ -38,10 +38,14 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
     let name = settings.node.name.clone();
     let data_dir = settings.node.data_dir.clone();
     let node = Arc::new(Node::start(settings.node).await.context("node did not start")?);
+    let cluster = match settings.cluster {
+        Some(c) => Some(Arc::new(crate::cluster::Cluster::start(&name, c).await?)),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     metrics.spawn_collector(&node);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let api = Arc::new(Api { node: node.clone(), metrics, shutdown: stop_rx });
+    let api = Arc::new(Api { node: node.clone(), metrics, shutdown: stop_rx, cluster: cluster.clone() });
 
     // Tests and `warden up` read this line to learn the bound address.
     println!("warden node {name} listening on http://{addr} (data in {})", data_dir.display());
@@ -58,6 +62,9 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in {HTTP_DRAIN_TIMEOUT:?}; dropping them");
         served.abort();
         let _ = served.await;
+    }
+    if let Some(c) = &cluster {
+        c.stop();
     }
     let node = sole_owner(node).await?;
     node.shutdown().await.context("shutdown")?;

@@ -115,14 +115,18 @@ impl Handlers<'_> {
         json_reply(StatusCode::OK, &body)
     }
 
-    /// A single node is a cluster of one until the cluster work lands.
+    /// This node and the peers its cluster transport is connected to. Until
+    /// replication lands, each node leads its own state (no term).
     pub fn cluster(&self) -> ApiResult {
         let node = &self.api.node;
-        let body = json!({
-            "leader": node.name(),
-            "term": 0,
-            "nodes": [{"name": node.name(), "state": "up", "last_heartbeat_ms": now_ms(), "services": ["all"]}],
-        });
+        let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "since_ms": now_ms()})];
+        let transport = self.api.cluster.as_ref().map(|c| c.view());
+        if let Some(view) = &transport {
+            nodes.extend(view.peers.iter().map(
+                |p| json!({"name": p.name, "state": p.state, "cluster_addr": p.cluster_addr, "since_ms": p.since_ms}),
+            ));
+        }
+        let body = json!({"leader": node.name(), "term": 0, "nodes": nodes, "transport": transport});
         json_reply(StatusCode::OK, &body)
     }
 

@@ -28,6 +28,8 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     /// Flips to true when the server starts shutting down; ends live streams.
     pub shutdown: watch::Receiver<bool>,
+    /// The cluster transport, when the node is part of one.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The whole API as one warp filter.

@@ -15,13 +15,24 @@ pub struct NodeProcess {
     pub url: String,
     data_dir: PathBuf,
     config: Option<PathBuf>,
+    args: Vec<String>,
+}
+
+/// A free TCP port on loopback (for listeners that cannot take port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl NodeProcess {
     /// Starts `warden node` on 127.0.0.1:0 and waits for its listening line.
     pub fn start(data_dir: &Path, config: Option<&Path>) -> NodeProcess {
+        NodeProcess::start_with(data_dir, config, &[])
+    }
+
+    /// `start` with more `warden node` arguments (kept for `restart`).
+    pub fn start_with(data_dir: &Path, config: Option<&Path>, args: &[String]) -> NodeProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-        cmd.args(["node", "--http-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
+        cmd.args(["node", "--http-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(args);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -44,7 +55,13 @@ impl NodeProcess {
                 panic!("warden node did not start listening within {START_TIMEOUT:?}");
             }
         };
-        NodeProcess { child, url, data_dir: data_dir.to_owned(), config: config.map(Path::to_owned) }
+        NodeProcess {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+            config: config.map(Path::to_owned),
+            args: args.to_vec(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -74,7 +91,7 @@ impl NodeProcess {
     /// A new process on the same data dir and config.
     pub fn restart(&mut self) {
         self.kill_9();
-        *self = NodeProcess::start(&self.data_dir, self.config.as_deref());
+        *self = NodeProcess::start_with(&self.data_dir, self.config.as_deref(), &self.args);
     }
 }
 

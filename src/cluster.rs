@@ -1,0 +1,202 @@
+//! Cluster transport: a ractor_cluster `NodeServer` on `cluster_addr`, peers
+//! authenticated by a shared cookie (challenge/response; the cookie never
+//! crosses the wire), seeds dialled and re-dialled with backoff —
+//! ractor_cluster itself never reconnects. The table of peers it keeps is what
+//! `GET /v1/cluster` shows.
+//!
+//! Liveness (heartbeats, failure detection, service placement) is the
+//! Registry's job and builds on this; a session here only says "connected".
+
+use anyhow::{bail, Context};
+use parking_lot::RwLock;
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use warden_actors::store::now_ms;
+
+/// Environment variable that holds the cookie when no cookie file is given.
+pub const COOKIE_ENV: &str = "WARDEN_COOKIE";
+/// Shortest cookie accepted: it is the cluster's only shared secret.
+pub const MIN_COOKIE_LEN: usize = 16;
+/// Backoff between attempts to reach a seed that is not connected.
+pub const SEED_RETRY_MIN: Duration = Duration::from_millis(100);
+pub const SEED_RETRY_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub addr: SocketAddr,
+    pub seeds: Vec<SocketAddr>,
+    pub cookie: String,
+}
+
+/// Reads the cookie from `file`, else from `WARDEN_COOKIE`; refuses to go on without one.
+pub fn load_cookie(file: Option<&Path>) -> anyhow::Result<String> {
+    let cookie = match file {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read cookie file {}", path.display()))?
+        }
+        None => std::env::var(COOKIE_ENV)
+            .with_context(|| format!("a cluster node needs a cookie: set cookie_file or {COOKIE_ENV}"))?,
+    };
+    let cookie = cookie.trim().to_owned();
+    if cookie.len() < MIN_COOKIE_LEN || cookie.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("the cookie must be at least {MIN_COOKIE_LEN} printable characters without spaces");
+    }
+    Ok(cookie)
+}
+
+/// A peer as this node sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Peer {
+    pub name: String,
+    pub cluster_addr: String,
+    pub state: &'static str,
+    pub since_ms: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    peers: BTreeMap<String, Peer>,
+    /// Sessions that closed before authenticating: wrong cookie, or not a warden node.
+    rejected_sessions: u64,
+}
+
+enum SessionEvent {
+    Ready(NodeServerSessionInformation),
+    Authenticated(NodeServerSessionInformation),
+    Disconnected(NodeServerSessionInformation),
+}
+
+struct Forward(mpsc::UnboundedSender<SessionEvent>);
+
+impl NodeEventSubscription for Forward {
+    fn node_session_opened(&self, _: NodeServerSessionInformation) {}
+    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(SessionEvent::Authenticated(ses));
+    }
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(SessionEvent::Ready(ses));
+    }
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(SessionEvent::Disconnected(ses));
+    }
+}
+
+/// What `GET /v1/cluster` reports about the transport.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterView {
+    pub cluster_addr: String,
+    pub peers: Vec<Peer>,
+    pub rejected_sessions: u64,
+}
+
+pub struct Cluster {
+    server: ActorRef<NodeServerMessage>,
+    addr: SocketAddr,
+    table: Arc<RwLock<Table>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn peer_of(ses: &NodeServerSessionInformation) -> Option<(String, String)> {
+    let name = ses.peer_name.as_ref()?;
+    let short = name.name.split('@').next().unwrap_or(&name.name).to_owned();
+    Some((short, name.connection_string.clone()))
+}
+
+impl Cluster {
+    pub async fn start(node_name: &str, settings: ClusterSettings) -> anyhow::Result<Cluster> {
+        let server = NodeServer::new(
+            settings.addr.port(),
+            settings.cookie.clone(),
+            node_name.to_owned(),
+            settings.addr.ip().to_string(),
+            None,
+            Some(NodeConnectionMode::Transitive),
+        )
+        .with_listen_addr(settings.addr.ip());
+        let (server, _) = Actor::spawn(None, server, ()).await.context("cluster server did not start")?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        server
+            .cast(NodeServerMessage::SubscribeToEvents { id: "warden".into(), subscription: Box::new(Forward(tx)) })
+            .context("cannot subscribe to cluster sessions")?;
+        let table = Arc::new(RwLock::new(Table::default()));
+        let mut tasks = Vec::new();
+        let events_table = table.clone();
+        let me = node_name.to_owned();
+        tasks.push(tokio::spawn(async move {
+            // Which sessions authenticated, so a close before that counts as a rejection.
+            let mut authenticated = std::collections::HashSet::new();
+            while let Some(event) = rx.recv().await {
+                let mut t = events_table.write();
+                match event {
+                    SessionEvent::Authenticated(ses) => {
+                        authenticated.insert(ses.node_id);
+                    }
+                    SessionEvent::Ready(ses) => {
+                        let Some((name, addr)) = peer_of(&ses) else { continue };
+                        tracing::info!(node = %me, peer = %name, "peer connected");
+                        t.peers.insert(name.clone(), Peer { name, cluster_addr: addr, state: "connected", since_ms: now_ms() });
+                    }
+                    SessionEvent::Disconnected(ses) => {
+                        if !authenticated.remove(&ses.node_id) {
+                            t.rejected_sessions += 1;
+                            tracing::warn!(node = %me, peer_addr = %ses.peer_addr, "cluster session closed before authenticating");
+                            continue;
+                        }
+                        let Some((name, _)) = peer_of(&ses) else { continue };
+                        // A duplicate session closing must not hide the live one.
+                        if let Some(p) = t.peers.get_mut(&name) {
+                            p.state = "disconnected";
+                            p.since_ms = now_ms();
+                        }
+                    }
+                }
+            }
+        }));
+        for seed in settings.seeds.iter().copied().filter(|s| *s != settings.addr) {
+            tasks.push(tokio::spawn(keep_connected(server.clone(), table.clone(), seed)));
+        }
+        Ok(Cluster { server, addr: settings.addr, table, tasks })
+    }
+
+    pub fn view(&self) -> ClusterView {
+        let t = self.table.read();
+        ClusterView {
+            cluster_addr: self.addr.to_string(),
+            peers: t.peers.values().cloned().collect(),
+            rejected_sessions: t.rejected_sessions,
+        }
+    }
+
+    pub fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.server.stop(None);
+    }
+}
+
+/// Dials `seed` whenever no connected peer lives at that address.
+async fn keep_connected(server: ActorRef<NodeServerMessage>, table: Arc<RwLock<Table>>, seed: SocketAddr) {
+    let target = seed.to_string();
+    let mut pause = SEED_RETRY_MIN;
+    loop {
+        let connected = table.read().peers.values().any(|p| p.cluster_addr == target && p.state == "connected");
+        if connected {
+            pause = SEED_RETRY_MIN;
+        } else if let Err(e) = ractor_cluster::client_connect(&server, seed).await {
+            tracing::debug!(%seed, error = %e, "seed not reachable yet");
+        }
+        tokio::time::sleep(pause).await;
+        if !connected {
+            pause = (pause * 2).min(SEED_RETRY_MAX);
+        }
+    }
+}
