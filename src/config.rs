@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use warden_actors::domain::Capability;
 use warden_actors::node::DEFAULT_CONFIRM_TTL_MS;
+use warden_actors::registry::RegistryConfig;
 use warden_actors::NodeConfig;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8000";
@@ -29,6 +30,10 @@ pub struct ConfigFile {
     pub policies_dir: Option<PathBuf>,
     pub confirm_ttl_ms: Option<u64>,
     pub sim_seed: Option<u64>,
+    /// Failure detector: heartbeat period, and silences that make a peer suspect / down.
+    pub heartbeat_ms: Option<u64>,
+    pub suspect_after_ms: Option<u64>,
+    pub down_after_ms: Option<u64>,
     #[serde(default)]
     pub capability: Vec<Capability>,
 }
@@ -94,6 +99,17 @@ impl Settings {
         let mut node = NodeConfig::new(&name, data_dir, capabilities);
         node.confirm_ttl_ms = file.confirm_ttl_ms.unwrap_or(DEFAULT_CONFIRM_TTL_MS);
         node.sim_seed = file.sim_seed.unwrap_or(0);
+        let ms = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_millis);
+        let d = &node.registry;
+        node.registry = RegistryConfig {
+            heartbeat: ms(file.heartbeat_ms, d.heartbeat),
+            suspect_after: ms(file.suspect_after_ms, d.suspect_after),
+            down_after: ms(file.down_after_ms, d.down_after),
+        };
+        let r = &node.registry;
+        if r.heartbeat.is_zero() || r.suspect_after <= r.heartbeat || r.down_after <= r.suspect_after {
+            bail!("need 0 < heartbeat_ms < suspect_after_ms < down_after_ms");
+        }
         warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cluster = match overrides.cluster_addr.or(file.cluster_addr) {
             None => None,
@@ -175,6 +191,9 @@ executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0 }
         std::fs::write(&path, "nmae = \"typo\"\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("nmae"), "{err}");
+        std::fs::write(&path, "heartbeat_ms = 500\ndown_after_ms = 400\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
+        assert!(err.contains("heartbeat_ms"), "{err}");
         std::fs::write(&path, "[[capability]]\nname = \"x\"\ntier = 7\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("tier"), "{err}");

@@ -97,3 +97,104 @@ async fn a_peer_that_comes_back_is_reconnected() {
     until(&a, "a reconnects to the restarted b", |v| peers_in(v, "connected") == ["b"]).await;
     until(&b, "and b to a", |v| peers_in(v, "connected") == ["a"]).await;
 }
+
+fn state_of(view: &Value, name: &str) -> Option<String> {
+    view["nodes"].as_array()?.iter().find(|n| n["name"] == name).map(|n| n["state"].as_str().unwrap().to_owned())
+}
+
+/// A dead node must be declared down within this (the target is 2 s; this
+/// bound leaves room for a loaded CI machine and the polling itself).
+const DETECTION_BOUND: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_killed_or_frozen_node_is_declared_down_and_rejoins_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cookie = dir.path().join("cookie");
+    std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let args = |name: &str, i: usize| node_args(name, ports[i], &[ports[(i + 1) % 3], ports[(i + 2) % 3]], &cookie);
+    let a = NodeProcess::start_with(&dir.path().join("a"), None, &args("a", 0));
+    let b = NodeProcess::start_with(&dir.path().join("b"), None, &args("b", 1));
+    let mut c = NodeProcess::start_with(&dir.path().join("c"), None, &args("c", 2));
+    for (node, others) in [(&a, ["b", "c"]), (&b, ["a", "c"]), (&c, ["a", "b"])] {
+        until(node, "heartbeats show every peer up", |v| {
+            others.iter().all(|o| state_of(v, o).as_deref() == Some("up"))
+        })
+        .await;
+    }
+
+    // kill -9: both survivors declare it down.
+    c.kill_9();
+    let killed = std::time::Instant::now();
+    for node in [&a, &b] {
+        until(node, "c declared down", |v| state_of(v, "c").as_deref() == Some("down")).await;
+    }
+    assert!(killed.elapsed() < DETECTION_BOUND, "down after {:?}", killed.elapsed());
+    c.restart();
+    until(&a, "c rejoins after restart", |v| state_of(v, "c").as_deref() == Some("up")).await;
+
+    // SIGSTOP: the TCP session stays open, yet the silence is noticed.
+    let frozen = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-STOP", &c.pid().to_string()]).status().unwrap().success());
+    until(&a, "a frozen c declared down", |v| state_of(v, "c").as_deref() == Some("down")).await;
+    assert!(frozen.elapsed() < DETECTION_BOUND, "down after {:?}", frozen.elapsed());
+    assert!(std::process::Command::new("kill").args(["-CONT", &c.pid().to_string()]).status().unwrap().success());
+    let view = until(&a, "c up again after SIGCONT", |v| state_of(v, "c").as_deref() == Some("up")).await;
+    let rejoins = view["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "c").unwrap()["rejoins"].as_u64();
+    assert_eq!(rejoins, Some(2));
+
+    let events: Value = reqwest::get(format!("{}/v1/timeline?limit=10000", a.url)).await.unwrap().json().await.unwrap();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["node"] == "c")
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in ["node.joined", "node.suspect", "node.down"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+}
+
+/// Detection time over 20 kills, from the kill to the survivor's `node.down`
+/// event. A measurement, not a gate: run it with
+/// `cargo nextest run --release --test cluster --run-ignored only detection_time_over_20_kills --no-capture`.
+#[tokio::test]
+#[ignore]
+async fn detection_time_over_20_kills() {
+    const KILLS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let cookie = dir.path().join("cookie");
+    std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let args = |name: &str, i: usize| node_args(name, ports[i], &[ports[(i + 1) % 3], ports[(i + 2) % 3]], &cookie);
+    let a = NodeProcess::start_with(&dir.path().join("a"), None, &args("a", 0));
+    let _b = NodeProcess::start_with(&dir.path().join("b"), None, &args("b", 1));
+    let mut c = NodeProcess::start_with(&dir.path().join("c"), None, &args("c", 2));
+    let mut times = Vec::new();
+    for round in 0..KILLS {
+        until(&a, "c up", |v| state_of(v, "c").as_deref() == Some("up")).await;
+        let killed_ms = warden_actors::store::now_ms();
+        c.kill_9();
+        until(&a, "c down", |v| state_of(v, "c").as_deref() == Some("down")).await;
+        let events: Value = reqwest::get(format!("{}/v1/timeline?from={killed_ms}&limit=10000", a.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let down = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "node.down" && e["data"]["node"] == "c")
+            .expect("a node.down event after the kill");
+        let ms = down["ts"].as_u64().unwrap() - killed_ms;
+        println!("kill {round:2}: declared down after {ms} ms");
+        times.push(ms);
+        c.restart();
+    }
+    times.sort_unstable();
+    println!("detection over {KILLS} kills: median {} ms, max {} ms", times[KILLS / 2], times[KILLS - 1]);
+    assert!(times[KILLS - 1] < 2_000, "a kill took {} ms to detect", times[KILLS - 1]);
+}

@@ -393,6 +393,12 @@ pub enum EventKind {
     ActorRestarted,
     #[serde(rename = "node.started")]
     NodeStarted,
+    #[serde(rename = "node.joined")]
+    NodeJoined,
+    #[serde(rename = "node.suspect")]
+    NodeSuspect,
+    #[serde(rename = "node.down")]
+    NodeDown,
 }
 
 impl EventKind {
@@ -416,6 +422,9 @@ impl EventKind {
             Self::BreakerChanged => "breaker.changed",
             Self::ActorRestarted => "actor.restarted",
             Self::NodeStarted => "node.started",
+            Self::NodeJoined => "node.joined",
+            Self::NodeSuspect => "node.suspect",
+            Self::NodeDown => "node.down",
         }
     }
 }

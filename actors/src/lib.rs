@@ -13,6 +13,7 @@ pub mod memory;
 pub mod node;
 pub mod pipeline;
 pub mod policy;
+pub mod registry;
 pub mod runtime;
 pub mod sessions;
 pub mod store;

@@ -12,6 +12,7 @@ use crate::ids::*;
 use crate::memory::{MemoryEngine, MemoryMsg, PutRequest};
 use crate::pipeline::{Pipeline, PipelineMsg, SubmitRequest};
 use crate::policy::{NativePolicy, PolicyEngine, PolicyStore};
+use crate::registry::{PeerTable, Registry, RegistryArgs, RegistryConfig, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{ModelCallRequest, OpenTurnRequest, SessionMsg, Sessions};
 use crate::store::{open_database, Durability, Ledger, RecallQuery, Store, TimelineQuery};
@@ -31,6 +32,7 @@ pub const SESSIONS: &str = "sessions";
 pub const MEMORY: &str = "memory_engine";
 pub const TIMELINE: &str = "timeline";
 pub const PIPELINE: &str = "pipeline";
+pub const REGISTRY: &str = "registry";
 
 /// Default time a tier-2 action waits for its confirmation (contract.md).
 pub const DEFAULT_CONFIRM_TTL_MS: u64 = 300_000;
@@ -49,6 +51,7 @@ pub struct NodeConfig {
     pub supervisor: SupervisorConfig,
     /// Lets `_sim.panic_attempts` crash the Executors actor (supervision tests).
     pub fault_injection: bool,
+    pub registry: RegistryConfig,
 }
 
 impl NodeConfig {
@@ -62,6 +65,7 @@ impl NodeConfig {
             sim_seed: 0,
             supervisor: SupervisorConfig::default(),
             fault_injection: false,
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -132,6 +136,7 @@ impl Node {
         let (r1, r2, r3, r4, l1, s1) =
             (rt.clone(), rt.clone(), rt.clone(), rt.clone(), ledger.clone(), rt.store.clone());
         let caps2 = caps.clone();
+        let (node_name, registry_config, l2) = (config.name.clone(), config.registry.clone(), ledger.clone());
         // Order matters: the pipeline resumes actions, which needs the others up.
         let children = vec![
             child(POLICY, move || (PolicyStore, engine.clone())),
@@ -140,6 +145,11 @@ impl Node {
             child(SESSIONS, move || (Sessions, r1.clone())),
             child(MEMORY, move || (MemoryEngine, r2.clone())),
             child(TIMELINE, move || (Timeline, s1.clone())),
+            child(REGISTRY, move || {
+                let args =
+                    RegistryArgs { node: node_name.clone(), config: registry_config.clone(), ledger: l2.clone() };
+                (Registry, args)
+            }),
             child(PIPELINE, move || (Pipeline, r3.clone())),
         ];
         drop(r4);
@@ -245,6 +255,11 @@ impl Node {
 
     pub fn dlq(&self, pending_only: bool, limit: Option<usize>) -> Result<Vec<DlqEntry>> {
         self.rt.store.dlq_entries(pending_only, limit)
+    }
+
+    /// Peers as the Registry's failure detector sees them.
+    pub async fn peers(&self) -> Result<PeerTable> {
+        call(&self.actor(REGISTRY)?, RegistryMsg::Peers).await
     }
 
     pub async fn breakers(&self) -> Result<Vec<BreakerView>> {

@@ -115,17 +115,17 @@ impl Handlers<'_> {
         json_reply(StatusCode::OK, &body)
     }
 
-    /// This node and the peers its cluster transport is connected to. Until
-    /// replication lands, each node leads its own state (no term).
-    pub fn cluster(&self) -> ApiResult {
+    /// This node, its peers as the Registry's failure detector sees them, and
+    /// the transport's sessions. Until replication lands, each node leads its
+    /// own state (no term).
+    pub async fn cluster(&self) -> ApiResult {
         let node = &self.api.node;
-        let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "since_ms": now_ms()})];
-        let transport = self.api.cluster.as_ref().map(|c| c.view());
-        if let Some(view) = &transport {
-            nodes.extend(view.peers.iter().map(
-                |p| json!({"name": p.name, "state": p.state, "cluster_addr": p.cluster_addr, "since_ms": p.since_ms}),
-            ));
+        let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": now_ms()})];
+        for p in self.api.node.peers().await?.0 {
+            nodes.push(json!({"name": p.name, "state": p.state, "last_heartbeat_ms": p.last_heartbeat_ms,
+                "silence_ms": p.silence_ms, "rejoins": p.rejoins}));
         }
+        let transport = self.api.cluster.as_ref().map(|c| c.view());
         let body = json!({"leader": node.name(), "term": 0, "nodes": nodes, "transport": transport});
         json_reply(StatusCode::OK, &body)
     }

@@ -104,7 +104,7 @@ impl Api {
             (Method::GET, []) => h.dashboard(),
             (Method::GET, ["metrics"]) => h.metrics().await,
             (Method::GET, ["v1", "health"]) => h.health(),
-            (Method::GET, ["v1", "cluster"]) => h.cluster(),
+            (Method::GET, ["v1", "cluster"]) => h.cluster().await,
             (Method::GET, ["v1", "capabilities"]) => h.capabilities(),
             (Method::POST, ["v1", "sessions", sid, "turns"]) => h.open_turn(sid, &body().await?).await,
             (Method::GET, ["v1", "sessions"]) => h.sessions(q).await,

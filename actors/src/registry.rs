@@ -1,0 +1,241 @@
+//! Registry: cluster membership by heartbeat. Every node's Registry joins one
+//! process group; every `heartbeat` it casts a heartbeat to each remote
+//! member, and judges each peer by how long it has been silent:
+//! `up` → `suspect` after `suspect_after` → `down` after `down_after`, and back
+//! to `up` (rejoined) when heartbeats resume. Changes are timeline events.
+//!
+//! Why a plain timeout and not phi-accrual: heartbeats here travel over
+//! loopback or a LAN at a fixed 100 ms, so the inter-arrival distribution
+//! phi-accrual would learn is nearly constant; what varies is scheduling
+//! stalls of a busy 2-core VM, which a fixed margin (10 missed beats) covers
+//! while keeping the "down within 2 s" bound explicit. ractor_cluster's own
+//! sessions never time out (a frozen peer stays "connected"), which is why
+//! liveness is judged here, from the heartbeats alone.
+
+use crate::command::Command;
+use crate::domain::EventKind;
+use crate::ids::CorrelationId;
+use crate::store::{now_ms, Ledger};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The process group every node's Registry joins.
+pub const REGISTRY_GROUP: &str = "warden.registry";
+
+/// Heartbeat timing. The defaults declare a silent node down after 1 s.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    pub heartbeat: Duration,
+    pub suspect_after: Duration,
+    pub down_after: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(100),
+            suspect_after: Duration::from_millis(500),
+            down_after: Duration::from_millis(1_000),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    Up,
+    Suspect,
+    Down,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub from: String,
+    pub seq: u64,
+}
+
+/// One peer as the failure detector sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerHealth {
+    pub name: String,
+    pub state: PeerState,
+    pub last_heartbeat_ms: u64,
+    pub silence_ms: u64,
+    /// Times it came back after being declared down.
+    pub rejoins: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerTable(pub Vec<PeerHealth>);
+
+/// MessagePack on the wire for cluster payloads: one impl per type, by macro.
+macro_rules! wire {
+    ($($t:ty),*) => {$(
+        impl ractor::BytesConvertable for $t {
+            fn into_bytes(self) -> Vec<u8> {
+                rmp_serde::to_vec_named(&self).expect("cluster payloads always encode")
+            }
+            fn from_bytes(bytes: Vec<u8>) -> Self {
+                // A panic here is caught by ractor, which drops the message.
+                rmp_serde::from_slice(&bytes).expect("malformed cluster payload")
+            }
+        }
+    )*};
+}
+wire!(Heartbeat, PeerTable);
+
+#[derive(RactorClusterMessage)]
+pub enum RegistryMsg {
+    Heartbeat(Heartbeat),
+    /// Time to send heartbeats and judge peers.
+    Tick,
+    #[rpc]
+    Peers(RpcReplyPort<PeerTable>),
+}
+
+pub struct Registry;
+
+pub struct RegistryArgs {
+    pub node: String,
+    pub config: RegistryConfig,
+    pub ledger: Arc<Ledger>,
+}
+
+struct Peer {
+    state: PeerState,
+    last_seen: Instant,
+    last_heartbeat_ms: u64,
+    rejoins: u32,
+}
+
+pub struct RegistryState {
+    args: RegistryArgs,
+    seq: u64,
+    peers: BTreeMap<String, Peer>,
+}
+
+impl RegistryState {
+    fn record(&self, kind: EventKind, peer: &str, data: serde_json::Value) {
+        tracing::info!(node = %self.args.node, peer, kind = kind.as_str(), "membership changed");
+        let ledger = self.args.ledger.clone();
+        let cmd = Command::RecordEvent { kind, correlation_id: CorrelationId(format!("node:{peer}")), data };
+        tokio::spawn(async move {
+            if let Err(e) = ledger.propose(cmd).await {
+                tracing::warn!(error = %e, "could not record a membership event");
+            }
+        });
+    }
+
+    fn heard(&mut self, hb: Heartbeat) {
+        if hb.from == self.args.node {
+            return;
+        }
+        let now = Instant::now();
+        match self.peers.get_mut(&hb.from) {
+            None => {
+                self.peers.insert(
+                    hb.from.clone(),
+                    Peer { state: PeerState::Up, last_seen: now, last_heartbeat_ms: now_ms(), rejoins: 0 },
+                );
+                self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": false}));
+            }
+            Some(peer) => {
+                let was = peer.state;
+                peer.last_seen = now;
+                peer.last_heartbeat_ms = now_ms();
+                peer.state = PeerState::Up;
+                if was == PeerState::Down {
+                    peer.rejoins += 1;
+                    self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": true}));
+                }
+            }
+        }
+    }
+
+    fn judge(&mut self) {
+        let now = Instant::now();
+        let (suspect_after, down_after) = (self.args.config.suspect_after, self.args.config.down_after);
+        let mut changes = Vec::new();
+        for (name, peer) in &mut self.peers {
+            let silence = now.duration_since(peer.last_seen);
+            let state = if silence >= down_after {
+                PeerState::Down
+            } else if silence >= suspect_after {
+                PeerState::Suspect
+            } else {
+                PeerState::Up
+            };
+            // Only heartbeats bring a peer back up; silence only moves it down.
+            if state != peer.state && state != PeerState::Up && peer.state != PeerState::Down {
+                peer.state = state;
+                changes.push((name.clone(), state, silence));
+            }
+        }
+        for (name, state, silence) in changes {
+            let kind = if state == PeerState::Down { EventKind::NodeDown } else { EventKind::NodeSuspect };
+            self.record(kind, &name, json!({"node": name, "silence_ms": silence.as_millis() as u64}));
+        }
+    }
+
+    fn table(&self) -> PeerTable {
+        let now = Instant::now();
+        PeerTable(
+            self.peers
+                .iter()
+                .map(|(name, p)| PeerHealth {
+                    name: name.clone(),
+                    state: p.state,
+                    last_heartbeat_ms: p.last_heartbeat_ms,
+                    silence_ms: now.duration_since(p.last_seen).as_millis() as u64,
+                    rejoins: p.rejoins,
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Actor for Registry {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: RegistryArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ractor::pg::join(REGISTRY_GROUP.to_owned(), vec![myself.get_cell()]);
+        myself.send_interval(args.config.heartbeat, || RegistryMsg::Tick);
+        Ok(RegistryState { args, seq: 0, peers: BTreeMap::new() })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Heartbeat(hb) => state.heard(hb),
+            RegistryMsg::Tick => {
+                state.seq += 1;
+                for member in ractor::pg::get_members(&REGISTRY_GROUP.to_owned()) {
+                    if !member.get_id().is_local() {
+                        let hb = Heartbeat { from: state.args.node.clone(), seq: state.seq };
+                        let _ = ActorRef::<RegistryMsg>::from(member).cast(RegistryMsg::Heartbeat(hb));
+                    }
+                }
+                state.judge();
+            }
+            RegistryMsg::Peers(reply) => {
+                let _ = reply.send(state.table());
+            }
+        }
+        Ok(())
+    }
+}
