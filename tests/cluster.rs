@@ -198,3 +198,31 @@ async fn detection_time_over_20_kills() {
     println!("detection over {KILLS} kills: median {} ms, max {} ms", times[KILLS / 2], times[KILLS - 1]);
     assert!(times[KILLS - 1] < 2_000, "a kill took {} ms to detect", times[KILLS - 1]);
 }
+
+#[tokio::test]
+async fn services_of_a_dead_node_are_re_placed_on_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cookie = dir.path().join("cookie");
+    std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = NodeProcess::start_with(&dir.path().join("a"), None, &node_args("a", pa, &[pb], &cookie));
+    let b = NodeProcess::start_with(&dir.path().join("b"), None, &node_args("b", pb, &[pa], &cookie));
+    let placed_on = |v: &Value, node: &str| {
+        let services = v["services"].as_array().unwrap();
+        !services.is_empty() && services.iter().all(|s| s["node"] == node)
+    };
+    let view = until(&b, "every service placed on a, hosted by both", |v| {
+        placed_on(v, "a")
+            && v["services"].as_array().unwrap().iter().all(|s| s["hosts"] == serde_json::json!(["a", "b"]))
+    })
+    .await;
+    assert!(view["services"].as_array().unwrap().iter().any(|s| s["service"] == "executor:search.web"));
+
+    a.kill_9();
+    until(&b, "a's services re-placed on b", |v| placed_on(v, "b")).await;
+    let events: Value = reqwest::get(format!("{}/v1/timeline?limit=10000", b.url)).await.unwrap().json().await.unwrap();
+    let moved: Vec<&Value> =
+        events["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "service.moved").collect();
+    assert!(!moved.is_empty());
+    assert!(moved.iter().all(|e| e["data"]["from"] == "a" && e["data"]["to"] == "b"));
+}

@@ -399,6 +399,8 @@ pub enum EventKind {
     NodeSuspect,
     #[serde(rename = "node.down")]
     NodeDown,
+    #[serde(rename = "service.moved")]
+    ServiceMoved,
 }
 
 impl EventKind {
@@ -425,6 +427,7 @@ impl EventKind {
             Self::NodeJoined => "node.joined",
             Self::NodeSuspect => "node.suspect",
             Self::NodeDown => "node.down",
+            Self::ServiceMoved => "service.moved",
         }
     }
 }

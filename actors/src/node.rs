@@ -137,6 +137,7 @@ impl Node {
             (rt.clone(), rt.clone(), rt.clone(), rt.clone(), ledger.clone(), rt.store.clone());
         let caps2 = caps.clone();
         let (node_name, registry_config, l2) = (config.name.clone(), config.registry.clone(), ledger.clone());
+        let services: Vec<String> = catalog.all().iter().map(|c| format!("executor:{}", c.name)).collect();
         // Order matters: the pipeline resumes actions, which needs the others up.
         let children = vec![
             child(POLICY, move || (PolicyStore, engine.clone())),
@@ -146,8 +147,12 @@ impl Node {
             child(MEMORY, move || (MemoryEngine, r2.clone())),
             child(TIMELINE, move || (Timeline, s1.clone())),
             child(REGISTRY, move || {
-                let args =
-                    RegistryArgs { node: node_name.clone(), config: registry_config.clone(), ledger: l2.clone() };
+                let args = RegistryArgs {
+                    node: node_name.clone(),
+                    config: registry_config.clone(),
+                    ledger: l2.clone(),
+                    services: services.clone(),
+                };
                 (Registry, args)
             }),
             child(PIPELINE, move || (Pipeline, r3.clone())),

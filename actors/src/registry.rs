@@ -57,6 +57,18 @@ pub enum PeerState {
 pub struct Heartbeat {
     pub from: String,
     pub seq: u64,
+    /// Services the sender hosts (`executor:<capability>`).
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// Where one service runs: the first live host by name. Every node computes
+/// it from its own view, so views that agree on who is up agree on placement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub service: String,
+    pub node: Option<String>,
+    pub hosts: Vec<String>,
 }
 
 /// One peer as the failure detector sees it.
@@ -71,7 +83,10 @@ pub struct PeerHealth {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct PeerTable(pub Vec<PeerHealth>);
+pub struct PeerTable {
+    pub peers: Vec<PeerHealth>,
+    pub services: Vec<Placement>,
+}
 
 /// MessagePack on the wire for cluster payloads: one impl per type, by macro.
 macro_rules! wire {
@@ -104,6 +119,8 @@ pub struct RegistryArgs {
     pub node: String,
     pub config: RegistryConfig,
     pub ledger: Arc<Ledger>,
+    /// Services this node hosts.
+    pub services: Vec<String>,
 }
 
 struct Peer {
@@ -111,12 +128,15 @@ struct Peer {
     last_seen: Instant,
     last_heartbeat_ms: u64,
     rejoins: u32,
+    services: Vec<String>,
 }
 
 pub struct RegistryState {
     args: RegistryArgs,
     seq: u64,
     peers: BTreeMap<String, Peer>,
+    /// Current placement of each service, as last computed.
+    placed: BTreeMap<String, Option<String>>,
 }
 
 impl RegistryState {
@@ -138,16 +158,21 @@ impl RegistryState {
         let now = Instant::now();
         match self.peers.get_mut(&hb.from) {
             None => {
-                self.peers.insert(
-                    hb.from.clone(),
-                    Peer { state: PeerState::Up, last_seen: now, last_heartbeat_ms: now_ms(), rejoins: 0 },
-                );
+                let peer = Peer {
+                    state: PeerState::Up,
+                    last_seen: now,
+                    last_heartbeat_ms: now_ms(),
+                    rejoins: 0,
+                    services: hb.services.clone(),
+                };
+                self.peers.insert(hb.from.clone(), peer);
                 self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": false}));
             }
             Some(peer) => {
                 let was = peer.state;
                 peer.last_seen = now;
                 peer.last_heartbeat_ms = now_ms();
+                peer.services = hb.services;
                 peer.state = PeerState::Up;
                 if was == PeerState::Down {
                     peer.rejoins += 1;
@@ -182,20 +207,67 @@ impl RegistryState {
         }
     }
 
+    /// Every known service with its live hosts and the one it is placed on.
+    fn placements(&self) -> Vec<Placement> {
+        let mut hosts: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for s in &self.args.services {
+            hosts.entry(s).or_default().push(self.args.node.clone());
+        }
+        for (name, p) in &self.peers {
+            for s in &p.services {
+                // Placement follows the verdict "down", not mere suspicion, so it does not flap.
+                let live = p.state != PeerState::Down;
+                let entry = hosts.entry(s).or_default();
+                if live {
+                    entry.push(name.clone());
+                }
+            }
+        }
+        hosts
+            .into_iter()
+            .map(|(service, mut hosts)| {
+                hosts.sort();
+                Placement { service: service.to_owned(), node: hosts.first().cloned(), hosts }
+            })
+            .collect()
+    }
+
+    /// Records every placement that changed since the last look.
+    fn replace(&mut self) {
+        for p in self.placements() {
+            let before = self.placed.insert(p.service.clone(), p.node.clone());
+            if let Some(before) = before.filter(|b| *b != p.node) {
+                let data = json!({"service": p.service, "from": before, "to": p.node, "node": before});
+                tracing::info!(service = %p.service, from = ?before, to = ?p.node, "service re-placed");
+                let ledger = self.args.ledger.clone();
+                let cmd = Command::RecordEvent {
+                    kind: EventKind::ServiceMoved,
+                    correlation_id: CorrelationId(format!("service:{}", p.service)),
+                    data,
+                };
+                tokio::spawn(async move {
+                    if let Err(e) = ledger.propose(cmd).await {
+                        tracing::warn!(error = %e, "could not record service.moved");
+                    }
+                });
+            }
+        }
+    }
+
     fn table(&self) -> PeerTable {
         let now = Instant::now();
-        PeerTable(
-            self.peers
-                .iter()
-                .map(|(name, p)| PeerHealth {
-                    name: name.clone(),
-                    state: p.state,
-                    last_heartbeat_ms: p.last_heartbeat_ms,
-                    silence_ms: now.duration_since(p.last_seen).as_millis() as u64,
-                    rejoins: p.rejoins,
-                })
-                .collect(),
-        )
+        let peers = self
+            .peers
+            .iter()
+            .map(|(name, p)| PeerHealth {
+                name: name.clone(),
+                state: p.state,
+                last_heartbeat_ms: p.last_heartbeat_ms,
+                silence_ms: now.duration_since(p.last_seen).as_millis() as u64,
+                rejoins: p.rejoins,
+            })
+            .collect();
+        PeerTable { peers, services: self.placements() }
     }
 }
 
@@ -211,7 +283,7 @@ impl Actor for Registry {
     ) -> Result<Self::State, ActorProcessingErr> {
         ractor::pg::join(REGISTRY_GROUP.to_owned(), vec![myself.get_cell()]);
         myself.send_interval(args.config.heartbeat, || RegistryMsg::Tick);
-        Ok(RegistryState { args, seq: 0, peers: BTreeMap::new() })
+        Ok(RegistryState { args, seq: 0, peers: BTreeMap::new(), placed: BTreeMap::new() })
     }
 
     async fn handle(
@@ -226,11 +298,16 @@ impl Actor for Registry {
                 state.seq += 1;
                 for member in ractor::pg::get_members(&REGISTRY_GROUP.to_owned()) {
                     if !member.get_id().is_local() {
-                        let hb = Heartbeat { from: state.args.node.clone(), seq: state.seq };
+                        let hb = Heartbeat {
+                            from: state.args.node.clone(),
+                            seq: state.seq,
+                            services: state.args.services.clone(),
+                        };
                         let _ = ActorRef::<RegistryMsg>::from(member).cast(RegistryMsg::Heartbeat(hb));
                     }
                 }
                 state.judge();
+                state.replace();
             }
             RegistryMsg::Peers(reply) => {
                 let _ = reply.send(state.table());

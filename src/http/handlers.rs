@@ -121,12 +121,14 @@ impl Handlers<'_> {
     pub async fn cluster(&self) -> ApiResult {
         let node = &self.api.node;
         let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": now_ms()})];
-        for p in self.api.node.peers().await?.0 {
+        let table = self.api.node.peers().await?;
+        for p in table.peers {
             nodes.push(json!({"name": p.name, "state": p.state, "last_heartbeat_ms": p.last_heartbeat_ms,
                 "silence_ms": p.silence_ms, "rejoins": p.rejoins}));
         }
         let transport = self.api.cluster.as_ref().map(|c| c.view());
-        let body = json!({"leader": node.name(), "term": 0, "nodes": nodes, "transport": transport});
+        let body = json!({"leader": node.name(), "term": 0, "nodes": nodes, "services": table.services,
+            "transport": transport});
         json_reply(StatusCode::OK, &body)
     }
 
