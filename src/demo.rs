@@ -27,6 +27,8 @@ pub struct DemoArgs {
     /// Actions started per second.
     pub rate: f64,
     pub seed: u64,
+    /// No progress bar (for `warden up --demo`, which prints its own status).
+    pub quiet: bool,
 }
 
 /// What the run saw; `lost` must be zero.
@@ -190,7 +192,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Summary> {
         base: args.target.trim_end_matches('/').to_owned(),
     });
     let catalog = Arc::new(load_catalog(&client).await.with_context(|| format!("cannot reach {}", args.target))?);
-    let bar = ProgressBar::new(args.actions as u64);
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.actions as u64) };
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} actions  {per_sec}  eta {eta}  {msg}")?);
     let summary = Arc::new(Mutex::new(Summary {
         latency_ms: Some(Histogram::new_with_bounds(1, 3_600_000, 3)?),

@@ -9,5 +9,6 @@ pub mod demo;
 pub mod http;
 pub mod metrics;
 pub mod server;
+pub mod up;
 
 pub use warden_actors;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use warden::config::{Overrides, Settings};
 use warden::demo::{self, DemoArgs};
+use warden::up::{self, UpArgs};
 
 #[derive(Parser)]
 #[command(name = "warden", version, about = "A supervised runtime between AI agents and the tools they call")]
@@ -15,6 +16,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A local cluster: one process per node (HTTP 8000, 8001, …), a generated cookie; Ctrl-C stops all.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Also drive a realistic agent workload against every node.
+        #[arg(long)]
+        demo: bool,
+        #[arg(long, default_value_t = 8000)]
+        http_port: u16,
+        /// First cluster transport port (nodes use consecutive ports).
+        #[arg(long, default_value_t = 7400)]
+        cluster_port: u16,
+        #[arg(long, default_value = ".warden")]
+        data_dir: PathBuf,
+    },
     /// Run one node: HTTP API and dashboard (default 127.0.0.1:8000), until SIGINT/SIGTERM.
     Node {
         /// Node config (TOML). Without one: node "a", data in .warden/a, the built-in demo catalog.
@@ -53,7 +69,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,ractor=warn,ractor_cluster=warn".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match Cli::parse().command {
@@ -62,8 +79,11 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(config.as_deref(), overrides)?;
             warden::server::run_node(settings).await
         }
+        Command::Up { nodes, demo, http_port, cluster_port, data_dir } => {
+            up::run(UpArgs { nodes, demo, http_port, cluster_port, data_dir }).await
+        }
         Command::Demo { target, actions, rate, seed } => {
-            let summary = demo::run(DemoArgs { target, actions, rate, seed }).await?;
+            let summary = demo::run(DemoArgs { target, actions, rate, seed, quiet: false }).await?;
             summary.print();
             if summary.lost > 0 || summary.accounted() != summary.submitted {
                 anyhow::bail!("{} of {} actions did not reach a terminal state", summary.lost, summary.submitted);

@@ -23,6 +23,19 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The first of `n` consecutive free ports on loopback.
+pub fn free_ports(n: u16) -> u16 {
+    let mut rng = fastrand::Rng::new();
+    for _ in 0..1_000 {
+        let base = rng.u16(20_000..60_000);
+        let all_free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
 impl NodeProcess {
     /// Starts `warden node` on 127.0.0.1:0 and waits for its listening line.
     pub fn start(data_dir: &Path, config: Option<&Path>) -> NodeProcess {
