@@ -64,7 +64,9 @@ pub struct Peer {
 #[derive(Default)]
 struct Table {
     peers: BTreeMap<String, Peer>,
-    /// Sessions that closed before authenticating: wrong cookie, or not a warden node.
+    /// Sessions that closed before authenticating: a wrong cookie, something
+    /// that is not a warden node, or the loser of two simultaneous dials
+    /// (ractor_cluster keeps one session per pair; a few at start-up are normal).
     rejected_sessions: u64,
 }
 
@@ -142,12 +144,16 @@ impl Cluster {
                     SessionEvent::Ready(ses) => {
                         let Some((name, addr)) = peer_of(&ses) else { continue };
                         tracing::info!(node = %me, peer = %name, "peer connected");
-                        t.peers.insert(name.clone(), Peer { name, cluster_addr: addr, state: "connected", since_ms: now_ms() });
+                        t.peers.insert(
+                            name.clone(),
+                            Peer { name, cluster_addr: addr, state: "connected", since_ms: now_ms() },
+                        );
                     }
                     SessionEvent::Disconnected(ses) => {
                         if !authenticated.remove(&ses.node_id) {
                             t.rejected_sessions += 1;
-                            tracing::warn!(node = %me, peer_addr = %ses.peer_addr, "cluster session closed before authenticating");
+                            tracing::info!(node = %me, peer_addr = %ses.peer_addr,
+                                "cluster session closed before authenticating (wrong cookie, or a duplicate dial)");
                             continue;
                         }
                         let Some((name, _)) = peer_of(&ses) else { continue };
