@@ -3,7 +3,6 @@
 //! one probe decides between closed and open again). Node-local runtime state:
 //! a restarted actor starts every breaker closed.
 
-use crate::command::Command;
 use crate::domain::{BreakerSpec, Capability, EventKind};
 use crate::ids::CorrelationId;
 use crate::store::Ledger;
@@ -156,17 +155,8 @@ pub struct BreakersState {
 impl BreakersState {
     fn changed(&self, capability: &str, to: BreakerState) {
         tracing::info!(capability, state = ?to, "breaker changed");
-        let ledger = self.ledger.clone();
-        let cmd = Command::RecordEvent {
-            kind: EventKind::BreakerChanged,
-            correlation_id: CorrelationId(format!("breaker:{capability}")),
-            data: json!({"capability": capability, "state": to}),
-        };
-        tokio::spawn(async move {
-            if let Err(e) = ledger.propose(cmd).await {
-                tracing::warn!(error = %e, "could not record breaker.changed");
-            }
-        });
+        let data = json!({"capability": capability, "state": to});
+        self.ledger.record_detached(EventKind::BreakerChanged, CorrelationId(format!("breaker:{capability}")), data);
     }
 }
 

@@ -12,7 +12,6 @@
 //! sessions never time out (a frozen peer stays "connected"), which is why
 //! liveness is judged here, from the heartbeats alone.
 
-use crate::command::Command;
 use crate::domain::EventKind;
 use crate::ids::CorrelationId;
 use crate::store::{now_ms, Ledger};
@@ -142,13 +141,7 @@ pub struct RegistryState {
 impl RegistryState {
     fn record(&self, kind: EventKind, peer: &str, data: serde_json::Value) {
         tracing::info!(node = %self.args.node, peer, kind = kind.as_str(), "membership changed");
-        let ledger = self.args.ledger.clone();
-        let cmd = Command::RecordEvent { kind, correlation_id: CorrelationId(format!("node:{peer}")), data };
-        tokio::spawn(async move {
-            if let Err(e) = ledger.propose(cmd).await {
-                tracing::warn!(error = %e, "could not record a membership event");
-            }
-        });
+        self.args.ledger.record_detached(kind, CorrelationId(format!("node:{peer}")), data);
     }
 
     fn heard(&mut self, hb: Heartbeat) {
@@ -239,17 +232,8 @@ impl RegistryState {
             if let Some(before) = before.filter(|b| *b != p.node) {
                 let data = json!({"service": p.service, "from": before, "to": p.node, "node": before});
                 tracing::info!(service = %p.service, from = ?before, to = ?p.node, "service re-placed");
-                let ledger = self.args.ledger.clone();
-                let cmd = Command::RecordEvent {
-                    kind: EventKind::ServiceMoved,
-                    correlation_id: CorrelationId(format!("service:{}", p.service)),
-                    data,
-                };
-                tokio::spawn(async move {
-                    if let Err(e) = ledger.propose(cmd).await {
-                        tracing::warn!(error = %e, "could not record service.moved");
-                    }
-                });
+                let correlation_id = CorrelationId(format!("service:{}", p.service));
+                self.args.ledger.record_detached(EventKind::ServiceMoved, correlation_id, data);
             }
         }
     }

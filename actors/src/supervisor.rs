@@ -5,7 +5,6 @@
 //! `max_restarts` times within `window`. Each restart is an `actor.restarted`
 //! timeline event.
 
-use crate::command::Command;
 use crate::directory::Directory;
 use crate::domain::EventKind;
 use crate::ids::CorrelationId;
@@ -151,17 +150,8 @@ impl Actor for NodeSupervisor {
                 match state.start_child(&myself, &spec).await {
                     Ok(()) => {
                         let restarts = state.recent.get(name).map_or(0, VecDeque::len);
-                        let ledger = state.args.ledger.clone();
-                        tokio::spawn(async move {
-                            let cmd = Command::RecordEvent {
-                                kind: EventKind::ActorRestarted,
-                                correlation_id: CorrelationId::generate(),
-                                data: json!({"actor": name, "recent_restarts": restarts}),
-                            };
-                            if let Err(e) = ledger.propose(cmd).await {
-                                tracing::warn!(error = %e, "could not record actor.restarted");
-                            }
-                        });
+                        let data = json!({"actor": name, "recent_restarts": restarts});
+                        state.args.ledger.record_detached(EventKind::ActorRestarted, CorrelationId::generate(), data);
                     }
                     Err(e) => state.on_child_down(&myself, name, format!("restart failed: {e}")),
                 }

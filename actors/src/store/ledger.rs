@@ -8,9 +8,10 @@
 use super::machine::{Applied, StateMachine};
 use super::tables::{Tables, META};
 use crate::command::{Command, Entry, Response};
-use crate::domain::{Action, Event};
+use crate::domain::{Action, Event, EventKind};
 use crate::error::{Result, WardenError};
 use crate::ids::ActionId;
+use crate::ids::CorrelationId;
 use crate::limits::{EVENT_BROADCAST_CAPACITY, MAX_COMMIT_BATCH, PROPOSAL_QUEUE};
 use parking_lot::Mutex;
 use redb::Database;
@@ -81,6 +82,17 @@ impl Ledger {
             .await
             .map_err(|_| WardenError::Unavailable("the log is closed".into()))?;
         rx.await.map_err(|_| WardenError::Unavailable("the log writer stopped".into()))?
+    }
+
+    /// Records a node-level event without waiting for the commit: for actors
+    /// that must not block their mailbox on the log. A failure is logged.
+    pub fn record_detached(self: &Arc<Self>, kind: EventKind, correlation_id: CorrelationId, data: serde_json::Value) {
+        let ledger = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ledger.propose(Command::RecordEvent { kind, correlation_id, data }).await {
+                tracing::warn!(kind = kind.as_str(), error = %e, "could not record an event");
+            }
+        });
     }
 
     /// Committed events, live, in log order.
