@@ -12,6 +12,24 @@ use std::time::Duration;
 /// Bound on every wait for the cluster to reach a state.
 const CLUSTER_WAIT: Duration = Duration::from_secs(30);
 
+/// Writes the shared cookie under `dir` and returns its path.
+fn cookie_in(dir: &Path) -> std::path::PathBuf {
+    let cookie = dir.join("cookie");
+    std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
+    cookie
+}
+
+/// Nodes a, b, c under `dir`, each seeded with the two others.
+fn three_node_mesh(dir: &Path) -> [NodeProcess; 3] {
+    let cookie = cookie_in(dir);
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    ["a", "b", "c"].map(|name| {
+        let i = (name.as_bytes()[0] - b'a') as usize;
+        let seeds = [ports[(i + 1) % 3], ports[(i + 2) % 3]];
+        NodeProcess::start_with(&dir.join(name), None, &node_args(name, ports[i], &seeds, &cookie))
+    })
+}
+
 fn node_args(name: &str, port: u16, seeds: &[u16], cookie: &Path) -> Vec<String> {
     let mut args = vec!["--name".into(), name.into(), "--cluster-addr".into(), format!("127.0.0.1:{port}")];
     for s in seeds {
@@ -84,8 +102,7 @@ async fn nodes_sharing_a_cookie_connect_and_a_wrong_cookie_never_joins() {
 #[tokio::test]
 async fn a_peer_that_comes_back_is_reconnected() {
     let dir = tempfile::tempdir().unwrap();
-    let cookie = dir.path().join("cookie");
-    std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
+    let cookie = cookie_in(dir.path());
     let (pa, pb) = (free_port(), free_port());
     let a = NodeProcess::start_with(&dir.path().join("a"), None, &node_args("a", pa, &[pb], &cookie));
     let mut b = NodeProcess::start_with(&dir.path().join("b"), None, &node_args("b", pb, &[pa], &cookie));
@@ -109,13 +126,7 @@ const DETECTION_BOUND: Duration = Duration::from_secs(5);
 #[tokio::test]
 async fn a_killed_or_frozen_node_is_declared_down_and_rejoins_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let cookie = dir.path().join("cookie");
-    std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let args = |name: &str, i: usize| node_args(name, ports[i], &[ports[(i + 1) % 3], ports[(i + 2) % 3]], &cookie);
-    let a = NodeProcess::start_with(&dir.path().join("a"), None, &args("a", 0));
-    let b = NodeProcess::start_with(&dir.path().join("b"), None, &args("b", 1));
-    let mut c = NodeProcess::start_with(&dir.path().join("c"), None, &args("c", 2));
+    let [a, b, mut c] = three_node_mesh(dir.path());
     for (node, others) in [(&a, ["b", "c"]), (&b, ["a", "c"]), (&c, ["a", "b"])] {
         until(node, "heartbeats show every peer up", |v| {
             others.iter().all(|o| state_of(v, o).as_deref() == Some("up"))
@@ -158,19 +169,13 @@ async fn a_killed_or_frozen_node_is_declared_down_and_rejoins_when_it_returns() 
 
 /// Detection time over 20 kills, from the kill to the survivor's `node.down`
 /// event. A measurement, not a gate: run it with
-/// `cargo nextest run --release --test cluster --run-ignored only detection_time_over_20_kills --no-capture`.
+/// `cargo nextest run --test cluster --run-ignored only detection_time_over_20_kills --no-capture`.
 #[tokio::test]
 #[ignore]
 async fn detection_time_over_20_kills() {
     const KILLS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
-    let cookie = dir.path().join("cookie");
-    std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let args = |name: &str, i: usize| node_args(name, ports[i], &[ports[(i + 1) % 3], ports[(i + 2) % 3]], &cookie);
-    let a = NodeProcess::start_with(&dir.path().join("a"), None, &args("a", 0));
-    let _b = NodeProcess::start_with(&dir.path().join("b"), None, &args("b", 1));
-    let mut c = NodeProcess::start_with(&dir.path().join("c"), None, &args("c", 2));
+    let [a, _b, mut c] = three_node_mesh(dir.path());
     let mut times = Vec::new();
     for round in 0..KILLS {
         until(&a, "c up", |v| state_of(v, "c").as_deref() == Some("up")).await;
@@ -202,8 +207,7 @@ async fn detection_time_over_20_kills() {
 #[tokio::test]
 async fn services_of_a_dead_node_are_re_placed_on_a_live_one() {
     let dir = tempfile::tempdir().unwrap();
-    let cookie = dir.path().join("cookie");
-    std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
+    let cookie = cookie_in(dir.path());
     let (pa, pb) = (free_port(), free_port());
     let mut a = NodeProcess::start_with(&dir.path().join("a"), None, &node_args("a", pa, &[pb], &cookie));
     let b = NodeProcess::start_with(&dir.path().join("b"), None, &node_args("b", pb, &[pa], &cookie));
