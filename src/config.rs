@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use warden_actors::consensus::RaftSettings;
 use warden_actors::domain::Capability;
 use warden_actors::node::DEFAULT_CONFIRM_TTL_MS;
 use warden_actors::registry::RegistryConfig;
@@ -34,8 +35,28 @@ pub struct ConfigFile {
     pub heartbeat_ms: Option<u64>,
     pub suspect_after_ms: Option<u64>,
     pub down_after_ms: Option<u64>,
+    /// The initial voters of a new cluster, by name (each of them lists the
+    /// same). Without it, a node with seeds waits to be added by a leader,
+    /// and a node without seeds founds a cluster of its own.
+    pub bootstrap: Option<Vec<String>>,
+    #[serde(default)]
+    pub raft: RaftFile,
     #[serde(default)]
     pub capability: Vec<Capability>,
+}
+
+/// `[raft]`: election timing, snapshots, joining.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftFile {
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_min_ms: Option<u64>,
+    pub election_timeout_max_ms: Option<u64>,
+    /// Build a snapshot after this many log entries.
+    pub snapshot_every: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
+    /// The leader adds nodes that are up and have no log yet.
+    pub auto_join: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +76,8 @@ pub struct Overrides {
     /// Replaces the file's seeds when not empty.
     pub seeds: Vec<SocketAddr>,
     pub cookie_file: Option<PathBuf>,
+    /// Replaces the file's bootstrap voters when set.
+    pub bootstrap: Option<Vec<String>>,
 }
 
 /// Everything `warden node` needs.
@@ -110,6 +133,30 @@ impl Settings {
         if r.heartbeat.is_zero() || r.suspect_after <= r.heartbeat || r.down_after <= r.suspect_after {
             bail!("need 0 < heartbeat_ms < suspect_after_ms < down_after_ms");
         }
+        let d = RaftSettings::default();
+        let raft = &file.raft;
+        node.raft = RaftSettings {
+            bootstrap: None,
+            heartbeat: ms(raft.heartbeat_ms, d.heartbeat),
+            election_timeout: (
+                ms(raft.election_timeout_min_ms, d.election_timeout.0),
+                ms(raft.election_timeout_max_ms, d.election_timeout.1),
+            ),
+            snapshot_every: raft.snapshot_every.unwrap_or(d.snapshot_every),
+            keep_behind_snapshot: d.keep_behind_snapshot,
+            write_timeout: ms(raft.write_timeout_ms, d.write_timeout),
+            auto_join: raft.auto_join.unwrap_or(d.auto_join),
+        };
+        let r = &node.raft;
+        if r.heartbeat.is_zero()
+            || r.election_timeout.0 <= r.heartbeat * 2
+            || r.election_timeout.1 <= r.election_timeout.0
+        {
+            bail!("need 0 < 2 × raft.heartbeat_ms < raft.election_timeout_min_ms < raft.election_timeout_max_ms");
+        }
+        if r.snapshot_every == 0 {
+            bail!("raft.snapshot_every must be at least 1");
+        }
         warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cluster = match overrides.cluster_addr.or(file.cluster_addr) {
             None => None,
@@ -118,6 +165,17 @@ impl Settings {
                 let seeds = if overrides.seeds.is_empty() { file.seeds } else { overrides.seeds };
                 Some(ClusterSettings { addr, seeds, cookie: load_cookie(cookie_file.as_deref())? })
             }
+        };
+        let has_seeds = cluster.as_ref().is_some_and(|c| !c.seeds.is_empty());
+        node.raft.bootstrap = match overrides.bootstrap.or(file.bootstrap) {
+            Some(voters) => {
+                if !voters.contains(&name) {
+                    bail!("bootstrap voters {voters:?} must include this node ({name})");
+                }
+                Some(voters)
+            }
+            None if has_seeds => None,
+            None => Some(Vec::new()),
         };
         Ok(Settings { node, http_addr, cluster })
     }

@@ -52,6 +52,9 @@ enum Command {
         /// File holding the cluster cookie (else $WARDEN_COOKIE).
         #[arg(long)]
         cookie_file: Option<PathBuf>,
+        /// Found a new cluster with these voters (comma-separated names, this node included).
+        #[arg(long, value_delimiter = ',')]
+        bootstrap: Option<Vec<String>>,
     },
     /// Drive a realistic agent workload against a node and check nothing is lost.
     Demo {
@@ -74,8 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match Cli::parse().command {
-        Command::Node { config, name, data_dir, http_addr, cluster_addr, seeds, cookie_file } => {
-            let overrides = Overrides { name, data_dir, http_addr, cluster_addr, seeds, cookie_file };
+        Command::Node { config, name, data_dir, http_addr, cluster_addr, seeds, cookie_file, bootstrap } => {
+            let overrides = Overrides { name, data_dir, http_addr, cluster_addr, seeds, cookie_file, bootstrap };
             let settings = Settings::load(config.as_deref(), overrides)?;
             warden::server::run_node(settings).await
         }

@@ -93,6 +93,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         (0..args.nodes).map(|i| format!("127.0.0.1:{}", args.cluster_port as usize + i)).collect();
     let mut nodes = Nodes(Vec::new());
     let mut urls = Vec::new();
+    let voters = (0..args.nodes).map(node_name).collect::<Vec<_>>().join(",");
     for i in 0..args.nodes {
         let name = node_name(i);
         let mut cmd = Command::new(&exe);
@@ -103,7 +104,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .args(["--http-addr", &format!("127.0.0.1:{}", args.http_port as usize + i)])
             .args(["--cluster-addr", &cluster[i]])
             .arg("--cookie-file")
-            .arg(&cookie);
+            .arg(&cookie)
+            .args(["--bootstrap", &voters]);
         for (j, seed) in cluster.iter().enumerate() {
             if j != i {
                 cmd.args(["--seed", seed]);

@@ -19,14 +19,17 @@ fn cookie_in(dir: &Path) -> std::path::PathBuf {
     cookie
 }
 
-/// Nodes a, b, c under `dir`, each seeded with the two others.
+/// Nodes a, b, c under `dir`, each seeded with the two others, founding one
+/// Raft cluster of three voters.
 fn three_node_mesh(dir: &Path) -> [NodeProcess; 3] {
     let cookie = cookie_in(dir);
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     ["a", "b", "c"].map(|name| {
         let i = (name.as_bytes()[0] - b'a') as usize;
         let seeds = [ports[(i + 1) % 3], ports[(i + 2) % 3]];
-        NodeProcess::start_with(&dir.join(name), None, &node_args(name, ports[i], &seeds, &cookie))
+        let mut args = node_args(name, ports[i], &seeds, &cookie);
+        args.extend(["--bootstrap".into(), "a,b,c".into()]);
+        NodeProcess::start_with(&dir.join(name), None, &args)
     })
 }
 
@@ -207,26 +210,39 @@ async fn detection_time_over_20_kills() {
 #[tokio::test]
 async fn services_of_a_dead_node_are_re_placed_on_a_live_one() {
     let dir = tempfile::tempdir().unwrap();
-    let cookie = cookie_in(dir.path());
-    let (pa, pb) = (free_port(), free_port());
-    let mut a = NodeProcess::start_with(&dir.path().join("a"), None, &node_args("a", pa, &[pb], &cookie));
-    let b = NodeProcess::start_with(&dir.path().join("b"), None, &node_args("b", pb, &[pa], &cookie));
+    let [mut a, b, _c] = three_node_mesh(dir.path());
     let placed_on = |v: &Value, node: &str| {
         let services = v["services"].as_array().unwrap();
         !services.is_empty() && services.iter().all(|s| s["node"] == node)
     };
-    let view = until(&b, "every service placed on a, hosted by both", |v| {
+    let view = until(&b, "every service placed on a, hosted by all three", |v| {
         placed_on(v, "a")
-            && v["services"].as_array().unwrap().iter().all(|s| s["hosts"] == serde_json::json!(["a", "b"]))
+            && v["services"].as_array().unwrap().iter().all(|s| s["hosts"] == serde_json::json!(["a", "b", "c"]))
     })
     .await;
     assert!(view["services"].as_array().unwrap().iter().any(|s| s["service"] == "executor:search.web"));
 
     a.kill_9();
     until(&b, "a's services re-placed on b", |v| placed_on(v, "b")).await;
-    let events: Value = reqwest::get(format!("{}/v1/timeline?limit=10000", b.url)).await.unwrap().json().await.unwrap();
-    let moved: Vec<&Value> =
-        events["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "service.moved").collect();
-    assert!(!moved.is_empty());
+    // b and c are a majority: the move is committed and on the timeline.
+    let moved = tokio::time::timeout(CLUSTER_WAIT, async {
+        loop {
+            let events: Value =
+                reqwest::get(format!("{}/v1/timeline?limit=10000", b.url)).await.unwrap().json().await.unwrap();
+            let moved: Vec<Value> = events["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "service.moved" && e["node"] == "b")
+                .cloned()
+                .collect();
+            if !moved.is_empty() {
+                return moved;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("service.moved committed");
     assert!(moved.iter().all(|e| e["data"]["from"] == "a" && e["data"]["to"] == "b"));
 }

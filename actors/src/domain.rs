@@ -288,6 +288,9 @@ pub struct Action {
     /// When an awaiting confirmation expires.
     pub confirm_deadline_ms: Option<u64>,
     pub confirmed_by: Option<String>,
+    /// The node that drives it: the one it was submitted to.
+    #[serde(default)]
+    pub owner: String,
     /// The DLQ entry this action re-runs, if it is a replay.
     pub replay_of: Option<DlqId>,
     pub last_error: Option<String>,
@@ -401,6 +404,8 @@ pub enum EventKind {
     NodeDown,
     #[serde(rename = "service.moved")]
     ServiceMoved,
+    #[serde(rename = "leader.changed")]
+    LeaderChanged,
 }
 
 impl EventKind {
@@ -428,6 +433,7 @@ impl EventKind {
             Self::NodeSuspect => "node.suspect",
             Self::NodeDown => "node.down",
             Self::ServiceMoved => "service.moved",
+            Self::LeaderChanged => "leader.changed",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod command;
+pub mod consensus;
 pub mod directory;
 pub mod domain;
 pub mod error;

@@ -24,3 +24,8 @@ pub const EVENT_BROADCAST_CAPACITY: usize = 8_192;
 pub const MAX_BACKOFF_MS: u64 = 60_000;
 /// How long a caller waits on an actor before calling it unavailable.
 pub const ACTOR_CALL_TIMEOUT_MS: u64 = 10_000;
+/// Largest encoded Raft RPC sent in one cluster frame (ractor_cluster drops
+/// a session on a frame over 16 MiB); larger append batches are split.
+pub const MAX_RPC_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
+/// Snapshot chunk size of Raft's InstallSnapshot RPC.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;

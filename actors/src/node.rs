@@ -4,6 +4,7 @@
 
 use crate::breaker::{BreakerMsg, BreakerView, Breakers, BreakersArgs};
 use crate::command::Command;
+use crate::consensus::{RaftRpc, RaftSettings, RaftStatus};
 use crate::directory::{call, ChildState, ChildStatus, Directory};
 use crate::domain::*;
 use crate::error::{Result, WardenError};
@@ -12,7 +13,7 @@ use crate::ids::*;
 use crate::memory::{MemoryEngine, MemoryMsg, PutRequest};
 use crate::pipeline::{Pipeline, PipelineMsg, SubmitRequest};
 use crate::policy::{NativePolicy, PolicyEngine, PolicyStore};
-use crate::registry::{PeerTable, Registry, RegistryArgs, RegistryConfig, RegistryMsg};
+use crate::registry::{PeerState, PeerTable, Registry, RegistryArgs, RegistryConfig, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{ModelCallRequest, OpenTurnRequest, SessionMsg, Sessions};
 use crate::store::{open_database, Durability, Ledger, RecallQuery, Store, TimelineQuery};
@@ -33,6 +34,7 @@ pub const MEMORY: &str = "memory_engine";
 pub const TIMELINE: &str = "timeline";
 pub const PIPELINE: &str = "pipeline";
 pub const REGISTRY: &str = "registry";
+pub const RAFT_RPC: &str = "raft_rpc";
 
 /// Default time a tier-2 action waits for its confirmation (contract.md).
 pub const DEFAULT_CONFIRM_TTL_MS: u64 = 300_000;
@@ -52,6 +54,7 @@ pub struct NodeConfig {
     /// Lets `_sim.panic_attempts` crash the Executors actor (supervision tests).
     pub fault_injection: bool,
     pub registry: RegistryConfig,
+    pub raft: RaftSettings,
 }
 
 impl NodeConfig {
@@ -66,6 +69,7 @@ impl NodeConfig {
             supervisor: SupervisorConfig::default(),
             fault_injection: false,
             registry: RegistryConfig::default(),
+            raft: RaftSettings::default(),
         }
     }
 }
@@ -89,7 +93,46 @@ pub struct Node {
     db: Arc<redb::Database>,
 }
 
+/// How often the leader looks for nodes to add to the Raft group.
+const ADMIT_EVERY: Duration = Duration::from_millis(500);
+
+/// On the leader, adds every peer the Registry sees up that is not yet a
+/// member: as a learner, then (once caught up) as a voter.
+fn admit_peers(rt: &Arc<Runtime>) {
+    let rt = rt.clone();
+    let tasks = rt.tasks.clone();
+    tasks.spawn_unique("raft:admit".into(), async move {
+        let mut tick = tokio::time::interval(ADMIT_EVERY);
+        loop {
+            tick.tick().await;
+            let consensus = rt.ledger.consensus();
+            if !consensus.is_leader() {
+                continue;
+            }
+            let Ok(registry) = rt.directory.get::<RegistryMsg>(REGISTRY) else { continue };
+            let Ok(table) = call(&registry, RegistryMsg::Peers).await else { continue };
+            // Only nodes without a log: adding one that founded its own cluster would mix two logs.
+            for peer in table.peers.iter().filter(|p| p.state == PeerState::Up && p.joinable) {
+                if !consensus.is_member(&peer.name) {
+                    if let Err(e) = consensus.add_voter(&peer.name).await {
+                        tracing::warn!(peer = %peer.name, error = %e, "could not add a node to the raft group");
+                    }
+                }
+            }
+        }
+    });
+}
+
 fn child<A, F>(name: &'static str, make: F) -> ChildSpec
+where
+    A: Actor,
+    F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    registered_child(name, None, make)
+}
+
+/// A child registered under `registered`, so peers can find it by name.
+fn registered_child<A, F>(name: &'static str, registered: Option<String>, make: F) -> ChildSpec
 where
     A: Actor,
     F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
@@ -98,8 +141,9 @@ where
         name,
         start: Arc::new(move |supervisor: ActorCell| -> StartFuture {
             let (actor, args) = make();
+            let registered = registered.clone();
             Box::pin(async move {
-                let (r, _) = Actor::spawn_linked(None, actor, args, supervisor).await?;
+                let (r, _) = Actor::spawn_linked(registered, actor, args, supervisor).await?;
                 Ok(r.get_cell())
             })
         }),
@@ -120,7 +164,7 @@ impl Node {
                 path.display()
             ))
         })?);
-        let ledger = Arc::new(Ledger::start(db.clone(), &config.name, config.durability)?);
+        let ledger = Arc::new(Ledger::start(db.clone(), &config.name, config.durability, config.raft.clone()).await?);
         let directory = Arc::new(Directory::default());
         let rt = Arc::new(Runtime {
             node: config.name.clone(),
@@ -138,8 +182,11 @@ impl Node {
         let caps2 = caps.clone();
         let (node_name, registry_config, l2) = (config.name.clone(), config.registry.clone(), ledger.clone());
         let services: Vec<String> = catalog.all().iter().map(|c| format!("executor:{}", c.name)).collect();
+        let raft = ledger.consensus().raft().clone();
+        let rpc_name = crate::consensus::rpc_actor_name(&config.name);
         // Order matters: the pipeline resumes actions, which needs the others up.
         let children = vec![
+            registered_child(RAFT_RPC, Some(rpc_name), move || (RaftRpc, raft.clone())),
             child(POLICY, move || (PolicyStore, engine.clone())),
             child(BREAKERS, move || (Breakers, BreakersArgs { capabilities: caps.clone(), ledger: l1.clone() })),
             child(EXECUTORS, move || (Executors, ExecutorsArgs { capabilities: caps2.clone(), seed, fault_injection })),
@@ -167,7 +214,14 @@ impl Node {
             correlation_id: CorrelationId(format!("node:{}", config.name)),
             data: json!({"node": config.name, "capabilities": catalog.all().len()}),
         };
-        ledger.propose(started).await?;
+        // Not awaited: a node that joins a cluster has no leader until it is added.
+        let Command::RecordEvent { kind, correlation_id, data } = started else { unreachable!() };
+        ledger.record_detached(kind, correlation_id, data);
+        let recorder = ledger.clone();
+        ledger.consensus().watch_leadership(move |kind, cid, data| recorder.record_detached(kind, cid, data));
+        if config.raft.auto_join {
+            admit_peers(&rt);
+        }
         Ok(Node { rt, supervisor, supervisor_done, db })
     }
 
@@ -265,6 +319,17 @@ impl Node {
     /// Peers as the Registry's failure detector sees them.
     pub async fn peers(&self) -> Result<PeerTable> {
         call(&self.actor(REGISTRY)?, RegistryMsg::Peers).await
+    }
+
+    /// This node's view of the Raft group: role, term, leader, members and
+    /// (on the leader) how far each is behind.
+    pub fn raft_status(&self) -> RaftStatus {
+        self.rt.ledger.consensus().status()
+    }
+
+    /// Makes the reads that follow see everything committed before the call.
+    pub async fn read_barrier(&self) -> Result<()> {
+        self.rt.ledger.consensus().read_barrier().await
     }
 
     pub async fn breakers(&self) -> Result<Vec<BreakerView>> {

@@ -59,6 +59,9 @@ pub struct Heartbeat {
     /// Services the sender hosts (`executor:<capability>`).
     #[serde(default)]
     pub services: Vec<String>,
+    /// The sender has no Raft log yet and waits to be added to a cluster.
+    #[serde(default)]
+    pub joinable: bool,
 }
 
 /// Where one service runs: the first live host by name. Every node computes
@@ -79,6 +82,8 @@ pub struct PeerHealth {
     pub silence_ms: u64,
     /// Times it came back after being declared down.
     pub rejoins: u32,
+    /// It has no Raft log yet and waits to be added (see `Heartbeat::joinable`).
+    pub joinable: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -128,6 +133,7 @@ struct Peer {
     last_heartbeat_ms: u64,
     rejoins: u32,
     services: Vec<String>,
+    joinable: bool,
 }
 
 pub struct RegistryState {
@@ -157,6 +163,7 @@ impl RegistryState {
                     last_heartbeat_ms: now_ms(),
                     rejoins: 0,
                     services: hb.services.clone(),
+                    joinable: hb.joinable,
                 };
                 self.peers.insert(hb.from.clone(), peer);
                 self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": false}));
@@ -166,6 +173,7 @@ impl RegistryState {
                 peer.last_seen = now;
                 peer.last_heartbeat_ms = now_ms();
                 peer.services = hb.services;
+                peer.joinable = hb.joinable;
                 peer.state = PeerState::Up;
                 if was == PeerState::Down {
                     peer.rejoins += 1;
@@ -249,6 +257,7 @@ impl RegistryState {
                 last_heartbeat_ms: p.last_heartbeat_ms,
                 silence_ms: now.duration_since(p.last_seen).as_millis() as u64,
                 rejoins: p.rejoins,
+                joinable: p.joinable,
             })
             .collect();
         PeerTable { peers, services: self.placements() }
@@ -280,12 +289,14 @@ impl Actor for Registry {
             RegistryMsg::Heartbeat(hb) => state.heard(hb),
             RegistryMsg::Tick => {
                 state.seq += 1;
+                let joinable = state.args.ledger.consensus().joinable();
                 for member in ractor::pg::get_members(&REGISTRY_GROUP.to_owned()) {
                     if !member.get_id().is_local() {
                         let hb = Heartbeat {
                             from: state.args.node.clone(),
                             seq: state.seq,
                             services: state.args.services.clone(),
+                            joinable,
                         };
                         let _ = ActorRef::<RegistryMsg>::from(member).cast(RegistryMsg::Heartbeat(hb));
                     }

@@ -39,6 +39,7 @@ pub fn is_known_path(seg: &[&str]) -> bool {
             | ["v1", "dlq", _, "replay" | "provenance"]
             | ["v1", "correlations", _, "graph"]
             | ["v1", "events", "stream"]
+            | ["v1", "cluster", "digest"]
     )
 }
 
@@ -108,28 +109,46 @@ impl Handlers<'_> {
 
     pub fn health(&self) -> ApiResult {
         let health = self.api.node.health()?;
-        let name = self.api.node.name().to_owned();
+        let raft = self.api.node.raft_status();
         let mut body = to_value(&health);
-        body["role"] = json!("leader");
-        body["leader"] = json!(name);
+        body["role"] = json!(raft.role);
+        body["leader"] = json!(raft.leader);
+        body["term"] = json!(raft.term);
         json_reply(StatusCode::OK, &body)
     }
 
-    /// This node, its peers as the Registry's failure detector sees them, and
-    /// the transport's sessions. Until replication lands, each node leads its
-    /// own state (no term).
+    /// This node's Raft view (leader, term, members with their replication
+    /// lag as the leader knows it), its peers as the Registry's failure
+    /// detector sees them, and the transport's sessions.
     pub async fn cluster(&self) -> ApiResult {
         let node = &self.api.node;
-        let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": now_ms()})];
-        let table = self.api.node.peers().await?;
-        for p in table.peers {
+        let raft = node.raft_status();
+        let member = |name: &str| raft.members.iter().find(|m| m.name == name);
+        let raft_fields = |name: &str| match member(name) {
+            Some(m) => json!({"role": if m.voter { "voter" } else { "learner" }, "matched": m.matched, "lag": m.lag}),
+            None => json!({"role": "none"}),
+        };
+        let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": now_ms(),
+            "raft": raft_fields(node.name())})];
+        let table = node.peers().await?;
+        for p in &table.peers {
             nodes.push(json!({"name": p.name, "state": p.state, "last_heartbeat_ms": p.last_heartbeat_ms,
-                "silence_ms": p.silence_ms, "rejoins": p.rejoins}));
+                "silence_ms": p.silence_ms, "rejoins": p.rejoins, "raft": raft_fields(&p.name)}));
         }
         let transport = self.api.cluster.as_ref().map(|c| c.view());
-        let body = json!({"leader": node.name(), "term": 0, "nodes": nodes, "services": table.services,
-            "transport": transport});
+        let body = json!({"leader": raft.leader, "term": raft.term, "role": raft.role, "nodes": nodes,
+            "services": table.services, "raft": raft, "transport": transport});
         json_reply(StatusCode::OK, &body)
+    }
+
+    /// The applied log index and a digest of the whole replicated state:
+    /// replicas at the same index must show the same digest.
+    pub async fn digest(&self) -> ApiResult {
+        let store = self.api.node.store().clone();
+        let (index, digest) = tokio::task::spawn_blocking(move || store.digest_at()).await.map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("digest failed: {e}"))
+        })??;
+        json_reply(StatusCode::OK, &json!({"node": self.api.node.name(), "applied_index": index, "digest": digest}))
     }
 
     pub fn capabilities(&self) -> ApiResult {

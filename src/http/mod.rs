@@ -100,11 +100,16 @@ impl Api {
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         let body = || read_body(body);
         let h = handlers::Handlers { api: self, cid };
+        // `?fresh=true` on a read: first catch up with what the leader has committed.
+        if *method == Method::GET && q.bool("fresh")? == Some(true) {
+            self.node.read_barrier().await?;
+        }
         match (method.clone(), seg.as_slice()) {
             (Method::GET, []) => h.dashboard(),
             (Method::GET, ["metrics"]) => h.metrics().await,
             (Method::GET, ["v1", "health"]) => h.health(),
             (Method::GET, ["v1", "cluster"]) => h.cluster().await,
+            (Method::GET, ["v1", "cluster", "digest"]) => h.digest().await,
             (Method::GET, ["v1", "capabilities"]) => h.capabilities(),
             (Method::POST, ["v1", "sessions", sid, "turns"]) => h.open_turn(sid, &body().await?).await,
             (Method::GET, ["v1", "sessions"]) => h.sessions(q).await,

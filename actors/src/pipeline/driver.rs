@@ -16,9 +16,10 @@ use crate::store::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Restarts drivers and timers for every unfinished action; returns how many.
+/// Restarts drivers and timers for every unfinished action this node owns;
+/// returns how many.
 pub fn resume(rt: &Arc<Runtime>) -> Result<usize> {
-    let active = rt.store.active_actions()?;
+    let active: Vec<Action> = rt.store.active_actions()?.into_iter().filter(|a| a.owner == rt.node).collect();
     for action in &active {
         match action.state {
             ActionState::Pending | ActionState::Running => start(rt, action.clone()),

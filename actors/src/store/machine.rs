@@ -124,16 +124,21 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Appends `entry` to the log at the next index and applies it. The outer
-    /// error is a storage failure (the whole batch must fail: it may have
-    /// written half a command); the inner one is the command's rejection.
-    pub fn append_and_apply(&mut self, t: &mut Tables<'_>, entry: &Entry) -> Result<Result<Applied>> {
-        self.last_index += 1;
-        t.log.insert(self.last_index, encode(entry)?.as_slice())?;
+    /// Applies the command at log `index`. The outer error is a storage
+    /// failure (the whole batch must fail: it may have written half a
+    /// command); the inner one is the command's rejection.
+    pub fn apply_at(&mut self, t: &mut Tables<'_>, index: u64, entry: &Entry) -> Result<Result<Applied>> {
+        self.last_index = index;
         match self.apply(t, entry) {
             Err(WardenError::Storage(e)) => Err(WardenError::Storage(e)),
             applied => Ok(applied),
         }
+    }
+
+    /// Moves past log `index`, which carries no command (a leader's blank
+    /// entry or a membership change).
+    pub fn skip(&mut self, index: u64) {
+        self.last_index = index;
     }
 
     /// Applies one log entry. Deterministic: same tables + same entry → same result.
@@ -434,6 +439,7 @@ fn create_action(
         updated_ms: at,
         confirm_deadline_ms: deadline,
         confirmed_by: None,
+        owner: rec.entry.node.clone(),
         replay_of: new.replay_of,
         last_error: None,
         last_event_seq: cause,
@@ -620,21 +626,22 @@ pub fn replay_log(source: &super::Store, target: &redb::Database) -> Result<u64>
     let mut next = 1;
     loop {
         let entries = source.log_entries(next, BATCH)?;
-        if entries.is_empty() {
-            return Ok(machine.last_index);
-        }
+        let Some(&(last, _)) = entries.last() else { return Ok(machine.last_index) };
         let txn = target.begin_write()?;
         {
             let mut tables = Tables::open(&txn)?;
             for (index, entry) in &entries {
-                assert_eq!(*index, machine.last_index + 1, "the log has no gaps");
-                // A rejected command is rejected again, identically: that is part of determinism.
-                let _ = machine.append_and_apply(&mut tables, entry)?;
+                assert!(*index > machine.last_index, "the log is in index order");
+                match entry {
+                    // A rejected command is rejected again, identically: that is part of determinism.
+                    Some(entry) => drop(machine.apply_at(&mut tables, *index, entry)?),
+                    None => machine.skip(*index),
+                }
             }
             machine.save(&mut tables)?;
         }
         txn.commit()?;
-        next = machine.last_index + 1;
+        next = last + 1;
     }
 }
 
@@ -654,7 +661,10 @@ mod tests {
         let txn = db.begin_write().unwrap();
         let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
         let mut tables = Tables::open(&txn).unwrap();
-        cmds.into_iter().map(|c| machine.append_and_apply(&mut tables, &entry(c)).unwrap()).collect()
+        cmds.into_iter()
+            .enumerate()
+            .map(|(i, c)| machine.apply_at(&mut tables, i as u64 + 1, &entry(c)).unwrap())
+            .collect()
     }
 
     fn allow() -> Decision {

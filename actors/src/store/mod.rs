@@ -3,16 +3,19 @@
 //!
 //! - `tables`: table definitions and typed record helpers.
 //! - `machine`: the deterministic state machine (`apply`).
-//! - `ledger`: the local log writer: group commit of proposals, then apply.
-//!   It is the seam openraft's log replaces: `apply` does not change.
+//! - `ledger`: how actors change state: commands proposed through Raft
+//!   (`crate::consensus`), outcomes returned once committed and applied.
+//! - `snapshot`: the whole state as one value (Raft snapshots).
 //! - `query`: read-only views (MVCC snapshots, never blocked by the writer).
 
 mod ledger;
 mod machine;
 mod query;
+mod snapshot;
 mod tables;
 
 pub use ledger::{now_ms, Durability, Ledger};
 pub use machine::{replay_log, Applied, StateMachine};
 pub use query::{RecallQuery, Store, TimelineQuery};
-pub use tables::open_database;
+pub use snapshot::StateSnapshot;
+pub use tables::{decode, encode, open_database, Tables, LOG, META, RAFT_META};

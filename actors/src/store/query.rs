@@ -247,6 +247,12 @@ impl Store {
     /// SHA-256 over every state table (not the log): equal digests mean equal
     /// state. Replicas compare it to prove they converged.
     pub fn state_digest(&self) -> Result<String> {
+        Ok(self.digest_at()?.1)
+    }
+
+    /// The log index the state has applied, and the state's digest, from one
+    /// snapshot: replicas at the same index must have the same digest.
+    pub fn digest_at(&self) -> Result<(u64, String)> {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         let mut feed = |name: &str, k: &[u8], v: &[u8]| {
@@ -255,7 +261,8 @@ impl Store {
                 h.update(part);
             }
         };
-        self.read(|r| {
+        let index = self.read(|r| {
+            let index = r.open_table(META)?.get(META_LAST_INDEX)?.map_or(0, |g| g.value());
             for (name, def) in [("sessions", SESSIONS), ("turns", TURNS), ("actions", ACTIONS), ("dlq", DLQ)] {
                 for row in r.open_table(def)?.iter()? {
                     let (k, v) = row?;
@@ -278,18 +285,24 @@ impl Store {
                 let (k, v) = row?;
                 feed("events", &k.value().to_be_bytes(), v.value());
             }
-            Ok(())
+            Ok(index)
         })?;
-        Ok(format!("{:x}", h.finalize()))
+        Ok((index, format!("{:x}", h.finalize())))
     }
 
-    /// The log's entries from `from_index` on, in order.
-    pub fn log_entries(&self, from_index: u64, limit: usize) -> Result<Vec<(u64, crate::command::Entry)>> {
+    /// Up to `limit` log entries from `from_index` on: the command of each
+    /// normal entry, `None` for a blank or membership entry.
+    pub fn log_entries(&self, from_index: u64, limit: usize) -> Result<Vec<(u64, Option<crate::command::Entry>)>> {
         self.read(|r| {
             let mut out = Vec::new();
             for row in r.open_table(LOG)?.range(from_index..)?.take(limit) {
                 let (k, v) = row?;
-                out.push((k.value(), decode(v.value())?));
+                let entry: crate::consensus::RaftEntry = decode(v.value())?;
+                let command = match entry.payload {
+                    openraft::EntryPayload::Normal(e) => Some(e),
+                    _ => None,
+                };
+                out.push((k.value(), command));
             }
             Ok(out)
         })

@@ -7,7 +7,10 @@ use std::path::Path;
 
 type Bytes = &'static [u8];
 
+/// openraft's log: index → entry.
 pub const LOG: TableDefinition<u64, Bytes> = TableDefinition::new("log");
+/// openraft's vote, committed and purged log ids, applied state, snapshot.
+pub const RAFT_META: TableDefinition<&str, Bytes> = TableDefinition::new("raft_meta");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SESSIONS: TableDefinition<&str, Bytes> = TableDefinition::new("sessions");
 pub const TURNS: TableDefinition<&str, Bytes> = TableDefinition::new("turns");
@@ -32,6 +35,7 @@ pub fn open_database(path: &Path) -> Result<Database> {
     let txn = db.begin_write()?;
     {
         let _ = txn.open_table(LOG)?;
+        let _ = txn.open_table(RAFT_META)?;
         let _ = txn.open_table(META)?;
         let _ = txn.open_table(SESSIONS)?;
         let _ = txn.open_table(TURNS)?;
@@ -50,7 +54,6 @@ pub fn open_database(path: &Path) -> Result<Database> {
 /// Every table, opened once per write transaction (opening per command would
 /// cost more than the inserts).
 pub struct Tables<'t> {
-    pub log: redb::Table<'t, u64, Bytes>,
     pub meta: redb::Table<'t, &'static str, u64>,
     pub sessions: redb::Table<'t, &'static str, Bytes>,
     pub turns: redb::Table<'t, &'static str, Bytes>,
@@ -66,7 +69,6 @@ pub struct Tables<'t> {
 impl<'t> Tables<'t> {
     pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
         Ok(Self {
-            log: txn.open_table(LOG)?,
             meta: txn.open_table(META)?,
             sessions: txn.open_table(SESSIONS)?,
             turns: txn.open_table(TURNS)?,

@@ -1,0 +1,269 @@
+//! Raft's RPCs over the cluster transport, so they are authenticated by the
+//! cookie like everything else. Every node runs one `RaftRpc` actor, named
+//! after the node and joined to one process group; a peer is found by name
+//! among the group's members. Requests and replies are MessagePack; a call
+//! that times out or finds no peer is reported to openraft as such, and it
+//! backs off and retries.
+
+use super::{Member, Outcome, TypeConfig};
+use crate::command::Entry;
+use crate::limits::MAX_RPC_PAYLOAD_BYTES;
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
+    RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::Raft;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+type NodeId = u64;
+
+/// The process group of every node's `RaftRpc` actor.
+pub const RAFT_GROUP: &str = "warden.raft";
+
+/// The registered name of `node`'s `RaftRpc` actor.
+pub fn rpc_actor_name(node: &str) -> String {
+    format!("warden.raft@{node}")
+}
+
+#[derive(Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // encoded at once; never stored
+pub enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write proposed on a follower, to be appended by the leader.
+    Forward(Entry),
+    /// The leader's read index: the log index a linearizable read must wait for.
+    ReadIndex,
+}
+
+/// The leader's answer to a forwarded write.
+#[derive(Serialize, Deserialize)]
+pub enum Forwarded {
+    /// Committed at this log index, with the state machine's outcome.
+    Committed { outcome: Outcome, index: u64 },
+    /// The receiver is not the leader: nothing was appended.
+    NotLeader,
+    /// Appending failed for another reason; the write may or may not commit.
+    Failed(String),
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum Reply {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Forward(Forwarded),
+    ReadIndex(Result<u64, String>),
+}
+
+#[derive(RactorClusterMessage)]
+pub enum RaftRpcMsg {
+    /// An encoded `Request`; the reply is an encoded `Reply`.
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+/// Serves Raft RPCs and forwarded writes for this node's Raft.
+pub struct RaftRpc;
+
+impl Actor for RaftRpc {
+    type Msg = RaftRpcMsg;
+    type State = Raft<TypeConfig>;
+    type Arguments = Raft<TypeConfig>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        raft: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ractor::pg::join(RAFT_GROUP.to_owned(), vec![myself.get_cell()]);
+        Ok(raft)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        raft: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let RaftRpcMsg::Call(bytes, reply) = msg;
+        let request: Request = rmp_serde::from_slice(&bytes)?;
+        let raft = raft.clone();
+        // Each call runs on its own task: a slow append never delays a vote.
+        tokio::spawn(async move {
+            let answer = serve(&raft, request).await;
+            match rmp_serde::to_vec_named(&answer) {
+                Ok(bytes) => {
+                    let _ = reply.send(bytes);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode a raft reply"),
+            }
+        });
+        Ok(())
+    }
+}
+
+async fn serve(raft: &Raft<TypeConfig>, request: Request) -> Reply {
+    match request {
+        Request::Append(r) => Reply::Append(raft.append_entries(r).await),
+        Request::Vote(r) => Reply::Vote(raft.vote(r).await),
+        Request::Snapshot(r) => Reply::Snapshot(raft.install_snapshot(r).await),
+        Request::Forward(entry) => Reply::Forward(match raft.client_write(entry).await {
+            Ok(r) => Forwarded::Committed { outcome: r.data, index: r.log_id.index },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
+            Err(e) => Forwarded::Failed(e.to_string()),
+        }),
+        Request::ReadIndex => Reply::ReadIndex(match raft.ensure_linearizable().await {
+            Ok(read) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err("not the leader".into()),
+            Err(e) => Err(e.to_string()),
+        }),
+    }
+}
+
+/// Why a call to a peer's `RaftRpc` did not produce a reply.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("no connection to node {0}")]
+    Unreachable(String),
+    #[error("node {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("call to node {0} failed: {1}")]
+    Failed(String, String),
+}
+
+/// The `RaftRpc` actor of `node`, if the transport knows it.
+fn find(node: &str) -> Option<ActorRef<RaftRpcMsg>> {
+    let name = rpc_actor_name(node);
+    ractor::pg::get_members(&RAFT_GROUP.to_owned())
+        .into_iter()
+        .find(|cell: &ActorCell| cell.get_name().as_deref() == Some(name.as_str()))
+        .map(ActorRef::from)
+}
+
+/// Sends `request` to `node` and waits at most `ttl` for its reply.
+pub async fn call(node: &str, request: &Request, ttl: Duration) -> Result<Reply, CallError> {
+    call_encoded(node, encode(node, request)?, ttl).await
+}
+
+fn encode(node: &str, request: &Request) -> Result<Vec<u8>, CallError> {
+    rmp_serde::to_vec_named(request).map_err(|e| CallError::Failed(node.into(), e.to_string()))
+}
+
+async fn call_encoded(node: &str, bytes: Vec<u8>, ttl: Duration) -> Result<Reply, CallError> {
+    let peer = find(node).ok_or_else(|| CallError::Unreachable(node.into()))?;
+    match peer.call(|port| RaftRpcMsg::Call(bytes, port), Some(ttl)).await {
+        Ok(CallResult::Success(reply)) => {
+            rmp_serde::from_slice(&reply).map_err(|e| CallError::Failed(node.into(), e.to_string()))
+        }
+        Ok(CallResult::Timeout) => Err(CallError::Timeout(node.into(), ttl)),
+        Ok(CallResult::SenderError) => Err(CallError::Unreachable(node.into())),
+        Err(e) => Err(CallError::Failed(node.into(), e.to_string())),
+    }
+}
+
+/// openraft's view of the network: one client per target node.
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        PeerClient { target, node: node.name.clone() }
+    }
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    node: String,
+}
+
+impl PeerClient {
+    async fn send<E: std::error::Error>(
+        &self,
+        kind: RPCTypes,
+        request: Request,
+        option: &RPCOption,
+    ) -> Result<Reply, RPCError<NodeId, Member, E>> {
+        let bytes = encode(&self.node, &request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send_encoded(kind, bytes, option).await
+    }
+
+    async fn send_encoded<E: std::error::Error>(
+        &self,
+        kind: RPCTypes,
+        bytes: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Reply, RPCError<NodeId, Member, E>> {
+        let ttl = option.hard_ttl();
+        call_encoded(&self.node, bytes, ttl).await.map_err(|e| match e {
+            CallError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Timeout(..) => {
+                RPCError::Timeout(Timeout { action: kind, id: 0, target: self.target, timeout: ttl })
+            }
+            CallError::Failed(..) => RPCError::Network(NetworkError::new(&e)),
+        })
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, Member, E> {
+        let e = CallError::Failed(self.node.clone(), "unexpected reply".into());
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        let entries = rpc.entries.len() as u64;
+        let bytes = encode(&self.node, &Request::Append(rpc)).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // ractor_cluster tears down a session on a frame over 16 MiB: ask for smaller batches.
+        if bytes.len() > MAX_RPC_PAYLOAD_BYTES && entries > 1 {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
+        }
+        match self.send_encoded(RPCTypes::AppendEntries, bytes, &option).await? {
+            Reply::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        match self.send(RPCTypes::InstallSnapshot, Request::Snapshot(rpc), &option).await? {
+            Reply::Snapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        match self.send(RPCTypes::Vote, Request::Vote(rpc), &option).await? {
+            Reply::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        // A peer that is down is retried often enough to notice its return quickly.
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}

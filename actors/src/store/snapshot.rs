@@ -1,0 +1,130 @@
+//! The whole replicated state as one value: what a Raft snapshot carries.
+//! `capture` reads every state table from one MVCC view; `restore` replaces
+//! them all inside the caller's transaction.
+
+use super::machine::StateMachine;
+use super::tables::*;
+use crate::error::Result;
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+type Rows<K, V> = Vec<(K, V)>;
+
+#[derive(Default, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    meta: Rows<String, u64>,
+    sessions: Rows<String, Vec<u8>>,
+    turns: Rows<String, Vec<u8>>,
+    actions: Rows<String, Vec<u8>>,
+    active: Vec<String>,
+    idempotency: Rows<String, String>,
+    dlq: Rows<String, Vec<u8>>,
+    memory: Rows<(String, String), Vec<u8>>,
+    events: Rows<u64, Vec<u8>>,
+    events_by_correlation: Vec<(String, u64)>,
+}
+
+fn records(txn: &ReadTransaction, def: TableDefinition<&'static str, &'static [u8]>) -> Result<Rows<String, Vec<u8>>> {
+    let mut out = Vec::new();
+    for row in txn.open_table(def)?.iter()? {
+        let (k, v) = row?;
+        out.push((k.value().to_owned(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+fn refill(
+    txn: &WriteTransaction,
+    def: TableDefinition<&'static str, &'static [u8]>,
+    rows: &Rows<String, Vec<u8>>,
+) -> Result<()> {
+    let mut table = txn.open_table(def)?;
+    for (k, v) in rows {
+        table.insert(k.as_str(), v.as_slice())?;
+    }
+    Ok(())
+}
+
+impl StateSnapshot {
+    pub fn capture(txn: &ReadTransaction) -> Result<Self> {
+        let mut s = Self {
+            sessions: records(txn, SESSIONS)?,
+            turns: records(txn, TURNS)?,
+            actions: records(txn, ACTIONS)?,
+            dlq: records(txn, DLQ)?,
+            ..Self::default()
+        };
+        for row in txn.open_table(META)?.iter()? {
+            let (k, v) = row?;
+            s.meta.push((k.value().to_owned(), v.value()));
+        }
+        for row in txn.open_table(ACTIVE)?.iter()? {
+            s.active.push(row?.0.value().to_owned());
+        }
+        for row in txn.open_table(IDEMPOTENCY)?.iter()? {
+            let (k, v) = row?;
+            s.idempotency.push((k.value().to_owned(), v.value().to_owned()));
+        }
+        for row in txn.open_table(MEMORY)?.iter()? {
+            let (k, v) = row?;
+            let (ns, key) = k.value();
+            s.memory.push(((ns.to_owned(), key.to_owned()), v.value().to_vec()));
+        }
+        for row in txn.open_table(EVENTS)?.iter()? {
+            let (k, v) = row?;
+            s.events.push((k.value(), v.value().to_vec()));
+        }
+        for row in txn.open_table(EVENTS_BY_CORRELATION)?.iter()? {
+            let (key, _) = row?;
+            let (cid, seq) = key.value();
+            s.events_by_correlation.push((cid.to_owned(), seq));
+        }
+        Ok(s)
+    }
+
+    /// Replaces every state table with this snapshot's rows; returns the
+    /// state machine's counters as the snapshot left them.
+    pub fn restore(&self, txn: &WriteTransaction) -> Result<StateMachine> {
+        for def in [SESSIONS, TURNS, ACTIONS, DLQ] {
+            txn.delete_table(def)?;
+        }
+        txn.delete_table(META)?;
+        txn.delete_table(ACTIVE)?;
+        txn.delete_table(IDEMPOTENCY)?;
+        txn.delete_table(MEMORY)?;
+        txn.delete_table(EVENTS)?;
+        txn.delete_table(EVENTS_BY_CORRELATION)?;
+        refill(txn, SESSIONS, &self.sessions)?;
+        refill(txn, TURNS, &self.turns)?;
+        refill(txn, ACTIONS, &self.actions)?;
+        refill(txn, DLQ, &self.dlq)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            for (k, v) in &self.meta {
+                meta.insert(k.as_str(), *v)?;
+            }
+            let mut active = txn.open_table(ACTIVE)?;
+            for k in &self.active {
+                active.insert(k.as_str(), ())?;
+            }
+            let mut idempotency = txn.open_table(IDEMPOTENCY)?;
+            for (k, v) in &self.idempotency {
+                idempotency.insert(k.as_str(), v.as_str())?;
+            }
+            let mut memory = txn.open_table(MEMORY)?;
+            for ((ns, key), v) in &self.memory {
+                memory.insert((ns.as_str(), key.as_str()), v.as_slice())?;
+            }
+            let mut events = txn.open_table(EVENTS)?;
+            for (seq, v) in &self.events {
+                events.insert(*seq, v.as_slice())?;
+            }
+            let mut by_correlation = txn.open_table(EVENTS_BY_CORRELATION)?;
+            for (cid, seq) in &self.events_by_correlation {
+                by_correlation.insert((cid.as_str(), *seq), ())?;
+            }
+        }
+        let meta = txn.open_table(META)?;
+        StateMachine::load(&meta)
+    }
+}
