@@ -34,6 +34,10 @@ pub struct ClusterSettings {
     pub addr: SocketAddr,
     pub seeds: Vec<SocketAddr>,
     pub cookie: String,
+    /// Connect to the peers of peers (the default). Off, a node connects only
+    /// to its seeds and to whoever dials it: each link is chosen explicitly,
+    /// e.g. to route it through a fault-injecting proxy in tests.
+    pub transitive: bool,
 }
 
 /// Reads the cookie from `file`, else from `WARDEN_COOKIE`; refuses to go on without one.
@@ -57,6 +61,9 @@ pub fn load_cookie(file: Option<&Path>) -> anyhow::Result<String> {
 pub struct Peer {
     pub name: String,
     pub cluster_addr: String,
+    /// The far end of the session's socket: the seed address dialled, when
+    /// the link goes through a proxy or an address translation.
+    pub socket_addr: String,
     pub state: &'static str,
     pub since_ms: u64,
 }
@@ -113,14 +120,20 @@ fn peer_of(ses: &NodeServerSessionInformation) -> Option<(String, String)> {
 }
 
 impl Cluster {
-    pub async fn start(node_name: &str, settings: ClusterSettings) -> anyhow::Result<Cluster> {
+    /// Starts the transport; `peer_lost` is called with a peer's name when
+    /// its authenticated session closes.
+    pub async fn start(
+        node_name: &str,
+        settings: ClusterSettings,
+        peer_lost: impl Fn(&str) + Send + 'static,
+    ) -> anyhow::Result<Cluster> {
         let server = NodeServer::new(
             settings.addr.port(),
             settings.cookie.clone(),
             node_name.to_owned(),
             settings.addr.ip().to_string(),
             None,
-            Some(NodeConnectionMode::Transitive),
+            Some(if settings.transitive { NodeConnectionMode::Transitive } else { NodeConnectionMode::Isolated }),
         )
         .with_listen_addr(settings.addr.ip());
         let (server, _) = Actor::spawn(None, server, ()).await.context("cluster server did not start")?;
@@ -135,6 +148,8 @@ impl Cluster {
         tasks.push(tokio::spawn(async move {
             // Which sessions authenticated, so a close before that counts as a rejection.
             let mut authenticated = std::collections::HashSet::new();
+            // Open sessions per peer: a peer is lost when its last one closes.
+            let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
             while let Some(event) = rx.recv().await {
                 let mut t = events_table.write();
                 match event {
@@ -143,10 +158,17 @@ impl Cluster {
                     }
                     SessionEvent::Ready(ses) => {
                         let Some((name, addr)) = peer_of(&ses) else { continue };
+                        *open.entry(name.clone()).or_default() += 1;
                         tracing::info!(node = %me, peer = %name, "peer connected");
                         t.peers.insert(
                             name.clone(),
-                            Peer { name, cluster_addr: addr, state: "connected", since_ms: now_ms() },
+                            Peer {
+                                name,
+                                cluster_addr: addr,
+                                socket_addr: ses.peer_addr.to_string(),
+                                state: "connected",
+                                since_ms: now_ms(),
+                            },
                         );
                     }
                     SessionEvent::Disconnected(ses) => {
@@ -157,11 +179,20 @@ impl Cluster {
                             continue;
                         }
                         let Some((name, _)) = peer_of(&ses) else { continue };
+                        let left = open.get_mut(&name).map(|n| {
+                            *n = n.saturating_sub(1);
+                            *n
+                        });
                         // A duplicate session closing must not hide the live one.
+                        if left.unwrap_or(0) > 0 {
+                            continue;
+                        }
                         if let Some(p) = t.peers.get_mut(&name) {
                             p.state = "disconnected";
                             p.since_ms = now_ms();
                         }
+                        drop(t);
+                        peer_lost(&name);
                     }
                 }
             }
@@ -194,7 +225,11 @@ async fn keep_connected(server: ActorRef<NodeServerMessage>, table: Arc<RwLock<T
     let target = seed.to_string();
     let mut pause = SEED_RETRY_MIN;
     loop {
-        let connected = table.read().peers.values().any(|p| p.cluster_addr == target && p.state == "connected");
+        let connected = table
+            .read()
+            .peers
+            .values()
+            .any(|p| (p.cluster_addr == target || p.socket_addr == target) && p.state == "connected");
         if connected {
             pause = SEED_RETRY_MIN;
         } else if let Err(e) = ractor_cluster::client_connect(&server, seed).await {

@@ -26,6 +26,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub seeds: Vec<SocketAddr>,
     pub cookie_file: Option<PathBuf>,
+    /// Connect to the peers of peers (default true); off, only to seeds and to whoever dials.
+    pub cluster_transitive: Option<bool>,
     /// A separate file of `[[capability]]` tables, relative to this file.
     pub capabilities: Option<PathBuf>,
     pub policies_dir: Option<PathBuf>,
@@ -54,6 +56,8 @@ pub struct RaftFile {
     pub election_timeout_max_ms: Option<u64>,
     /// Build a snapshot after this many log entries.
     pub snapshot_every: Option<u64>,
+    /// Log entries kept behind a snapshot (followers slightly behind catch up from them).
+    pub keep_behind_snapshot: Option<u64>,
     pub write_timeout_ms: Option<u64>,
     /// The leader adds nodes that are up and have no log yet.
     pub auto_join: Option<bool>,
@@ -143,7 +147,7 @@ impl Settings {
                 ms(raft.election_timeout_max_ms, d.election_timeout.1),
             ),
             snapshot_every: raft.snapshot_every.unwrap_or(d.snapshot_every),
-            keep_behind_snapshot: d.keep_behind_snapshot,
+            keep_behind_snapshot: raft.keep_behind_snapshot.unwrap_or(d.keep_behind_snapshot),
             write_timeout: ms(raft.write_timeout_ms, d.write_timeout),
             auto_join: raft.auto_join.unwrap_or(d.auto_join),
         };
@@ -163,7 +167,8 @@ impl Settings {
             Some(addr) => {
                 let cookie_file = overrides.cookie_file.or_else(|| file.cookie_file.map(|f| base.join(f)));
                 let seeds = if overrides.seeds.is_empty() { file.seeds } else { overrides.seeds };
-                Some(ClusterSettings { addr, seeds, cookie: load_cookie(cookie_file.as_deref())? })
+                let cookie = load_cookie(cookie_file.as_deref())?;
+                Some(ClusterSettings { addr, seeds, cookie, transitive: file.cluster_transitive.unwrap_or(true) })
             }
         };
         let has_seeds = cluster.as_ref().is_some_and(|c| !c.seeds.is_empty());

@@ -39,7 +39,11 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
     let data_dir = settings.node.data_dir.clone();
     let node = Arc::new(Node::start(settings.node).await.context("node did not start")?);
     let cluster = match settings.cluster {
-        Some(c) => Some(Arc::new(crate::cluster::Cluster::start(&name, c).await?)),
+        Some(c) => {
+            let consensus = node.consensus().clone();
+            let lost = move |peer: &str| consensus.peer_lost(peer);
+            Some(Arc::new(crate::cluster::Cluster::start(&name, c, lost).await?))
+        }
         None => None,
     };
     let metrics = Arc::new(Metrics::new());

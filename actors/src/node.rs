@@ -327,6 +327,10 @@ impl Node {
         self.rt.ledger.consensus().status()
     }
 
+    pub fn consensus(&self) -> &Arc<crate::consensus::Consensus> {
+        self.rt.ledger.consensus()
+    }
+
     /// Makes the reads that follow see everything committed before the call.
     pub async fn read_barrier(&self) -> Result<()> {
         self.rt.ledger.consensus().read_barrier().await

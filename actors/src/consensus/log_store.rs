@@ -4,6 +4,9 @@
 //! persists queued operations in order, one redb transaction and one fsync per
 //! batch (group commit), then reports each append as flushed.
 
+// openraft's trait methods return its StorageError (over 200 bytes); helpers share it.
+#![allow(clippy::result_large_err)]
+
 use super::{io_error, read_error, write_error, RaftEntry, TypeConfig};
 use crate::limits::MAX_COMMIT_BATCH;
 use crate::store::{decode, encode, Durability, LOG, RAFT_META};

@@ -75,8 +75,12 @@ fn write_error(e: WardenError) -> openraft::StorageError<u64> {
     openraft::StorageError::IO { source: openraft::StorageIOError::write(&e) }
 }
 
-/// Raft timing and bootstrap. The defaults elect a new leader well within
-/// 1.5 s of the old one's death (etcd: 100 ms heartbeat, 1 s election).
+/// Raft timing and bootstrap. openraft lets a follower elect only after the
+/// leader lease (the longest election timeout) plus a random election
+/// timeout without heartbeats: 750–1000 ms with the defaults, when a leader
+/// goes silent. A leader whose process dies closes its sessions, and the
+/// followers then call an election at once (`peer_lost`): about one election
+/// timeout. etcd's reference: 100 ms heartbeat, 1 s election timeout.
 #[derive(Clone, Debug)]
 pub struct RaftSettings {
     /// The initial voters of a new cluster, by name. `None`: this node does
@@ -99,8 +103,8 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             bootstrap: Some(Vec::new()),
-            heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            heartbeat: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
             snapshot_every: 10_000,
             keep_behind_snapshot: 1_000,
             write_timeout: Duration::from_secs(5),
@@ -344,7 +348,7 @@ impl Consensus {
                     self.hub.applied_at_least(index, left).await?;
                     return outcome;
                 }
-                Ok(Reply::Forward(Forwarded::NotLeader)) | Err(network::CallError::Unreachable(_)) => {
+                Ok(Reply::Forward(Forwarded::NotLeader)) | Err(network::CallError::NoRoute(_)) => {
                     // Nothing was appended: try again once the leader is known anew.
                     self.await_leader_change(leader, deadline).await?;
                 }
@@ -353,6 +357,11 @@ impl Consensus {
                 }
                 Ok(_) => return Err(unavailable("the leader sent an unexpected reply")),
                 Err(network::CallError::Timeout(..)) => return Err(self.not_committed(left)),
+                Err(network::CallError::Lost(_)) => {
+                    return Err(unavailable(
+                        "the session to the leader closed before it answered (the write may still commit)",
+                    ))
+                }
                 Err(e) => return Err(unavailable(e)),
             }
         }
@@ -368,7 +377,8 @@ impl Consensus {
     /// probably cut off: refuse at once rather than time out.
     fn refuse_without_quorum(&self) -> crate::Result<()> {
         let since = self.raft.metrics().borrow().millis_since_quorum_ack;
-        let limit = self.settings.election_timeout.1.as_millis() as u64;
+        // Twice the longest election timeout: past it, the others may have elected a new leader.
+        let limit = 2 * self.settings.election_timeout.1.as_millis() as u64;
         match since {
             Some(ms) if ms > limit => Err(unavailable(format!(
                 "this node leads but no quorum has acknowledged it for {ms} ms (partitioned?)"
@@ -512,6 +522,22 @@ impl Consensus {
                 previous = name;
             }
         });
+    }
+
+    /// The transport lost its session with `peer`. If it was the leader (a
+    /// crashed process closes its sockets at once), start an election now
+    /// instead of waiting out the leader lease and election timeout. Only an
+    /// optimisation: a silent partition is still found by the timeouts.
+    pub fn peer_lost(&self, peer: &str) {
+        let m = self.raft.metrics().borrow().clone();
+        let was_leader = m.current_leader.is_some_and(|l| l != self.id && l == node_id(peer));
+        if was_leader && m.membership_config.membership().voter_ids().any(|v| v == self.id) {
+            tracing::info!(node = %self.name, leader = peer, "lost the leader's session; calling an election");
+            let raft = self.raft.clone();
+            tokio::spawn(async move {
+                let _ = raft.trigger().elect().await;
+            });
+        }
     }
 
     /// Stops Raft and persists what the log writer holds.

@@ -134,8 +134,12 @@ async fn serve(raft: &Raft<TypeConfig>, request: Request) -> Reply {
 /// Why a call to a peer's `RaftRpc` did not produce a reply.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// Nothing was sent: the transport knows no such peer.
     #[error("no connection to node {0}")]
-    Unreachable(String),
+    NoRoute(String),
+    /// Sent, but the session ended before a reply: it may have been acted on.
+    #[error("node {0} went away before answering")]
+    Lost(String),
     #[error("node {0} did not answer within {1:?}")]
     Timeout(String, Duration),
     #[error("call to node {0} failed: {1}")]
@@ -161,13 +165,13 @@ fn encode(node: &str, request: &Request) -> Result<Vec<u8>, CallError> {
 }
 
 async fn call_encoded(node: &str, bytes: Vec<u8>, ttl: Duration) -> Result<Reply, CallError> {
-    let peer = find(node).ok_or_else(|| CallError::Unreachable(node.into()))?;
+    let peer = find(node).ok_or_else(|| CallError::NoRoute(node.into()))?;
     match peer.call(|port| RaftRpcMsg::Call(bytes, port), Some(ttl)).await {
         Ok(CallResult::Success(reply)) => {
             rmp_serde::from_slice(&reply).map_err(|e| CallError::Failed(node.into(), e.to_string()))
         }
         Ok(CallResult::Timeout) => Err(CallError::Timeout(node.into(), ttl)),
-        Ok(CallResult::SenderError) => Err(CallError::Unreachable(node.into())),
+        Ok(CallResult::SenderError) => Err(CallError::Lost(node.into())),
         Err(e) => Err(CallError::Failed(node.into(), e.to_string())),
     }
 }
@@ -207,7 +211,7 @@ impl PeerClient {
     ) -> Result<Reply, RPCError<NodeId, Member, E>> {
         let ttl = option.hard_ttl();
         call_encoded(&self.node, bytes, ttl).await.map_err(|e| match e {
-            CallError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::NoRoute(_) | CallError::Lost(_) => RPCError::Unreachable(Unreachable::new(&e)),
             CallError::Timeout(..) => {
                 RPCError::Timeout(Timeout { action: kind, id: 0, target: self.target, timeout: ttl })
             }

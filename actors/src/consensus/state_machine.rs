@@ -6,6 +6,9 @@
 //! state tables themselves, read from one MVCC view, and are persisted
 //! before openraft may purge the log they cover.
 
+// openraft's trait methods return its StorageError (over 200 bytes); helpers share it.
+#![allow(clippy::result_large_err)]
+
 use super::{read_error, write_error, Hub, Member, Outcome, RaftEntry, TypeConfig};
 use crate::store::{decode, encode, Applied, StateMachine, StateSnapshot, Tables, META, RAFT_META};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};

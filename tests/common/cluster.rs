@@ -1,0 +1,195 @@
+//! A multi-process cluster for replication and chaos tests: N `warden node`
+//! processes founding one Raft group, every link between two nodes routed
+//! through its own fault proxy (node i dials node j > i through proxy (i, j),
+//! and transitive dialling is off), so any pair can be partitioned.
+
+use super::process::{free_port, NodeProcess};
+use super::proxy::Proxy;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Bound on every wait for the cluster to reach a state.
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(30);
+
+pub struct Cluster {
+    pub names: Vec<String>,
+    pub nodes: Vec<NodeProcess>,
+    /// Each node's cluster transport port (the proxies forward to these).
+    pub ports: Vec<u16>,
+    proxies: BTreeMap<(usize, usize), Proxy>,
+    pub dir: PathBuf,
+    http: reqwest::Client,
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap()
+}
+
+impl Cluster {
+    /// Starts `n` nodes named a, b, c… with `extra_config` appended to each
+    /// node's TOML, and waits until they agree on a leader.
+    pub fn start(dir: &Path, n: usize, extra_config: &str) -> Cluster {
+        let names: Vec<String> = (0..n).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
+        let cookie = dir.join("cookie");
+        std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut proxies = BTreeMap::new();
+        for i in 0..n {
+            for (j, port) in ports.iter().enumerate().skip(i + 1) {
+                proxies.insert((i, j), Proxy::start(format!("127.0.0.1:{port}").parse().unwrap()));
+            }
+        }
+        let voters = names.join(",");
+        let mut nodes = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let config = dir.join(format!("{name}.toml"));
+            std::fs::write(&config, format!("cluster_transitive = false\n{extra_config}\n")).unwrap();
+            let mut args: Vec<String> = vec![
+                "--name".into(),
+                name.clone(),
+                "--cluster-addr".into(),
+                format!("127.0.0.1:{}", ports[i]),
+                "--cookie-file".into(),
+                cookie.display().to_string(),
+                "--bootstrap".into(),
+                voters.clone(),
+            ];
+            for j in i + 1..n {
+                args.extend(["--seed".into(), proxies[&(i, j)].addr.to_string()]);
+            }
+            nodes.push(NodeProcess::start_with(&dir.join(name), Some(&config), &args));
+        }
+        Cluster { names, nodes, ports, proxies, dir: dir.to_owned(), http: http() }
+    }
+
+    /// Waits until the start-up churn is over: a leader, every node connected
+    /// to every other, and a write through each node acknowledged.
+    pub async fn settled(&self) {
+        let n = self.nodes.len();
+        self.leader_among(&self.all(), 0).await;
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        for i in self.all() {
+            loop {
+                let view = self.get(i, "/v1/cluster").await.unwrap_or_default();
+                let connected = view["transport"]["peers"]
+                    .as_array()
+                    .map_or(0, |p| p.iter().filter(|p| p["state"] == "connected").count());
+                if connected == n - 1 && self.put_memory(i, "settle", &self.names[i]).await == Some(200) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {i} did not settle: {view}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    pub fn index_of(&self, name: &str) -> usize {
+        self.names.iter().position(|n| n == name).unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    pub fn url(&self, i: usize) -> &str {
+        &self.nodes[i].url
+    }
+
+    pub async fn get(&self, i: usize, path: &str) -> Option<Value> {
+        let r = self.http.get(format!("{}{path}", self.url(i))).send().await.ok()?;
+        r.json().await.ok()
+    }
+
+    /// Node `i`'s Raft view (`GET /v1/cluster`'s `raft`), if it answers.
+    pub async fn raft(&self, i: usize) -> Option<Value> {
+        self.get(i, "/v1/cluster").await.map(|v| v["raft"].clone())
+    }
+
+    /// Waits until one of `among` says it leads (in a term above `after_term`)
+    /// and returns its index and term.
+    pub async fn leader_among(&self, among: &[usize], after_term: u64) -> (usize, u64) {
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        loop {
+            for &i in among {
+                if let Some(r) = self.raft(i).await {
+                    let term = r["term"].as_u64().unwrap_or(0);
+                    if r["role"] == "leader" && term > after_term {
+                        return (i, term);
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader among {among:?} within {CLUSTER_WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn all(&self) -> Vec<usize> {
+        (0..self.nodes.len()).collect()
+    }
+
+    /// The proxy on the link between nodes `i` and `j`.
+    pub fn link(&self, i: usize, j: usize) -> &Proxy {
+        &self.proxies[&(i.min(j), i.max(j))]
+    }
+
+    /// Blackholes every link of node `i`: it stays up but hears nothing.
+    pub fn isolate(&self, i: usize) {
+        for j in self.all().into_iter().filter(|&j| j != i) {
+            self.link(i, j).blackhole();
+        }
+    }
+
+    pub fn heal_all(&self) {
+        for p in self.proxies.values() {
+            p.heal();
+        }
+    }
+
+    /// Waits until every node in `among` has applied the same log index with
+    /// the same state digest; returns that digest.
+    pub async fn converged(&self, among: &[usize]) -> String {
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        loop {
+            let mut seen = Vec::new();
+            for &i in among {
+                seen.push(
+                    self.get(i, "/v1/cluster/digest").await.map(|d| (d["applied_index"].clone(), d["digest"].clone())),
+                );
+            }
+            if seen.iter().all(|s| s.is_some() && *s == seen[0]) {
+                return seen[0].as_ref().unwrap().1.as_str().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "nodes {among:?} did not converge: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every event on node `i`'s timeline, paged.
+    pub async fn timeline(&self, i: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.get(i, &format!("/v1/timeline?after={after}&limit=10000")).await.expect("timeline");
+            let events = page["events"].as_array().unwrap().clone();
+            if events.is_empty() {
+                return out;
+            }
+            after = events.last().unwrap()["seq"].as_u64().unwrap();
+            out.extend(events);
+        }
+    }
+
+    /// `PUT /v1/memory/{ns}/{key}` on node `i`: Some(status) if it answered.
+    pub async fn put_memory(&self, i: usize, ns: &str, key: &str) -> Option<u16> {
+        let r = self
+            .http
+            .put(format!("{}/v1/memory/{ns}/{key}", self.url(i)))
+            .json(&json!({"value": {"key": key}}))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        if status >= 300 {
+            eprintln!("PUT {ns}/{key} on {}: {status} {}", self.names[i], r.text().await.unwrap_or_default());
+        }
+        Some(status)
+    }
+}
