@@ -35,6 +35,10 @@ enum Op {
     Purge(LogId<NodeId>),
     SaveVote(Vote<NodeId>, oneshot::Sender<std::io::Result<()>>),
     SaveCommitted(Option<LogId<NodeId>>),
+    /// Work of the state machine that needs the database's write lock: run
+    /// by this thread after the batch's log transaction, so the two never
+    /// contend for the lock (redb's is not fair, and a busy log starves others).
+    Run(Box<dyn FnOnce(&Database) + Send>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -77,6 +81,19 @@ impl LogStore {
 
     fn send(&self, op: Op) -> Result<()> {
         self.queue.send(op).map_err(|_| write_error(crate::WardenError::Unavailable("the log writer stopped".into())))
+    }
+
+    /// Runs `work` on the writer thread, in turn with the log's own writes.
+    pub async fn run_exclusive<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> T + Send + 'static,
+    ) -> crate::Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(move |db: &Database| {
+            let _ = tx.send(work(db));
+        });
+        self.queue.send(Op::Run(job)).map_err(|_| crate::WardenError::Unavailable("the log writer stopped".into()))?;
+        rx.await.map_err(|_| crate::WardenError::Unavailable("the log writer stopped".into()))
     }
 
     /// Persists everything queued so far, then stops the writer.
@@ -192,6 +209,7 @@ impl Writer {
                 tracing::error!(error = %e, "raft log write failed");
             }
             let mut stop = None;
+            let mut jobs = Vec::new();
             for op in batch.drain(..) {
                 let outcome = result.as_ref().map(|_| ()).map_err(|e| io_error(&e.to_string()));
                 match op {
@@ -200,8 +218,12 @@ impl Writer {
                         let _ = tx.send(outcome);
                     }
                     Op::Stop(tx) => stop = Some(tx),
+                    Op::Run(job) => jobs.push(job),
                     Op::Truncate(_) | Op::Purge(_) | Op::SaveCommitted(_) => {}
                 }
+            }
+            for job in jobs {
+                job(&self.db);
             }
             if let Some(tx) = stop {
                 let _ = tx.send(());
@@ -252,7 +274,7 @@ impl Writer {
                     Op::SaveCommitted(committed) => {
                         meta.insert(COMMITTED, encode(committed)?.as_slice())?;
                     }
-                    Op::Stop(_) => {}
+                    Op::Stop(_) | Op::Run(_) => {}
                 }
             }
         }

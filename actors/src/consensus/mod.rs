@@ -77,8 +77,10 @@ fn write_error(e: WardenError) -> openraft::StorageError<u64> {
 
 /// Raft timing and bootstrap. openraft lets a follower elect only after the
 /// leader lease (the longest election timeout) plus a random election
-/// timeout without heartbeats: 750–1000 ms with the defaults, when a leader
-/// goes silent. A leader whose process dies closes its sessions, and the
+/// timeout without heartbeats: 0.9–1.2 s with the defaults, when a leader
+/// goes silent. (openraft also bounds each AppendEntries RPC by the
+/// heartbeat interval, so a heartbeat much under 100 ms times out appends
+/// on a loaded machine.) A leader whose process dies closes its sessions, and the
 /// followers then call an election at once (`peer_lost`): about one election
 /// timeout. etcd's reference: 100 ms heartbeat, 1 s election timeout.
 #[derive(Clone, Debug)]
@@ -89,7 +91,8 @@ pub struct RaftSettings {
     pub bootstrap: Option<Vec<String>>,
     pub heartbeat: Duration,
     pub election_timeout: (Duration, Duration),
-    /// A snapshot is built after this many entries since the last one.
+    /// A snapshot is built after this many entries since the last one. It
+    /// copies the whole state, so it should be rare next to the state's size.
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot, for followers slightly behind.
     pub keep_behind_snapshot: u64,
@@ -103,9 +106,9 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             bootstrap: Some(Vec::new()),
-            heartbeat: Duration::from_millis(50),
-            election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
-            snapshot_every: 10_000,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            snapshot_every: 50_000,
             keep_behind_snapshot: 1_000,
             write_timeout: Duration::from_secs(5),
             auto_join: true,
@@ -236,7 +239,7 @@ impl Consensus {
     ) -> crate::Result<Arc<Self>> {
         let hub = Arc::new(Hub::default());
         let log = LogStore::open(db.clone(), name, durability)?;
-        let machine = StateStore::open(db, hub.clone())?;
+        let machine = StateStore::open(db, log.clone(), hub.clone())?;
         let config = openraft::Config {
             cluster_name: "warden".into(),
             heartbeat_interval: settings.heartbeat.as_millis() as u64,

@@ -9,7 +9,7 @@
 // openraft's trait methods return its StorageError (over 200 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
 
-use super::{read_error, write_error, Hub, Member, Outcome, RaftEntry, TypeConfig};
+use super::{read_error, write_error, Hub, LogStore, Member, Outcome, RaftEntry, TypeConfig};
 use crate::store::{decode, encode, Applied, StateMachine, StateSnapshot, Tables, META, RAFT_META};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StoredMembership};
@@ -37,11 +37,14 @@ struct AppliedState {
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, Member>,
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 
 pub struct StateStore {
     db: Arc<Database>,
+    /// Applied batches are written by the log's writer thread (see `LogStore::run_exclusive`).
+    log: LogStore,
     machine: StateMachine,
     state: AppliedState,
     hub: Arc<Hub>,
@@ -65,12 +68,12 @@ fn save_state(txn: &redb::WriteTransaction, state: &AppliedState) -> crate::Resu
 }
 
 impl StateStore {
-    pub fn open(db: Arc<Database>, hub: Arc<Hub>) -> crate::Result<Self> {
+    pub fn open(db: Arc<Database>, log: LogStore, hub: Arc<Hub>) -> crate::Result<Self> {
         let txn = db.begin_read()?;
         let machine = StateMachine::load(&txn.open_table(META)?)?;
         let state = load_state(&txn)?;
         drop(txn);
-        Ok(Self { db, machine, state, hub, snapshots_built: 0 })
+        Ok(Self { db, log, machine, state, hub, snapshots_built: 0 })
     }
 
     /// Applies `entries` in one transaction; returns each normal entry's
@@ -134,13 +137,15 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I::IntoIter: Send,
     {
         let entries: Vec<RaftEntry> = entries.into_iter().collect();
-        let (db, mut machine, mut state) = (self.db.clone(), self.machine.clone(), self.state.clone());
-        let (result, machine, state) = tokio::task::spawn_blocking(move || {
-            let result = Self::apply_batch(&db, &mut machine, &mut state, entries);
-            (result, machine, state)
-        })
-        .await
-        .map_err(|e| write_error(crate::WardenError::Storage(format!("apply task failed: {e}"))))?;
+        let (mut machine, mut state) = (self.machine.clone(), self.state.clone());
+        let (result, machine, state) = self
+            .log
+            .run_exclusive(move |db| {
+                let result = Self::apply_batch(db, &mut machine, &mut state, entries);
+                (result, machine, state)
+            })
+            .await
+            .map_err(write_error)?;
         // A failed batch changed nothing on disk: keep the counters as they were.
         let applied = result.map_err(write_error)?;
         self.machine = machine;

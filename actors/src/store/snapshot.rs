@@ -7,28 +7,29 @@ use super::tables::*;
 use crate::error::Result;
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 type Rows<K, V> = Vec<(K, V)>;
 
 #[derive(Default, Serialize, Deserialize)]
 pub struct StateSnapshot {
     meta: Rows<String, u64>,
-    sessions: Rows<String, Vec<u8>>,
-    turns: Rows<String, Vec<u8>>,
-    actions: Rows<String, Vec<u8>>,
+    sessions: Rows<String, ByteBuf>,
+    turns: Rows<String, ByteBuf>,
+    actions: Rows<String, ByteBuf>,
     active: Vec<String>,
     idempotency: Rows<String, String>,
-    dlq: Rows<String, Vec<u8>>,
-    memory: Rows<(String, String), Vec<u8>>,
-    events: Rows<u64, Vec<u8>>,
+    dlq: Rows<String, ByteBuf>,
+    memory: Rows<(String, String), ByteBuf>,
+    events: Rows<u64, ByteBuf>,
     events_by_correlation: Vec<(String, u64)>,
 }
 
-fn records(txn: &ReadTransaction, def: TableDefinition<&'static str, &'static [u8]>) -> Result<Rows<String, Vec<u8>>> {
+fn records(txn: &ReadTransaction, def: TableDefinition<&'static str, &'static [u8]>) -> Result<Rows<String, ByteBuf>> {
     let mut out = Vec::new();
     for row in txn.open_table(def)?.iter()? {
         let (k, v) = row?;
-        out.push((k.value().to_owned(), v.value().to_vec()));
+        out.push((k.value().to_owned(), ByteBuf::from(v.value())));
     }
     Ok(out)
 }
@@ -36,7 +37,7 @@ fn records(txn: &ReadTransaction, def: TableDefinition<&'static str, &'static [u
 fn refill(
     txn: &WriteTransaction,
     def: TableDefinition<&'static str, &'static [u8]>,
-    rows: &Rows<String, Vec<u8>>,
+    rows: &Rows<String, ByteBuf>,
 ) -> Result<()> {
     let mut table = txn.open_table(def)?;
     for (k, v) in rows {
@@ -68,11 +69,11 @@ impl StateSnapshot {
         for row in txn.open_table(MEMORY)?.iter()? {
             let (k, v) = row?;
             let (ns, key) = k.value();
-            s.memory.push(((ns.to_owned(), key.to_owned()), v.value().to_vec()));
+            s.memory.push(((ns.to_owned(), key.to_owned()), ByteBuf::from(v.value())));
         }
         for row in txn.open_table(EVENTS)?.iter()? {
             let (k, v) = row?;
-            s.events.push((k.value(), v.value().to_vec()));
+            s.events.push((k.value(), ByteBuf::from(v.value())));
         }
         for row in txn.open_table(EVENTS_BY_CORRELATION)?.iter()? {
             let (key, _) = row?;
