@@ -73,7 +73,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,ractor=warn,ractor_cluster=warn".into());
+        .unwrap_or_else(|_| "info,ractor=warn,ractor_cluster=warn,openraft=warn".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match Cli::parse().command {

@@ -114,7 +114,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         if std::env::var_os("RUST_LOG").is_none() {
             // Keep the terminal for the status line; nodes speak up only when something is wrong.
-            cmd.env("RUST_LOG", "warn,ractor=error,ractor_cluster=error");
+            cmd.env("RUST_LOG", "warn,ractor=error,ractor_cluster=error,openraft=error");
         }
         let mut child = cmd.spawn().with_context(|| format!("cannot start node {name}"))?;
         let stdout = child.stdout.take().context("node stdout")?;
