@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// What a client learned about its writes.
 #[derive(Default)]
-struct Ledger {
+struct Acks {
     /// Memory keys whose PUT got a 2xx.
     acked_memory: BTreeSet<String>,
     /// Action ids (with their idempotency keys) whose submit got a 2xx.
@@ -25,7 +25,7 @@ struct Ledger {
 async fn write_forever(
     urls: Arc<Mutex<Vec<String>>>,
     turn: String,
-    out: Arc<Mutex<Ledger>>,
+    out: Arc<Mutex<Acks>>,
     stop: Arc<tokio::sync::Notify>,
 ) {
     let client = http();
@@ -81,7 +81,7 @@ async fn open_turn(cluster: &Cluster, i: usize) -> String {
 }
 
 /// Every acknowledged write is on every node, exactly once.
-async fn assert_nothing_lost(cluster: &Cluster, ledger: &Ledger) {
+async fn assert_nothing_lost(cluster: &Cluster, ledger: &Acks) {
     let all = cluster.all();
     cluster.converged(&all).await;
     let events = cluster.timeline(0).await;
@@ -125,7 +125,7 @@ async fn killing_the_leader_repeatedly_loses_no_acknowledged_write() {
     let (mut leader, mut term) = cluster.leader_among(&cluster.all(), 0).await;
     let turn = open_turn(&cluster, leader).await;
     let urls = Arc::new(Mutex::new(cluster.nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>()));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let ledger = Arc::new(Mutex::new(Acks::default()));
     let stop = Arc::new(tokio::sync::Notify::new());
     let writer = tokio::spawn(write_forever(urls.clone(), turn, ledger.clone(), stop.clone()));
 
@@ -299,9 +299,16 @@ async fn a_node_that_joins_later_becomes_a_voter_with_the_whole_state() {
         assert!(Instant::now() < deadline, "d was not made a voter: {raft}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let item: Value =
-        http().get(format!("{}/v1/memory/join/k119?fresh=true", d.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(item["key"], "k119");
+    // Right after the promotion d may not reach the leader's RPC actor yet (503): poll.
+    let item = loop {
+        let item: Value =
+            http().get(format!("{}/v1/memory/join/k119?fresh=true", d.url)).send().await.unwrap().json().await.unwrap();
+        if item["key"] == "k119" || Instant::now() > deadline {
+            break item;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(item["key"], "k119", "{item}");
     let view: Value = http().get(format!("{}/v1/cluster", d.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(view["raft"]["role"], "follower", "{view}");
 }

@@ -3,7 +3,6 @@
 //! the actor that owns the concern; none reaches into an actor's state.
 
 use crate::breaker::{BreakerMsg, BreakerView, Breakers, BreakersArgs};
-use crate::command::Command;
 use crate::consensus::{RaftRpc, RaftSettings, RaftStatus};
 use crate::directory::{call, ChildState, ChildStatus, Directory};
 use crate::domain::*;
@@ -209,14 +208,12 @@ impl Node {
         let (supervisor, supervisor_done) = Actor::spawn(None, NodeSupervisor, args)
             .await
             .map_err(|e| WardenError::Unavailable(format!("supervision tree did not start: {e}")))?;
-        let started = Command::RecordEvent {
-            kind: EventKind::NodeStarted,
-            correlation_id: CorrelationId(format!("node:{}", config.name)),
-            data: json!({"node": config.name, "capabilities": catalog.all().len()}),
-        };
         // Not awaited: a node that joins a cluster has no leader until it is added.
-        let Command::RecordEvent { kind, correlation_id, data } = started else { unreachable!() };
-        ledger.record_detached(kind, correlation_id, data);
+        ledger.record_detached(
+            EventKind::NodeStarted,
+            CorrelationId(format!("node:{}", config.name)),
+            json!({"node": config.name, "capabilities": catalog.all().len()}),
+        );
         let recorder = ledger.clone();
         ledger.consensus().watch_leadership(move |kind, cid, data| recorder.record_detached(kind, cid, data));
         if config.raft.auto_join {
