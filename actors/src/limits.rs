@@ -2,10 +2,8 @@
 
 /// Most attempts a capability may configure.
 pub const MAX_ATTEMPTS: u32 = 20;
-/// Commands written (and fsync'd) in one log transaction at most.
+/// Log operations written (and fsync'd) in one transaction at most.
 pub const MAX_COMMIT_BATCH: usize = 2_048;
-/// Proposals waiting for the log writer before proposers wait.
-pub const PROPOSAL_QUEUE: usize = 16_384;
 /// Actions being executed or retried on one node before submissions are refused.
 pub const MAX_ACTIVE_ACTIONS: usize = 50_000;
 /// Largest serialized args an action may carry.

@@ -216,6 +216,12 @@ pub struct RaftStatus {
     pub members: Vec<MemberStatus>,
 }
 
+/// Where a request that needs the leader is served.
+enum Route {
+    Here,
+    Leader { id: u64, name: String },
+}
+
 pub struct Consensus {
     raft: Raft<TypeConfig>,
     name: String,
@@ -303,9 +309,24 @@ impl Consensus {
 
     /// The name of the member with Raft id `id`.
     fn member_name(&self, id: u64) -> Option<String> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let name = metrics.membership_config.membership().get_node(&id).map(|m| m.name.clone());
+        let metrics = self.raft.metrics();
+        let name = metrics.borrow().membership_config.membership().get_node(&id).map(|m| m.name.clone());
         name
+    }
+
+    /// Where a request that needs the leader goes, waiting for a leader
+    /// (and for its name to be known) until `deadline`.
+    async fn route(&self, deadline: Instant) -> crate::Result<Route> {
+        loop {
+            let leader = self.leader(deadline).await?;
+            if leader == self.id {
+                return Ok(Route::Here);
+            }
+            match self.member_name(leader) {
+                Some(name) => return Ok(Route::Leader { id: leader, name }),
+                None => self.await_leader_change(leader, deadline).await?,
+            }
+        }
     }
 
     /// The current leader, waiting for one until `deadline`.
@@ -327,23 +348,22 @@ impl Consensus {
     pub async fn propose(&self, entry: Entry) -> crate::Result<Response> {
         let deadline = Instant::now() + self.settings.write_timeout;
         loop {
-            let leader = self.leader(deadline).await?;
+            let route = self.route(deadline).await?;
             let left = deadline.saturating_duration_since(Instant::now());
-            if leader == self.id {
-                self.refuse_without_quorum()?;
-                match tokio::time::timeout(left, self.raft.client_write(entry.clone())).await {
-                    Ok(Ok(written)) => return written.data,
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                        self.await_leader_change(leader, deadline).await?;
+            let (leader, target) = match route {
+                Route::Here => {
+                    self.refuse_without_quorum()?;
+                    match tokio::time::timeout(left, self.raft.client_write(entry.clone())).await {
+                        Ok(Ok(written)) => return written.data,
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                            self.await_leader_change(self.id, deadline).await?;
+                            continue;
+                        }
+                        Ok(Err(e)) => return Err(unavailable(format!("write failed: {e}"))),
+                        Err(_) => return Err(self.not_committed(left)),
                     }
-                    Ok(Err(e)) => return Err(unavailable(format!("write failed: {e}"))),
-                    Err(_) => return Err(self.not_committed(left)),
                 }
-                continue;
-            }
-            let Some(target) = self.member_name(leader) else {
-                self.await_leader_change(leader, deadline).await?;
-                continue;
+                Route::Leader { id, name } => (id, name),
             };
             match network::call(&target, &Request::Forward(entry.clone()), left).await {
                 Ok(Reply::Forward(Forwarded::Committed { outcome, index })) => {
@@ -404,20 +424,27 @@ impl Consensus {
     /// applied everything the leader had committed when asked.
     pub async fn read_barrier(&self) -> crate::Result<()> {
         let deadline = Instant::now() + self.settings.write_timeout;
-        let leader = self.leader(deadline).await?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if leader == self.id {
-            return match tokio::time::timeout(left, self.raft.ensure_linearizable()).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(unavailable(format!("read barrier: {e}"))),
-                Err(_) => Err(unavailable("read barrier: the leader could not confirm its leadership")),
+        loop {
+            let route = self.route(deadline).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Route::Leader { id, name } = route else {
+                return match tokio::time::timeout(left, self.raft.ensure_linearizable()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(unavailable(format!("read barrier: {e}"))),
+                    Err(_) => Err(unavailable("read barrier: the leader could not confirm its leadership")),
+                };
             };
-        }
-        let target = self.member_name(leader).ok_or_else(|| unavailable("the leader is not a known member"))?;
-        match network::call(&target, &Request::ReadIndex, left).await.map_err(unavailable)? {
-            Reply::ReadIndex(Ok(index)) => self.hub.applied_at_least(index, left.max(Duration::from_secs(1))).await,
-            Reply::ReadIndex(Err(e)) => Err(unavailable(format!("read barrier: {e}"))),
-            _ => Err(unavailable("the leader sent an unexpected reply")),
+            match network::call(&name, &Request::ReadIndex, left).await {
+                Ok(Reply::ReadIndex(Ok(index))) => {
+                    return self.hub.applied_at_least(index, left.max(Duration::from_secs(1))).await
+                }
+                // Asking again changes nothing: retry while the leader is not reachable or not leading.
+                Ok(Reply::ReadIndex(Err(_))) | Err(network::CallError::NoRoute(_) | network::CallError::Lost(_)) => {
+                    self.await_leader_change(id, deadline).await?
+                }
+                Ok(_) => return Err(unavailable("the leader sent an unexpected reply")),
+                Err(e) => return Err(unavailable(format!("read barrier: {e}"))),
+            }
         }
     }
 
