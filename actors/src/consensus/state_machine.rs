@@ -4,7 +4,9 @@
 //! durable commit persists them, and whatever a crash loses is re-applied
 //! from the log (never purged past a durable snapshot). Snapshots are the
 //! state tables themselves, read from one MVCC view, and are persisted
-//! before openraft may purge the log they cover.
+//! before openraft may purge the log they cover. Every write here (applied
+//! batches, snapshot persist and install) runs on the log's writer thread,
+//! so one thread owns redb's write lock.
 
 // openraft's trait methods return its StorageError (over 200 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
@@ -163,7 +165,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshots_built += 1;
-        SnapshotBuilder { db: self.db.clone(), view: self.db.begin_read().ok(), number: self.snapshots_built }
+        SnapshotBuilder {
+            db: self.db.clone(),
+            log: self.log.clone(),
+            view: self.db.begin_read().ok(),
+            number: self.snapshots_built,
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>> {
@@ -176,21 +183,22 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<()> {
         let stored = StoredSnapshot { meta: meta.clone(), data: snapshot.into_inner() };
-        let db = self.db.clone();
-        let installed = tokio::task::spawn_blocking(move || -> crate::Result<(StateMachine, AppliedState)> {
-            let state: StateSnapshot = decode(&stored.data)?;
-            let txn = db.begin_write()?;
-            let machine = state.restore(&txn)?;
-            let applied =
-                AppliedState { applied: stored.meta.last_log_id, membership: stored.meta.last_membership.clone() };
-            save_state(&txn, &applied)?;
-            txn.open_table(RAFT_META)?.insert(SNAPSHOT, encode(&stored)?.as_slice())?;
-            txn.commit()?;
-            Ok((machine, applied))
-        })
-        .await
-        .map_err(|e| write_error(crate::WardenError::Storage(format!("snapshot install failed: {e}"))))?
-        .map_err(write_error)?;
+        let installed = self
+            .log
+            .run_exclusive(move |db| -> crate::Result<(StateMachine, AppliedState)> {
+                let state: StateSnapshot = decode(&stored.data)?;
+                let txn = db.begin_write()?;
+                let machine = state.restore(&txn)?;
+                let applied =
+                    AppliedState { applied: stored.meta.last_log_id, membership: stored.meta.last_membership.clone() };
+                save_state(&txn, &applied)?;
+                txn.open_table(RAFT_META)?.insert(SNAPSHOT, encode(&stored)?.as_slice())?;
+                txn.commit()?;
+                Ok((machine, applied))
+            })
+            .await
+            .and_then(|installed| installed)
+            .map_err(write_error)?;
         tracing::info!(last = ?meta.last_log_id, "installed a snapshot");
         (self.machine, self.state) = installed;
         self.hub.applied_to(self.machine.last_index);
@@ -217,6 +225,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
 /// state matches the applied log id recorded in that same view.
 pub struct SnapshotBuilder {
     db: Arc<Database>,
+    log: LogStore,
     view: Option<redb::ReadTransaction>,
     number: u64,
 }
@@ -238,13 +247,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 None => format!("0-0-{number}"),
             };
             let meta = SnapshotMeta { last_log_id: last, last_membership: state.membership, snapshot_id };
-            let stored = StoredSnapshot { meta, data };
-            StateStore::persist_snapshot(&db, &stored)?;
-            Ok(stored)
+            Ok(StoredSnapshot { meta, data })
         };
+        // Reading and encoding the state runs beside the writer; only the write takes its turn on it.
         let stored = tokio::task::spawn_blocking(build)
             .await
             .map_err(|e| write_error(crate::WardenError::Storage(format!("snapshot build failed: {e}"))))?
+            .map_err(write_error)?;
+        let stored = self
+            .log
+            .run_exclusive(move |db| StateStore::persist_snapshot(db, &stored).map(|()| stored))
+            .await
+            .and_then(|persisted| persisted)
             .map_err(write_error)?;
         tracing::info!(last = ?stored.meta.last_log_id, bytes = stored.data.len(), "built a snapshot");
         Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
