@@ -14,7 +14,7 @@ mod process;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hdrhistogram::Histogram;
-use process::{free_port, NodeProcess};
+use process::{free_port, loopback, node_args, NodeProcess};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,21 +38,10 @@ fn start_cluster() -> Cluster {
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let mut args: Vec<String> = vec![
-                "--name".into(),
-                name.to_string(),
-                "--cluster-addr".into(),
-                format!("127.0.0.1:{}", ports[i]),
-                "--cookie-file".into(),
-                cookie.display().to_string(),
-                "--bootstrap".into(),
-                "a,b,c".into(),
-            ];
-            for (j, port) in ports.iter().enumerate() {
-                if j != i {
-                    args.extend(["--seed".into(), format!("127.0.0.1:{port}")]);
-                }
-            }
+            let seeds: Vec<String> =
+                ports.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, &p)| loopback(p)).collect();
+            let mut args = node_args(name, ports[i], &seeds, &cookie);
+            args.extend(["--bootstrap".into(), "a,b,c".into()]);
             NodeProcess::start_with(&dir.path().join(name), None, &args)
         })
         .collect();

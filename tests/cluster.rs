@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::process::{free_port, NodeProcess};
+use common::process::{free_port, loopback, node_args, NodeProcess};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -27,19 +27,16 @@ fn three_node_mesh(dir: &Path) -> [NodeProcess; 3] {
     ["a", "b", "c"].map(|name| {
         let i = (name.as_bytes()[0] - b'a') as usize;
         let seeds = [ports[(i + 1) % 3], ports[(i + 2) % 3]];
-        let mut args = node_args(name, ports[i], &seeds, &cookie);
+        let mut args = args_seeded_by_ports(name, ports[i], &seeds, &cookie);
         args.extend(["--bootstrap".into(), "a,b,c".into()]);
         NodeProcess::start_with(&dir.join(name), None, &args)
     })
 }
 
-fn node_args(name: &str, port: u16, seeds: &[u16], cookie: &Path) -> Vec<String> {
-    let mut args = vec!["--name".into(), name.into(), "--cluster-addr".into(), format!("127.0.0.1:{port}")];
-    for s in seeds {
-        args.extend(["--seed".into(), format!("127.0.0.1:{s}")]);
-    }
-    args.extend(["--cookie-file".into(), cookie.display().to_string()]);
-    args
+/// `node_args` with seeds given as loopback ports.
+fn args_seeded_by_ports(name: &str, port: u16, seeds: &[u16], cookie: &Path) -> Vec<String> {
+    let seeds: Vec<String> = seeds.iter().map(|&p| loopback(p)).collect();
+    node_args(name, port, &seeds, cookie)
 }
 
 async fn cluster(node: &NodeProcess) -> Value {
@@ -81,7 +78,7 @@ async fn nodes_sharing_a_cookie_connect_and_a_wrong_cookie_never_joins() {
     std::fs::write(&bad, "another-cookie-0123456789").unwrap();
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let start = |name: &str, i: usize, seeds: &[u16], cookie: &Path| {
-        NodeProcess::start_with(&dir.path().join(name), None, &node_args(name, ports[i], seeds, cookie))
+        NodeProcess::start_with(&dir.path().join(name), None, &args_seeded_by_ports(name, ports[i], seeds, cookie))
     };
     let a = start("a", 0, &[ports[1], ports[2]], &good);
     let b = start("b", 1, &[ports[0]], &good);
@@ -107,8 +104,8 @@ async fn a_peer_that_comes_back_is_reconnected() {
     let dir = tempfile::tempdir().unwrap();
     let cookie = cookie_in(dir.path());
     let (pa, pb) = (free_port(), free_port());
-    let a = NodeProcess::start_with(&dir.path().join("a"), None, &node_args("a", pa, &[pb], &cookie));
-    let mut b = NodeProcess::start_with(&dir.path().join("b"), None, &node_args("b", pb, &[pa], &cookie));
+    let a = NodeProcess::start_with(&dir.path().join("a"), None, &args_seeded_by_ports("a", pa, &[pb], &cookie));
+    let mut b = NodeProcess::start_with(&dir.path().join("b"), None, &args_seeded_by_ports("b", pb, &[pa], &cookie));
     until(&a, "a connects to b", |v| peers_in(v, "connected") == ["b"]).await;
 
     b.kill_9();

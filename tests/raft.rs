@@ -6,6 +6,7 @@
 mod common;
 
 use common::cluster::{http, Cluster, CLUSTER_WAIT};
+use common::process::{free_port, loopback, node_args, NodeProcess};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -279,16 +280,11 @@ async fn a_node_that_joins_later_becomes_a_voter_with_the_whole_state() {
     }
     // d seeds itself with a and has no bootstrap: it waits to be added.
     // It dials a directly and, transitively, the others.
-    let seed = format!("127.0.0.1:{}", cluster.ports[0]);
     let config = dir.path().join("d.toml");
     std::fs::write(&config, "cluster_transitive = true\n[raft]\nsnapshot_every = 50\nkeep_behind_snapshot = 5\n")
         .unwrap();
-    let args: Vec<String> = ["--name", "d", "--cluster-addr", &format!("127.0.0.1:{}", common::process::free_port())]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(["--cookie-file".into(), dir.path().join("cookie").display().to_string(), "--seed".into(), seed])
-        .collect();
-    let d = common::process::NodeProcess::start_with(&dir.path().join("d"), Some(&config), &args);
+    let args = node_args("d", free_port(), &[loopback(cluster.ports[0])], &dir.path().join("cookie"));
+    let d = NodeProcess::start_with(&dir.path().join("d"), Some(&config), &args);
     let deadline = Instant::now() + CLUSTER_WAIT;
     loop {
         let raft = cluster.raft(leader).await.unwrap();

@@ -3,7 +3,7 @@
 //! through its own fault proxy (node i dials node j > i through proxy (i, j),
 //! and transitive dialling is off), so any pair can be partitioned.
 
-use super::process::{free_port, NodeProcess};
+use super::process::{free_port, loopback, node_args, NodeProcess};
 use super::proxy::Proxy;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -38,7 +38,7 @@ impl Cluster {
         let mut proxies = BTreeMap::new();
         for i in 0..n {
             for (j, port) in ports.iter().enumerate().skip(i + 1) {
-                proxies.insert((i, j), Proxy::start(format!("127.0.0.1:{port}").parse().unwrap()));
+                proxies.insert((i, j), Proxy::start(loopback(*port).parse().unwrap()));
             }
         }
         let voters = names.join(",");
@@ -46,19 +46,9 @@ impl Cluster {
         for (i, name) in names.iter().enumerate() {
             let config = dir.join(format!("{name}.toml"));
             std::fs::write(&config, format!("cluster_transitive = false\n{extra_config}\n")).unwrap();
-            let mut args: Vec<String> = vec![
-                "--name".into(),
-                name.clone(),
-                "--cluster-addr".into(),
-                format!("127.0.0.1:{}", ports[i]),
-                "--cookie-file".into(),
-                cookie.display().to_string(),
-                "--bootstrap".into(),
-                voters.clone(),
-            ];
-            for j in i + 1..n {
-                args.extend(["--seed".into(), proxies[&(i, j)].addr.to_string()]);
-            }
+            let seeds: Vec<String> = (i + 1..n).map(|j| proxies[&(i, j)].addr.to_string()).collect();
+            let mut args = node_args(name, ports[i], &seeds, &cookie);
+            args.extend(["--bootstrap".into(), voters.clone()]);
             nodes.push(NodeProcess::start_with(&dir.join(name), Some(&config), &args));
         }
         Cluster { names, nodes, ports, proxies, dir: dir.to_owned(), http: http() }

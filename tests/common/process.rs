@@ -36,6 +36,22 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no {n} consecutive free ports");
 }
 
+/// `warden node` arguments for a cluster member on loopback: its name, its
+/// cluster transport port, the addresses it dials, the cookie file.
+pub fn node_args(name: &str, port: u16, seeds: &[String], cookie: &Path) -> Vec<String> {
+    let mut args = vec!["--name".into(), name.into(), "--cluster-addr".into(), loopback(port)];
+    for s in seeds {
+        args.extend(["--seed".into(), s.clone()]);
+    }
+    args.extend(["--cookie-file".into(), cookie.display().to_string()]);
+    args
+}
+
+/// `127.0.0.1:<port>`.
+pub fn loopback(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
 impl NodeProcess {
     /// Starts `warden node` on 127.0.0.1:0 and waits for its listening line.
     pub fn start(data_dir: &Path, config: Option<&Path>) -> NodeProcess {
