@@ -2,8 +2,13 @@
 
 /// Most attempts a capability may configure.
 pub const MAX_ATTEMPTS: u32 = 20;
-/// Log operations written (and fsync'd) in one transaction at most.
+/// Log operations written (and fsync'd) in one transaction at most, and
+/// commands gathered into one Raft entry at most.
 pub const MAX_COMMIT_BATCH: usize = 2_048;
+/// A Raft entry stops gathering commands past this many encoded bytes.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Proposals waiting for the next Raft entry before proposers wait.
+pub const PROPOSAL_QUEUE: usize = 16_384;
 /// Actions being executed or retried on one node before submissions are refused.
 pub const MAX_ACTIVE_ACTIONS: usize = 50_000;
 /// Largest serialized args an action may carry.

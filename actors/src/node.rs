@@ -3,7 +3,7 @@
 //! the actor that owns the concern; none reaches into an actor's state.
 
 use crate::breaker::{BreakerMsg, BreakerView, Breakers, BreakersArgs};
-use crate::consensus::{RaftRpc, RaftSettings, RaftStatus};
+use crate::consensus::{RaftRpc, RaftRpcArgs, RaftSettings, RaftStatus};
 use crate::directory::{call, ChildState, ChildStatus, Directory};
 use crate::domain::*;
 use crate::error::{Result, WardenError};
@@ -181,11 +181,12 @@ impl Node {
         let caps2 = caps.clone();
         let (node_name, registry_config, l2) = (config.name.clone(), config.registry.clone(), ledger.clone());
         let services: Vec<String> = catalog.all().iter().map(|c| format!("executor:{}", c.name)).collect();
-        let raft = ledger.consensus().raft().clone();
+        let rpc_args =
+            RaftRpcArgs { raft: ledger.consensus().raft().clone(), proposer: ledger.consensus().proposer().clone() };
         let rpc_name = crate::consensus::rpc_actor_name(&config.name);
         // Order matters: the pipeline resumes actions, which needs the others up.
         let children = vec![
-            registered_child(RAFT_RPC, Some(rpc_name), move || (RaftRpc, raft.clone())),
+            registered_child(RAFT_RPC, Some(rpc_name), move || (RaftRpc, rpc_args.clone())),
             child(POLICY, move || (PolicyStore, engine.clone())),
             child(BREAKERS, move || (Breakers, BreakersArgs { capabilities: caps.clone(), ledger: l1.clone() })),
             child(EXECUTORS, move || (Executors, ExecutorsArgs { capabilities: caps2.clone(), seed, fault_injection })),

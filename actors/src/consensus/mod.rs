@@ -11,10 +11,12 @@
 
 mod log_store;
 mod network;
+mod proposer;
 mod state_machine;
 
 pub use log_store::LogStore;
-pub use network::{rpc_actor_name, RaftRpc, RaftRpcMsg, RAFT_GROUP};
+pub use network::{rpc_actor_name, RaftRpc, RaftRpcArgs, RaftRpcMsg, RAFT_GROUP};
+pub use proposer::{Proposer, Refused};
 pub use state_machine::StateStore;
 
 use crate::command::{Entry, Response};
@@ -24,7 +26,7 @@ use crate::ids::{ActionId, CorrelationId};
 use crate::limits::{EVENT_BROADCAST_CAPACITY, SNAPSHOT_CHUNK_BYTES};
 use crate::store::{now_ms, Applied, Durability};
 use network::{Forwarded, Reply, Request};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{ChangeMembers, Raft, ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 use redb::Database;
@@ -45,10 +47,10 @@ pub struct Member {
 }
 
 openraft::declare_raft_types!(
-    /// warden's Raft: commands in, outcomes out, members named.
+    /// warden's Raft: batches of commands in (see `proposer`), their outcomes out, members named.
     pub TypeConfig:
-        D = Entry,
-        R = Outcome,
+        D = Vec<Entry>,
+        R = Vec<Outcome>,
         NodeId = u64,
         Node = Member,
 );
@@ -224,6 +226,7 @@ enum Route {
 
 pub struct Consensus {
     raft: Raft<TypeConfig>,
+    proposer: Proposer,
     name: String,
     id: u64,
     hub: Arc<Hub>,
@@ -262,7 +265,8 @@ impl Consensus {
         let raft = Raft::new(id, config, network::Network, log.clone(), machine)
             .await
             .map_err(|e| unavailable(format!("raft did not start: {e}")))?;
-        let consensus = Arc::new(Self { raft, name: name.to_owned(), id, hub, log, settings });
+        let proposer = Proposer::start(raft.clone());
+        let consensus = Arc::new(Self { raft, proposer, name: name.to_owned(), id, hub, log, settings });
         consensus.bootstrap().await?;
         Ok(consensus)
     }
@@ -293,6 +297,10 @@ impl Consensus {
 
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
+    }
+
+    pub fn proposer(&self) -> &Proposer {
+        &self.proposer
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -353,13 +361,13 @@ impl Consensus {
             let (leader, target) = match route {
                 Route::Here => {
                     self.refuse_without_quorum()?;
-                    match tokio::time::timeout(left, self.raft.client_write(entry.clone())).await {
-                        Ok(Ok(written)) => return written.data,
-                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                    match tokio::time::timeout(left, self.proposer.write(entry.clone())).await {
+                        Ok(Ok((outcome, _))) => return outcome,
+                        Ok(Err(Refused::NotLeader)) => {
                             self.await_leader_change(self.id, deadline).await?;
                             continue;
                         }
-                        Ok(Err(e)) => return Err(unavailable(format!("write failed: {e}"))),
+                        Ok(Err(Refused::Failed(e))) => return Err(unavailable(format!("write failed: {e}"))),
                         Err(_) => return Err(self.not_committed(left)),
                     }
                 }

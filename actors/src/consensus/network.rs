@@ -5,12 +5,12 @@
 //! that times out or finds no peer is reported to openraft as such, and it
 //! backs off and retries.
 
-use super::{Member, Outcome, TypeConfig};
+use super::{Member, Outcome, Proposer, Refused, TypeConfig};
 use crate::command::Entry;
 use crate::limits::MAX_RPC_PAYLOAD_BYTES;
 use openraft::error::{
-    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
-    RemoteError, Timeout, Unreachable,
+    CheckIsLeaderError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -76,32 +76,39 @@ pub enum RaftRpcMsg {
 /// Serves Raft RPCs and forwarded writes for this node's Raft.
 pub struct RaftRpc;
 
+/// What `RaftRpc` serves with: the Raft, and the proposal queue for forwarded writes.
+#[derive(Clone)]
+pub struct RaftRpcArgs {
+    pub raft: Raft<TypeConfig>,
+    pub proposer: Proposer,
+}
+
 impl Actor for RaftRpc {
     type Msg = RaftRpcMsg;
-    type State = Raft<TypeConfig>;
-    type Arguments = Raft<TypeConfig>;
+    type State = RaftRpcArgs;
+    type Arguments = RaftRpcArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        raft: Self::Arguments,
+        args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         ractor::pg::join(RAFT_GROUP.to_owned(), vec![myself.get_cell()]);
-        Ok(raft)
+        Ok(args)
     }
 
     async fn handle(
         &self,
         _: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        raft: &mut Self::State,
+        args: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let RaftRpcMsg::Call(bytes, reply) = msg;
         let request: Request = rmp_serde::from_slice(&bytes)?;
-        let raft = raft.clone();
+        let args = args.clone();
         // Each call runs on its own task: a slow append never delays a vote.
         tokio::spawn(async move {
-            let answer = serve(&raft, request).await;
+            let answer = serve(&args, request).await;
             match rmp_serde::to_vec_named(&answer) {
                 Ok(bytes) => {
                     let _ = reply.send(bytes);
@@ -113,15 +120,16 @@ impl Actor for RaftRpc {
     }
 }
 
-async fn serve(raft: &Raft<TypeConfig>, request: Request) -> Reply {
+async fn serve(args: &RaftRpcArgs, request: Request) -> Reply {
+    let raft = &args.raft;
     match request {
         Request::Append(r) => Reply::Append(raft.append_entries(r).await),
         Request::Vote(r) => Reply::Vote(raft.vote(r).await),
         Request::Snapshot(r) => Reply::Snapshot(raft.install_snapshot(r).await),
-        Request::Forward(entry) => Reply::Forward(match raft.client_write(entry).await {
-            Ok(r) => Forwarded::Committed { outcome: r.data, index: r.log_id.index },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
-            Err(e) => Forwarded::Failed(e.to_string()),
+        Request::Forward(entry) => Reply::Forward(match args.proposer.write(entry).await {
+            Ok((outcome, index)) => Forwarded::Committed { outcome, index },
+            Err(Refused::NotLeader) => Forwarded::NotLeader,
+            Err(Refused::Failed(e)) => Forwarded::Failed(e),
         }),
         Request::ReadIndex => Reply::ReadIndex(match raft.ensure_linearizable().await {
             Ok(read) => Ok(read.map_or(0, |l| l.index)),

@@ -85,7 +85,7 @@ impl StateStore {
         machine: &mut StateMachine,
         state: &mut AppliedState,
         entries: Vec<RaftEntry>,
-    ) -> crate::Result<Vec<(Outcome, Option<Applied>)>> {
+    ) -> crate::Result<Vec<(Vec<Outcome>, Vec<Applied>)>> {
         let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::None);
         let mut out = Vec::with_capacity(entries.len());
@@ -96,17 +96,28 @@ impl StateStore {
                 match entry.payload {
                     EntryPayload::Blank => {
                         machine.skip(index);
-                        out.push((Ok(crate::command::Response::Recorded { seq: 0 }), None));
+                        out.push((Vec::new(), Vec::new()));
                     }
                     EntryPayload::Membership(m) => {
                         machine.skip(index);
                         state.membership = StoredMembership::new(Some(entry.log_id), m);
-                        out.push((Ok(crate::command::Response::Recorded { seq: 0 }), None));
+                        out.push((Vec::new(), Vec::new()));
                     }
-                    EntryPayload::Normal(e) => match machine.apply_at(&mut tables, index, &e)? {
-                        Ok(applied) => out.push((Ok(applied.response.clone()), Some(applied))),
-                        Err(rejected) => out.push((Err(rejected), None)),
-                    },
+                    // A batch of commands: each applied in order, all at this log index.
+                    EntryPayload::Normal(commands) => {
+                        let mut outcomes = Vec::with_capacity(commands.len());
+                        let mut produced = Vec::with_capacity(commands.len());
+                        for command in &commands {
+                            match machine.apply_at(&mut tables, index, command)? {
+                                Ok(applied) => {
+                                    outcomes.push(Ok(applied.response.clone()));
+                                    produced.push(applied);
+                                }
+                                Err(rejected) => outcomes.push(Err(rejected)),
+                            }
+                        }
+                        out.push((outcomes, produced));
+                    }
                 }
                 state.applied = Some(entry.log_id);
             }
@@ -133,7 +144,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         Ok((self.state.applied, self.state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>>
     where
         I: IntoIterator<Item = RaftEntry> + Send,
         I::IntoIter: Send,
@@ -154,8 +165,8 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         self.state = state;
         let mut outcomes = Vec::with_capacity(applied.len());
         for (outcome, produced) in applied {
-            if let Some(produced) = produced {
-                self.hub.publish(produced);
+            for p in produced {
+                self.hub.publish(p);
             }
             outcomes.push(outcome);
         }

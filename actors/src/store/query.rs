@@ -290,19 +290,19 @@ impl Store {
         Ok((index, format!("{:x}", h.finalize())))
     }
 
-    /// Up to `limit` log entries from `from_index` on: the command of each
-    /// normal entry, `None` for a blank or membership entry.
-    pub fn log_entries(&self, from_index: u64, limit: usize) -> Result<Vec<(u64, Option<crate::command::Entry>)>> {
+    /// Up to `limit` log entries from `from_index` on: the commands of each
+    /// (none for a blank or membership entry).
+    pub fn log_entries(&self, from_index: u64, limit: usize) -> Result<Vec<(u64, Vec<crate::command::Entry>)>> {
         self.read(|r| {
             let mut out = Vec::new();
             for row in r.open_table(LOG)?.range(from_index..)?.take(limit) {
                 let (k, v) = row?;
                 let entry: crate::consensus::RaftEntry = decode(v.value())?;
-                let command = match entry.payload {
-                    openraft::EntryPayload::Normal(e) => Some(e),
-                    _ => None,
+                let commands = match entry.payload {
+                    openraft::EntryPayload::Normal(commands) => commands,
+                    _ => Vec::new(),
                 };
-                out.push((k.value(), command));
+                out.push((k.value(), commands));
             }
             Ok(out)
         })
