@@ -302,3 +302,48 @@ async fn a_node_that_joins_later_becomes_a_voter_with_the_whole_state() {
     let view: Value = http().get(format!("{}/v1/cluster", d.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(view["raft"]["role"], "follower", "{view}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_through_any_node_leaves_and_the_group_goes_on_in_its_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, "");
+    cluster.settled().await;
+    let (leader, term) = cluster.leader_among(&cluster.all(), 0).await;
+    let follower = (leader + 1) % 3;
+    let gone = (leader + 2) % 3;
+    let delete = |at: usize, name: &str| http().delete(format!("{}/v1/cluster/members/{name}", cluster.url(at))).send();
+
+    let r = delete(follower, "zz").await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unknown_node");
+
+    // Asked of a follower, carried out by the leader.
+    let r = delete(follower, &cluster.names[gone]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let members = |raft: &Value| -> Vec<String> {
+        raft["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let raft = cluster.raft(leader).await.unwrap();
+    assert!(!members(&raft).contains(&cluster.names[gone]), "{raft}");
+
+    // The group goes on without it, in the same term, and does not add it back.
+    let removed_at = Instant::now();
+    let mut n = 0;
+    while removed_at.elapsed() < Duration::from_secs(3) {
+        assert_eq!(cluster.put_memory([leader, follower][n % 2], "after", &format!("k{n}")).await, Some(200));
+        n += 1;
+    }
+    let raft = cluster.raft(leader).await.unwrap();
+    assert_eq!((raft["role"].as_str(), raft["term"].as_u64()), (Some("leader"), Some(term)), "{raft}");
+    assert!(!members(&raft).contains(&cluster.names[gone]), "it was added back: {raft}");
+
+    // Down to one voter is allowed; removing that last one is refused and changes nothing.
+    let r = delete(leader, &cluster.names[follower]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let r = delete(leader, &cluster.names[leader]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "wrong_state");
+    let raft = cluster.raft(leader).await.unwrap();
+    assert_eq!(members(&raft), vec![cluster.names[leader].clone()], "{raft}");
+    assert_eq!(cluster.put_memory(leader, "after", "alone").await, Some(200));
+}

@@ -13,6 +13,8 @@ pub enum WardenError {
     UnknownAction(String),
     #[error("unknown dead-letter entry {0:?}")]
     UnknownDlqEntry(String),
+    #[error("unknown node {0:?} (not a member of the raft group)")]
+    UnknownNode(String),
     #[error("bad input: {0}")]
     BadInput(String),
     #[error("action {action} is {state}, not awaiting confirmation")]
@@ -37,6 +39,7 @@ impl WardenError {
             Self::UnknownTurn(_) => "unknown_turn",
             Self::UnknownAction(_) => "unknown_action",
             Self::UnknownDlqEntry(_) => "unknown_dlq_entry",
+            Self::UnknownNode(_) => "unknown_node",
             Self::BadInput(_) => "bad_input",
             Self::NotAwaitingConfirmation { .. } => "not_awaiting_confirmation",
             Self::WrongState(_) => "wrong_state",

@@ -329,6 +329,11 @@ impl Node {
         self.rt.ledger.consensus()
     }
 
+    /// Removes `name` from the Raft group (through the leader).
+    pub async fn remove_member(&self, name: &str) -> Result<()> {
+        self.rt.ledger.consensus().remove_member(name).await
+    }
+
     /// Makes the reads that follow see everything committed before the call.
     pub async fn read_barrier(&self) -> Result<()> {
         self.rt.ledger.consensus().read_barrier().await

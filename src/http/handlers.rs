@@ -40,6 +40,7 @@ pub fn is_known_path(seg: &[&str]) -> bool {
             | ["v1", "correlations", _, "graph"]
             | ["v1", "events", "stream"]
             | ["v1", "cluster", "digest"]
+            | ["v1", "cluster", "members", _]
     )
 }
 
@@ -139,6 +140,12 @@ impl Handlers<'_> {
         let body = json!({"leader": raft.leader, "term": raft.term, "role": raft.role, "nodes": nodes,
             "services": table.services, "raft": raft, "transport": transport});
         json_reply(StatusCode::OK, &body)
+    }
+
+    /// Removes a member from the Raft group (executed by the leader).
+    pub async fn remove_member(&self, name: &str) -> ApiResult {
+        self.api.node.remove_member(name).await?;
+        json_reply(StatusCode::OK, &json!({"removed": name, "raft": self.api.node.raft_status()}))
     }
 
     /// The applied log index and a digest of the whole replicated state:

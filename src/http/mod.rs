@@ -110,6 +110,7 @@ impl Api {
             (Method::GET, ["v1", "health"]) => h.health(),
             (Method::GET, ["v1", "cluster"]) => h.cluster().await,
             (Method::GET, ["v1", "cluster", "digest"]) => h.digest().await,
+            (Method::DELETE, ["v1", "cluster", "members", name]) => h.remove_member(name).await,
             (Method::GET, ["v1", "capabilities"]) => h.capabilities(),
             (Method::POST, ["v1", "sessions", sid, "turns"]) => h.open_turn(sid, &body().await?).await,
             (Method::GET, ["v1", "sessions"]) => h.sessions(q).await,

@@ -47,7 +47,8 @@ impl From<WardenError> for ApiError {
             WardenError::UnknownCapability(_)
             | WardenError::UnknownTurn(_)
             | WardenError::UnknownAction(_)
-            | WardenError::UnknownDlqEntry(_) => StatusCode::NOT_FOUND,
+            | WardenError::UnknownDlqEntry(_)
+            | WardenError::UnknownNode(_) => StatusCode::NOT_FOUND,
             WardenError::BadInput(_) => StatusCode::BAD_REQUEST,
             WardenError::NotAwaitingConfirmation { .. }
             | WardenError::WrongState(_)

@@ -218,6 +218,35 @@ pub struct RaftStatus {
     pub members: Vec<MemberStatus>,
 }
 
+/// On the leader: removes `name` (voter or learner) from the group, refusing
+/// to remove the last voter. The removed node applies the new membership
+/// like any follower, and openraft lets only voters call elections.
+pub(crate) async fn remove_from(raft: &Raft<TypeConfig>, name: &str) -> crate::Result<()> {
+    let id = node_id(name);
+    let (known, voters) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        (membership.get_node(&id).is_some(), membership.voter_ids().collect::<BTreeSet<u64>>())
+    };
+    if !known {
+        return Err(WardenError::UnknownNode(name.to_owned()));
+    }
+    let change = if voters.contains(&id) {
+        if voters.len() == 1 {
+            return Err(WardenError::WrongState(format!(
+                "{name} is the last voter: the group would have no one to commit"
+            )));
+        }
+        ChangeMembers::RemoveVoters([id].into_iter().collect())
+    } else {
+        ChangeMembers::RemoveNodes([id].into_iter().collect())
+    };
+    raft.change_membership(change, false).await.map_err(|e| unavailable(format!("removing {name}: {e}")))?;
+    tracing::info!(member = name, "removed from the raft group");
+    Ok(())
+}
+
 /// Where a request that needs the leader is served.
 enum Route {
     Here,
@@ -520,13 +549,20 @@ impl Consensus {
         Ok(())
     }
 
-    /// Removes `name` from the voters and the members.
+    /// Removes `name` from the group (voter or learner), through the leader.
     pub async fn remove_member(&self, name: &str) -> crate::Result<()> {
-        let id = node_id(name);
-        let change = ChangeMembers::RemoveVoters([id].into_iter().collect());
-        self.raft.change_membership(change, false).await.map_err(|e| unavailable(format!("removing {name}: {e}")))?;
-        tracing::info!(node = %self.name, member = name, "removed a member");
-        Ok(())
+        let deadline = Instant::now() + self.settings.write_timeout;
+        loop {
+            let route = self.route(deadline).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Route::Leader { id, name: leader } = route else { return remove_from(&self.raft, name).await };
+            match network::call(&leader, &Request::Remove(name.to_owned()), left).await {
+                Ok(Reply::Remove(done)) => return done,
+                Err(network::CallError::NoRoute(_)) => self.await_leader_change(id, deadline).await?,
+                Ok(_) => return Err(unavailable("the leader sent an unexpected reply")),
+                Err(e) => return Err(unavailable(format!("removing {name}: {e}"))),
+            }
+        }
     }
 
     /// Records `leader.changed` whenever this node becomes leader (with its

@@ -44,6 +44,8 @@ pub enum Request {
     Forward(Entry),
     /// The leader's read index: the log index a linearizable read must wait for.
     ReadIndex,
+    /// Remove this member from the group (served by the leader).
+    Remove(String),
 }
 
 /// The leader's answer to a forwarded write.
@@ -64,6 +66,7 @@ pub enum Reply {
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Forward(Forwarded),
     ReadIndex(Result<u64, String>),
+    Remove(Result<(), crate::WardenError>),
 }
 
 #[derive(RactorClusterMessage)]
@@ -131,6 +134,7 @@ async fn serve(args: &RaftRpcArgs, request: Request) -> Reply {
             Err(Refused::NotLeader) => Forwarded::NotLeader,
             Err(Refused::Failed(e)) => Forwarded::Failed(e),
         }),
+        Request::Remove(name) => Reply::Remove(super::remove_from(raft, &name).await),
         Request::ReadIndex => Reply::ReadIndex(match raft.ensure_linearizable().await {
             Ok(read) => Ok(read.map_or(0, |l| l.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err("not the leader".into()),
