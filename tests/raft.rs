@@ -168,6 +168,16 @@ async fn killing_the_leader_repeatedly_loses_no_acknowledged_write() {
     );
     assert!(!ledger.acked_actions.is_empty());
     assert_nothing_lost(&cluster, &ledger).await;
+    // Each new leader recorded itself with its term: at least one per kill, terms rising.
+    let terms: Vec<u64> = cluster
+        .timeline(0)
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "leader.changed")
+        .map(|e| e["data"]["term"].as_u64().unwrap())
+        .collect();
+    assert!(terms.len() > KILLS, "leader.changed terms {terms:?}");
+    assert!(terms.windows(2).all(|w| w[0] < w[1]), "terms not rising: {terms:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,8 +215,7 @@ impl Node {
             CorrelationId(format!("node:{}", config.name)),
             json!({"node": config.name, "capabilities": catalog.all().len()}),
         );
-        let recorder = ledger.clone();
-        ledger.consensus().watch_leadership(move |kind, cid, data| recorder.record_detached(kind, cid, data));
+        ledger.consensus().watch_leadership();
         if config.raft.auto_join {
             admit_peers(&rt);
         }

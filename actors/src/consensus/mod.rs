@@ -19,7 +19,7 @@ pub use network::{rpc_actor_name, RaftRpc, RaftRpcArgs, RaftRpcMsg, RAFT_GROUP};
 pub use proposer::{Proposer, Refused};
 pub use state_machine::StateStore;
 
-use crate::command::{Entry, Response};
+use crate::command::{Command, Entry, Response};
 use crate::domain::{Action, Event, EventKind};
 use crate::error::WardenError;
 use crate::ids::{ActionId, CorrelationId};
@@ -567,10 +567,10 @@ impl Consensus {
 
     /// Records `leader.changed` whenever this node becomes leader (with its
     /// term), and runs until the Raft stops.
-    pub fn watch_leadership(
-        self: &Arc<Self>,
-        record: impl Fn(EventKind, CorrelationId, serde_json::Value) + Send + 'static,
-    ) {
+    /// The event goes straight into this node's own proposal queue, never
+    /// forwarded: a node that only believed it led (a restarted old leader
+    /// with a stale term) cannot commit it, so every recorded term is real.
+    pub fn watch_leadership(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
         let mut metrics = self.raft.metrics();
         tokio::spawn(async move {
@@ -590,8 +590,19 @@ impl Consensus {
                 let name = consensus.member_name(leader);
                 tracing::info!(node = %consensus.name, leader = ?name, term, "raft leader");
                 if state == ServerState::Leader && leader == consensus.id {
-                    let data = serde_json::json!({"leader": consensus.name, "term": term, "previous": previous, "at_ms": now_ms()});
-                    record(EventKind::LeaderChanged, CorrelationId("raft:leader".into()), data);
+                    let data = serde_json::json!({"leader": consensus.name, "term": term, "previous": previous});
+                    let cmd = Command::RecordEvent {
+                        kind: EventKind::LeaderChanged,
+                        correlation_id: CorrelationId("raft:leader".into()),
+                        data,
+                    };
+                    let entry = Entry { at_ms: now_ms(), node: consensus.name.clone(), cmd };
+                    let proposer = consensus.proposer.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = proposer.write(entry).await {
+                            tracing::info!(term, error = ?e, "leadership ended before leader.changed was committed");
+                        }
+                    });
                 }
                 previous = name;
             }
