@@ -68,11 +68,15 @@ pub enum Command {
     ExpireConfirmation {
         action_id: ActionId,
     },
-    /// Attempt `attempt` starts on `node`. Dispatching a running action with
-    /// the next attempt number is a takeover: the old attempt was interrupted.
+    /// Attempt `attempt` is assigned to executor `node`. Dispatching a running
+    /// action with the next attempt number is a takeover: the old attempt was
+    /// interrupted, for `reason`, and a late result from it is fenced.
     Dispatch {
         action_id: ActionId,
         attempt: u32,
+        node: String,
+        #[serde(default)]
+        reason: Option<String>,
     },
     FinishAttempt {
         action_id: ActionId,

@@ -130,6 +130,9 @@ pub struct Capability {
     pub breaker: BreakerSpec,
     #[serde(default)]
     pub executor: ExecutorSpec,
+    /// Pins execution to these nodes; empty means any node that hosts it.
+    #[serde(default)]
+    pub nodes: Vec<String>,
 }
 
 mod defaults {
@@ -157,6 +160,7 @@ impl Capability {
             slo: SloSpec::default(),
             breaker: BreakerSpec::default(),
             executor: ExecutorSpec::default(),
+            nodes: Vec::new(),
         }
     }
 
@@ -174,6 +178,9 @@ impl Capability {
         }
         if self.breaker.failure_threshold == 0 {
             return bad("breaker.failure_threshold must be > 0".into());
+        }
+        if self.nodes.iter().any(|n| n.trim().is_empty()) {
+            return bad("nodes must not contain an empty name".into());
         }
         if let ExecutorSpec::Sim { fail_rate, .. } = self.executor {
             if !(0.0..=1.0).contains(&fail_rate) {
@@ -288,9 +295,12 @@ pub struct Action {
     /// When an awaiting confirmation expires.
     pub confirm_deadline_ms: Option<u64>,
     pub confirmed_by: Option<String>,
-    /// The node that drives it: the one it was submitted to.
+    /// The node the agent submitted it through (execution is placed by the leader).
+    #[serde(default, alias = "owner")]
+    pub submitted_via: String,
+    /// A pending retry is not dispatched before this time (its backoff).
     #[serde(default)]
-    pub owner: String,
+    pub not_before_ms: Option<u64>,
     /// The DLQ entry this action re-runs, if it is a replay.
     pub replay_of: Option<DlqId>,
     pub last_error: Option<String>,
@@ -305,6 +315,39 @@ impl Action {
 
     pub fn current_attempt(&self) -> u32 {
         self.attempts.last().map_or(0, |a| a.number)
+    }
+}
+
+/// What the dispatcher needs to know about a non-terminal action, kept next
+/// to it in the index of active actions so a scan never decodes arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveAction {
+    pub id: ActionId,
+    pub state: ActionState,
+    pub capability: String,
+    /// The latest attempt's number (0 before the first dispatch).
+    pub attempt: u32,
+    /// Where the latest attempt runs, while the action is running.
+    pub node: Option<String>,
+    /// When a retry may be dispatched, or when a confirmation expires.
+    pub due_ms: Option<u64>,
+}
+
+impl ActiveAction {
+    pub fn of(action: &Action) -> Self {
+        let running = action.state == ActionState::Running;
+        Self {
+            id: action.id.clone(),
+            state: action.state,
+            capability: action.capability.clone(),
+            attempt: action.current_attempt(),
+            node: action.attempts.last().filter(|_| running).map(|a| a.node.clone()),
+            due_ms: match action.state {
+                ActionState::AwaitingConfirmation => action.confirm_deadline_ms,
+                ActionState::Pending => action.not_before_ms,
+                _ => None,
+            },
+        }
     }
 }
 
@@ -380,6 +423,8 @@ pub enum EventKind {
     ConfirmationExpired,
     #[serde(rename = "action.dispatched")]
     ActionDispatched,
+    #[serde(rename = "action.takeover")]
+    ActionTakeover,
     #[serde(rename = "action.attempt")]
     ActionAttempt,
     #[serde(rename = "action.succeeded")]
@@ -421,6 +466,7 @@ impl EventKind {
             Self::ConfirmationGiven => "confirmation.given",
             Self::ConfirmationExpired => "confirmation.expired",
             Self::ActionDispatched => "action.dispatched",
+            Self::ActionTakeover => "action.takeover",
             Self::ActionAttempt => "action.attempt",
             Self::ActionSucceeded => "action.succeeded",
             Self::ActionFailed => "action.failed",

@@ -9,8 +9,11 @@ pub const MAX_COMMIT_BATCH: usize = 2_048;
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Proposals waiting for the next Raft entry before proposers wait.
 pub const PROPOSAL_QUEUE: usize = 16_384;
-/// Actions being executed or retried on one node before submissions are refused.
-pub const MAX_ACTIVE_ACTIONS: usize = 50_000;
+/// Non-terminal actions in the cluster before submissions are refused.
+pub const MAX_ACTIVE_ACTIONS: u64 = 50_000;
+/// Attempts the dispatcher keeps running on one executor node at a time;
+/// further pending actions wait at the leader (back-pressure).
+pub const MAX_INFLIGHT_PER_EXECUTOR: usize = 1_024;
 /// Largest serialized args an action may carry.
 pub const MAX_ARGS_BYTES: usize = 256 * 1024;
 /// Largest serialized memory value.

@@ -10,7 +10,7 @@ use crate::error::{Result, WardenError};
 use crate::executor::{Executors, ExecutorsArgs};
 use crate::ids::*;
 use crate::memory::{MemoryEngine, MemoryMsg, PutRequest};
-use crate::pipeline::{Pipeline, PipelineMsg, SubmitRequest};
+use crate::pipeline::{Dispatcher, Pipeline, PipelineMsg, SubmitRequest, Worker, WorkerArgs};
 use crate::policy::{NativePolicy, PolicyEngine, PolicyStore};
 use crate::registry::{PeerState, PeerTable, Registry, RegistryArgs, RegistryConfig, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
@@ -22,6 +22,7 @@ use ractor::{Actor, ActorCell, ActorRef, Message};
 use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub const SESSIONS: &str = "sessions";
 pub const MEMORY: &str = "memory_engine";
 pub const TIMELINE: &str = "timeline";
 pub const PIPELINE: &str = "pipeline";
+pub const DISPATCHER: &str = "dispatcher";
+pub const WORKER: &str = "worker";
 pub const REGISTRY: &str = "registry";
 pub const RAFT_RPC: &str = "raft_rpc";
 
@@ -150,8 +153,8 @@ where
 }
 
 impl Node {
-    /// Opens the node's storage, starts its supervision tree, and resumes
-    /// every action the log left unfinished.
+    /// Opens the node's storage and starts its supervision tree; attempts the
+    /// log assigns to this node that a previous process left are taken over.
     pub async fn start(config: NodeConfig) -> Result<Node> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| WardenError::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
@@ -178,13 +181,14 @@ impl Node {
         let (caps, seed, fault_injection) = (catalog.all(), config.sim_seed, config.fault_injection);
         let (r1, r2, r3, r4, l1, s1) =
             (rt.clone(), rt.clone(), rt.clone(), rt.clone(), ledger.clone(), rt.store.clone());
+        let worker_args = WorkerArgs { rt: rt.clone(), fresh_process: Arc::new(AtomicBool::new(true)) };
         let caps2 = caps.clone();
         let (node_name, registry_config, l2) = (config.name.clone(), config.registry.clone(), ledger.clone());
         let services: Vec<String> = catalog.all().iter().map(|c| format!("executor:{}", c.name)).collect();
         let rpc_args =
             RaftRpcArgs { raft: ledger.consensus().raft().clone(), proposer: ledger.consensus().proposer().clone() };
         let rpc_name = crate::consensus::rpc_actor_name(&config.name);
-        // Order matters: the pipeline resumes actions, which needs the others up.
+        // Order matters: the worker takes over orphaned attempts, which needs the others up.
         let children = vec![
             registered_child(RAFT_RPC, Some(rpc_name), move || (RaftRpc, rpc_args.clone())),
             child(POLICY, move || (PolicyStore, engine.clone())),
@@ -203,8 +207,9 @@ impl Node {
                 (Registry, args)
             }),
             child(PIPELINE, move || (Pipeline, r3.clone())),
+            child(WORKER, move || (Worker, worker_args.clone())),
+            child(DISPATCHER, move || (Dispatcher, r4.clone())),
         ];
-        drop(r4);
         let args = SupervisorArgs { children, config: config.supervisor.clone(), directory, ledger: ledger.clone() };
         let (supervisor, supervisor_done) = Actor::spawn(None, NodeSupervisor, args)
             .await

@@ -75,6 +75,11 @@ impl TaskSet {
         self.tasks.lock().len()
     }
 
+    /// Whether a task runs under `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.tasks.lock().get(key).is_some_and(|h| !h.is_finished())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

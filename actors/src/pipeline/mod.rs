@@ -1,14 +1,17 @@
 //! Pipeline: admission and authorization of actions, confirmations and DLQ
 //! replays. It validates, asks the PolicyStore, and records the decision
-//! through the log; then a driver task (`driver.rs`) takes each allowed action
-//! through dispatch, breaker, executor, retries and the DLQ. The actor never
-//! waits on the log itself, so submissions from many callers share commits.
+//! through the log. From there the leader's Dispatcher (`dispatcher.rs`)
+//! places each allowed action on an executor node, whose Worker
+//! (`worker.rs`) runs the attempt and records its result; retries, takeovers
+//! and the DLQ follow from those records. The actor never waits on the log
+//! itself, so submissions from many callers share commits.
 
-mod driver;
+mod dispatcher;
+mod worker;
 
 use crate::command::{Command, Response};
 use crate::directory::call;
-use crate::domain::{Action, ActionState, Trust};
+use crate::domain::{Action, Trust};
 use crate::error::{Result, WardenError};
 use crate::ids::*;
 use crate::limits::{MAX_ACTIVE_ACTIONS, MAX_ARGS_BYTES};
@@ -19,7 +22,8 @@ use ractor_cluster::RactorMessage;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub use driver::resume;
+pub use dispatcher::{Dispatcher, DispatcherMsg};
+pub use worker::{Worker, WorkerArgs, WorkerMsg};
 
 /// An agent's request to run a tool.
 #[derive(Clone, Debug)]
@@ -51,10 +55,6 @@ impl Actor for Pipeline {
     type Arguments = Arc<Runtime>;
 
     async fn pre_start(&self, _: ActorRef<Self::Msg>, rt: Arc<Runtime>) -> Result<Self::State, ActorProcessingErr> {
-        let resumed = resume(&rt)?;
-        if resumed > 0 {
-            tracing::info!(node = %rt.node, resumed, "resumed unfinished actions");
-        }
         Ok(rt)
     }
 
@@ -102,7 +102,7 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
         return Err(WardenError::BadInput(format!("args are {size} bytes; the limit is {MAX_ARGS_BYTES}")));
     }
     let trust = trust_of_turn(rt, &req.turn_id)?;
-    if rt.tasks.len() >= MAX_ACTIVE_ACTIONS {
+    if rt.store.active_count()? >= MAX_ACTIVE_ACTIONS {
         return Err(WardenError::Overloaded(format!("{MAX_ACTIVE_ACTIONS} actions are already active")));
     }
     let input = PolicyInput { capability: capability.clone(), args: args.clone(), trust };
@@ -144,8 +144,8 @@ async fn admit_replay(rt: &Runtime, dlq_id: &DlqId) -> Result<Command> {
     })
 }
 
-/// Proposes `cmd` off the actor, replies with the resulting action and starts
-/// whatever the action needs next (a driver, or a confirmation timer).
+/// Proposes `cmd` off the actor and replies with the resulting action; the
+/// Dispatcher picks it up from the log.
 fn propose_then(rt: &Arc<Runtime>, cmd: Command, reply: RpcReplyPort<Result<Action>>) {
     let rt = rt.clone();
     tokio::spawn(async move {
@@ -153,18 +153,6 @@ fn propose_then(rt: &Arc<Runtime>, cmd: Command, reply: RpcReplyPort<Result<Acti
             Response::Action { action, .. } | Response::Replayed { action, .. } => Ok(*action),
             other => Err(WardenError::Storage(format!("unexpected response {other:?}"))),
         });
-        if let Ok(action) = &result {
-            follow_up(&rt, action);
-        }
         let _ = reply.send(result);
     });
-}
-
-/// Starts what an action in `action.state` waits for.
-fn follow_up(rt: &Arc<Runtime>, action: &Action) {
-    match action.state {
-        ActionState::Pending | ActionState::Running => driver::start(rt, action.clone()),
-        ActionState::AwaitingConfirmation => driver::arm_expiry(rt, action),
-        _ => {}
-    }
 }

@@ -221,7 +221,7 @@ impl StateMachine {
                 action.state = if *approve { ActionState::Pending } else { ActionState::Rejected };
                 action.confirmed_by = Some(by.clone());
                 rec.emit_for(t, &mut action, EventKind::ConfirmationGiven, json!({"approve": approve, "by": by}))?;
-                let terminal = save_action(t, &action, at, false)?;
+                let terminal = save_action(t, &action, at)?;
                 (Response::Action { action: Box::new(action), created: false }, terminal)
             }
             Command::ExpireConfirmation { action_id } => {
@@ -233,11 +233,11 @@ impl StateMachine {
                 action.state = ActionState::Expired;
                 let data = json!({"deadline_ms": action.confirm_deadline_ms});
                 rec.emit_for(t, &mut action, EventKind::ConfirmationExpired, data)?;
-                let terminal = save_action(t, &action, at, false)?;
+                let terminal = save_action(t, &action, at)?;
                 (Response::Action { action: Box::new(action), created: false }, terminal)
             }
-            Command::Dispatch { action_id, attempt } => {
-                let action = dispatch(t, &mut rec, action_id, *attempt)?;
+            Command::Dispatch { action_id, attempt, node, reason } => {
+                let action = dispatch(t, &mut rec, action_id, *attempt, node, reason.as_deref())?;
                 (Response::Action { action: Box::new(action), created: false }, None)
             }
             Command::FinishAttempt { action_id, attempt, outcome, latency_ms } => {
@@ -293,21 +293,16 @@ fn touch_session(t: &mut Tables<'_>, id: &SessionId, at: u64) -> Result<()> {
 /// Writes the action and keeps the index of non-terminal actions in step
 /// (an action enters it once, when created, and leaves it once, when terminal).
 /// Returns the action when it has just become terminal.
-fn save_action(t: &mut Tables<'_>, action: &Action, at: u64, created: bool) -> Result<Option<Action>> {
+fn save_action(t: &mut Tables<'_>, action: &Action, at: u64) -> Result<Option<Action>> {
     let mut action = action.clone();
     action.updated_ms = at;
     store(&mut t.actions, action.id.as_str(), &action)?;
-    match (action.state.is_terminal(), created) {
-        (true, false) => {
-            t.active.remove(action.id.as_str())?;
-            Ok(Some(action))
-        }
-        (true, true) => Ok(Some(action)),
-        (false, true) => {
-            t.active.insert(action.id.as_str(), ())?;
-            Ok(None)
-        }
-        (false, false) => Ok(None),
+    if action.state.is_terminal() {
+        t.active.remove(action.id.as_str())?;
+        Ok(Some(action))
+    } else {
+        store(&mut t.active, action.id.as_str(), &ActiveAction::of(&action))?;
+        Ok(None)
     }
 }
 
@@ -439,7 +434,8 @@ fn create_action(
         updated_ms: at,
         confirm_deadline_ms: deadline,
         confirmed_by: None,
-        owner: rec.entry.node.clone(),
+        submitted_via: rec.entry.node.clone(),
+        not_before_ms: None,
         replay_of: new.replay_of,
         last_error: None,
         last_event_seq: cause,
@@ -453,11 +449,21 @@ fn create_action(
         rec.emit_for(t, &mut action, EventKind::ConfirmationRequested, json!({"deadline_ms": deadline}))?;
     }
     t.idempotency.insert(action.idempotency_key.0.as_str(), action.id.as_str())?;
-    save_action(t, &action, at, true)?;
+    save_action(t, &action, at)?;
     Ok(action)
 }
 
-fn dispatch(t: &mut Tables<'_>, rec: &mut Recorder<'_>, id: &ActionId, attempt: u32) -> Result<Action> {
+fn dispatch(
+    t: &mut Tables<'_>,
+    rec: &mut Recorder<'_>,
+    id: &ActionId,
+    attempt: u32,
+    node: &str,
+    reason: Option<&str>,
+) -> Result<Action> {
+    if node.is_empty() {
+        return Err(WardenError::BadInput("a dispatch names its executor node".into()));
+    }
     let mut action = action_of(t, id)?;
     let next = action.current_attempt() + 1;
     let takeover = match action.state {
@@ -470,12 +476,16 @@ fn dispatch(t: &mut Tables<'_>, rec: &mut Recorder<'_>, id: &ActionId, attempt: 
         let last = action.attempts.last_mut().expect("a running action has an attempt");
         last.outcome = Some(AttemptOutcome::Interrupted);
         last.finished_ms = Some(at);
+        let data = json!({"interrupted_attempt": last.number, "from": last.node, "to": node, "attempt": attempt,
+            "reason": reason, "running_ms": at.saturating_sub(last.started_ms)});
+        rec.emit_for(t, &mut action, EventKind::ActionTakeover, data)?;
     }
-    action.attempts.push(Attempt::started(attempt, &rec.entry.node, at));
+    action.attempts.push(Attempt::started(attempt, node, at));
     action.state = ActionState::Running;
-    let data = json!({"attempt": attempt, "node": rec.entry.node, "takeover": takeover});
+    action.not_before_ms = None;
+    let data = json!({"attempt": attempt, "node": node, "by": rec.entry.node, "takeover": takeover});
     rec.emit_for(t, &mut action, EventKind::ActionDispatched, data)?;
-    save_action(t, &action, at, false)?;
+    save_action(t, &action, at)?;
     Ok(action)
 }
 
@@ -495,16 +505,6 @@ fn finish_attempt(
     match (action.state, outcome) {
         (_, AttemptOutcome::Interrupted) => {
             return Err(WardenError::BadInput("an attempt is interrupted only by a re-dispatch".into()))
-        }
-        (ActionState::Pending | ActionState::Running, AttemptOutcome::BreakerOpen)
-            if attempt == action.current_attempt() + 1 =>
-        {
-            // On a running action this is a takeover that failed fast.
-            if let Some(last) = action.attempts.last_mut().filter(|_| action.state == ActionState::Running) {
-                last.outcome = Some(AttemptOutcome::Interrupted);
-                last.finished_ms = Some(at);
-            }
-            action.attempts.push(Attempt::started(attempt, &rec.entry.node, at));
         }
         (ActionState::Running, _) if attempt == action.current_attempt() => {}
         _ => return Err(stale()),
@@ -539,7 +539,9 @@ fn finish_attempt(
         _ if action.failures() < action.max_attempts => {
             action.state = ActionState::Pending;
             let exp = action.failures().saturating_sub(1).min(16);
-            retry_after_ms = Some(action.backoff_ms.saturating_mul(1 << exp).min(MAX_BACKOFF_MS));
+            let backoff = action.backoff_ms.saturating_mul(1 << exp).min(MAX_BACKOFF_MS);
+            retry_after_ms = Some(backoff);
+            action.not_before_ms = Some(at.saturating_add(backoff));
         }
         _ => {
             action.state = ActionState::DeadLettered;
@@ -565,7 +567,7 @@ fn finish_attempt(
             store(&mut t.dlq, entry.id.as_str(), &entry)?;
         }
     }
-    save_action(t, &action, at, false)?;
+    save_action(t, &action, at)?;
     Ok((action, retry_after_ms))
 }
 
@@ -672,8 +674,20 @@ mod tests {
     }
 
     #[test]
-    fn a_takeover_that_meets_an_open_breaker_is_recorded_not_rejected() {
+    fn a_takeover_interrupts_the_old_attempt_and_fences_its_late_result() {
         let (turn, act) = (TurnId("turn_1".into()), ActionId("act_1".into()));
+        let dispatch = |attempt, node: &str, reason: Option<&str>| Command::Dispatch {
+            action_id: act.clone(),
+            attempt,
+            node: node.into(),
+            reason: reason.map(str::to_owned),
+        };
+        let finish = |attempt| Command::FinishAttempt {
+            action_id: act.clone(),
+            attempt,
+            outcome: AttemptOutcome::Succeeded,
+            latency_ms: 5,
+        };
         let results = run(vec![
             Command::OpenTurn {
                 turn_id: turn.clone(),
@@ -693,23 +707,26 @@ mod tests {
                 backoff_ms: 10,
                 confirm_ttl_ms: 1_000,
             },
-            Command::Dispatch { action_id: act.clone(), attempt: 1 },
-            // The node died during attempt 1; the resumed driver finds the breaker open.
-            Command::FinishAttempt {
-                action_id: act.clone(),
-                attempt: 2,
-                outcome: AttemptOutcome::BreakerOpen,
-                latency_ms: 0,
-            },
-            // A late result of the interrupted attempt is fenced off.
-            Command::FinishAttempt { action_id: act, attempt: 1, outcome: AttemptOutcome::Succeeded, latency_ms: 5 },
+            dispatch(1, "a", None),
+            // Node a was declared down during attempt 1.
+            dispatch(2, "b", Some("node_down")),
+            // Attempt 1's result arrives late: fenced off.
+            finish(1),
+            // A second takeover racing the first one is stale too.
+            dispatch(2, "c", Some("node_down")),
+            finish(2),
         ]);
-        let Ok(Applied { response: Response::AttemptDone { action, retry_after_ms }, .. }) = &results[3] else {
-            panic!("breaker-open takeover rejected: {:?}", results[3]);
-        };
-        assert_eq!(action.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
-        assert_eq!(action.attempts[1].outcome, Some(AttemptOutcome::BreakerOpen));
-        assert_eq!((action.state, retry_after_ms.is_some()), (ActionState::Pending, true));
+        let Ok(Applied { events, .. }) = &results[3] else { panic!("takeover rejected: {:?}", results[3]) };
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::ActionTakeover, EventKind::ActionDispatched]);
+        assert_eq!((events[0].data["from"].as_str(), events[0].data["to"].as_str()), (Some("a"), Some("b")));
         assert!(matches!(results[4], Err(WardenError::StaleAttempt { .. })));
+        assert!(matches!(results[5], Err(WardenError::StaleAttempt { .. })));
+        let Ok(Applied { response: Response::AttemptDone { action, .. }, .. }) = &results[6] else {
+            panic!("attempt 2 rejected: {:?}", results[6]);
+        };
+        assert_eq!(action.state, ActionState::Succeeded);
+        assert_eq!(action.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
+        assert_eq!((action.attempts[1].node.as_str(), action.attempts.len()), ("b", 2));
     }
 }

@@ -6,7 +6,7 @@ use crate::domain::*;
 use crate::error::Result;
 use crate::ids::*;
 use crate::limits::{DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT};
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
 use std::sync::Arc;
 
 /// Shared read access to a node's database.
@@ -104,6 +104,22 @@ impl Store {
     }
 
     /// Every action not yet in a terminal state: what a restarted node resumes.
+    /// Every non-terminal action's summary, without decoding the actions.
+    pub fn active_summaries(&self) -> Result<Vec<ActiveAction>> {
+        self.read(|r| {
+            let mut out = Vec::new();
+            for row in r.open_table(ACTIVE)?.iter()? {
+                out.push(decode(row?.1.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many actions are not terminal yet.
+    pub fn active_count(&self) -> Result<u64> {
+        self.read(|r| Ok(r.open_table(ACTIVE)?.len()?))
+    }
+
     pub fn active_actions(&self) -> Result<Vec<Action>> {
         self.read(|r| {
             let active = r.open_table(ACTIVE)?;

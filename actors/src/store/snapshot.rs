@@ -17,7 +17,7 @@ pub struct StateSnapshot {
     sessions: Rows<String, ByteBuf>,
     turns: Rows<String, ByteBuf>,
     actions: Rows<String, ByteBuf>,
-    active: Vec<String>,
+    active: Rows<String, ByteBuf>,
     idempotency: Rows<String, String>,
     dlq: Rows<String, ByteBuf>,
     memory: Rows<(String, String), ByteBuf>,
@@ -53,14 +53,12 @@ impl StateSnapshot {
             turns: records(txn, TURNS)?,
             actions: records(txn, ACTIONS)?,
             dlq: records(txn, DLQ)?,
+            active: records(txn, ACTIVE)?,
             ..Self::default()
         };
         for row in txn.open_table(META)?.iter()? {
             let (k, v) = row?;
             s.meta.push((k.value().to_owned(), v.value()));
-        }
-        for row in txn.open_table(ACTIVE)?.iter()? {
-            s.active.push(row?.0.value().to_owned());
         }
         for row in txn.open_table(IDEMPOTENCY)?.iter()? {
             let (k, v) = row?;
@@ -86,11 +84,10 @@ impl StateSnapshot {
     /// Replaces every state table with this snapshot's rows; returns the
     /// state machine's counters as the snapshot left them.
     pub fn restore(&self, txn: &WriteTransaction) -> Result<StateMachine> {
-        for def in [SESSIONS, TURNS, ACTIONS, DLQ] {
+        for def in [SESSIONS, TURNS, ACTIONS, DLQ, ACTIVE] {
             txn.delete_table(def)?;
         }
         txn.delete_table(META)?;
-        txn.delete_table(ACTIVE)?;
         txn.delete_table(IDEMPOTENCY)?;
         txn.delete_table(MEMORY)?;
         txn.delete_table(EVENTS)?;
@@ -99,14 +96,11 @@ impl StateSnapshot {
         refill(txn, TURNS, &self.turns)?;
         refill(txn, ACTIONS, &self.actions)?;
         refill(txn, DLQ, &self.dlq)?;
+        refill(txn, ACTIVE, &self.active)?;
         {
             let mut meta = txn.open_table(META)?;
             for (k, v) in &self.meta {
                 meta.insert(k.as_str(), *v)?;
-            }
-            let mut active = txn.open_table(ACTIVE)?;
-            for k in &self.active {
-                active.insert(k.as_str(), ())?;
             }
             let mut idempotency = txn.open_table(IDEMPOTENCY)?;
             for (k, v) in &self.idempotency {

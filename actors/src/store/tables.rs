@@ -15,8 +15,9 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SESSIONS: TableDefinition<&str, Bytes> = TableDefinition::new("sessions");
 pub const TURNS: TableDefinition<&str, Bytes> = TableDefinition::new("turns");
 pub const ACTIONS: TableDefinition<&str, Bytes> = TableDefinition::new("actions");
-/// Non-terminal actions: what a restarted node must resume.
-pub const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("actions_active");
+/// Non-terminal actions, each with its `ActiveAction` summary: what the
+/// dispatcher scans.
+pub const ACTIVE: TableDefinition<&str, Bytes> = TableDefinition::new("active_actions");
 /// Idempotency key → the latest action carrying it.
 pub const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 pub const DLQ: TableDefinition<&str, Bytes> = TableDefinition::new("dlq");
@@ -58,7 +59,7 @@ pub struct Tables<'t> {
     pub sessions: redb::Table<'t, &'static str, Bytes>,
     pub turns: redb::Table<'t, &'static str, Bytes>,
     pub actions: redb::Table<'t, &'static str, Bytes>,
-    pub active: redb::Table<'t, &'static str, ()>,
+    pub active: redb::Table<'t, &'static str, Bytes>,
     pub idempotency: redb::Table<'t, &'static str, &'static str>,
     pub dlq: redb::Table<'t, &'static str, Bytes>,
     pub memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
