@@ -7,8 +7,10 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod local;
 pub mod metrics;
 pub mod server;
+pub mod soak;
 pub mod up;
 
 pub use warden_actors;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use warden::config::{Overrides, Settings};
 use warden::demo::{self, DemoArgs};
+use warden::soak::{self, SoakArgs};
 use warden::up::{self, UpArgs};
 
 #[derive(Parser)]
@@ -68,12 +69,28 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Start a local cluster, drive actions while killing and restarting nodes, check nothing was lost.
+    Soak {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 500)]
+        actions: usize,
+        /// Actions started per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Time between kills (e.g. 10s); "0s" runs without faults.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        kill_every: std::time::Duration,
+        /// Each run gets its own directory under this one.
+        #[arg(long, default_value = ".warden-soak")]
+        data_dir: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,ractor=warn,ractor_cluster=warn,openraft=warn".into());
+        .unwrap_or_else(|_| "info,ractor=warn,ractor_cluster=warn,openraft=warn,warp::server=off".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match Cli::parse().command {
@@ -90,6 +107,15 @@ async fn main() -> anyhow::Result<()> {
             summary.print();
             if summary.lost > 0 || summary.accounted() != summary.submitted {
                 anyhow::bail!("{} of {} actions did not reach a terminal state", summary.lost, summary.submitted);
+            }
+            Ok(())
+        }
+        Command::Soak { nodes, actions, rate, kill_every, data_dir } => {
+            let kill_every = (!kill_every.is_zero()).then_some(kill_every);
+            let report = soak::run(SoakArgs { nodes, actions, rate, kill_every, data_dir, quiet: false }).await?;
+            report.print();
+            if !report.passed() {
+                anyhow::bail!("the soak run broke {} invariants", report.failures().len());
             }
             Ok(())
         }

@@ -103,10 +103,15 @@ impl NodeProcess {
         let _ = self.child.wait();
     }
 
-    /// Sends `signal` (e.g. "TERM") and waits for the exit status, bounded.
-    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
+    /// Sends `signal` (e.g. "STOP", "CONT") and returns at once.
+    pub fn signal(&self, signal: &str) {
         let sent = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
         assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} failed");
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits for the exit status, bounded.
+    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.signal(signal);
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
