@@ -8,13 +8,11 @@
 //!
 //! Run: cargo bench --bench replicated_writes
 
-#[path = "../tests/common/process.rs"]
-#[allow(dead_code)]
-mod process;
+mod common;
 
+use common::{settle, start_cluster};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hdrhistogram::Histogram;
-use process::{free_port, loopback, node_args, NodeProcess};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,45 +21,6 @@ use std::time::{Duration, Instant};
 const WRITES: usize = 2_000;
 /// Clients writing at once.
 const CLIENTS: usize = 64;
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    nodes: Vec<NodeProcess>,
-}
-
-fn start_cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let cookie = dir.path().join("cookie");
-    std::fs::write(&cookie, "bench-cookie-0123456789").unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let nodes = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let seeds: Vec<String> =
-                ports.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, &p)| loopback(p)).collect();
-            let mut args = node_args(name, ports[i], &seeds, &cookie);
-            args.extend(["--bootstrap".into(), "a,b,c".into()]);
-            NodeProcess::start_with(&dir.path().join(name), None, &args)
-        })
-        .collect();
-    Cluster { _dir: dir, nodes }
-}
-
-/// Waits until every node accepts a write (a leader exists and all are connected).
-async fn settle(client: &reqwest::Client, urls: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for url in urls {
-        loop {
-            let r = client.put(format!("{url}/v1/memory/settle/k")).json(&json!({"value": 1})).send().await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{url} never accepted a write");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 async fn write_batch(client: &reqwest::Client, urls: &[String], round: u64, latencies: &Mutex<Histogram<u64>>) {
     let mut clients = tokio::task::JoinSet::new();
@@ -94,8 +53,8 @@ async fn write_batch(client: &reqwest::Client, urls: &[String], round: u64, late
 
 fn replicated_writes(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let cluster = start_cluster();
-    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
+    let cluster = start_cluster(None);
+    let urls = cluster.urls();
     let client = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().unwrap();
     rt.block_on(settle(&client, &urls));
     let latencies = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));

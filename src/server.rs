@@ -40,8 +40,13 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
     let node = Arc::new(Node::start(settings.node).await.context("node did not start")?);
     let cluster = match settings.cluster {
         Some(c) => {
-            let consensus = node.consensus().clone();
-            let lost = move |peer: &str| consensus.peer_lost(peer);
+            // Weak: shutdown waits until the node has no other owner.
+            let node = Arc::downgrade(&node);
+            let lost = move |peer: &str| {
+                if let Some(node) = node.upgrade() {
+                    node.peer_lost(peer);
+                }
+            };
             Some(Arc::new(crate::cluster::Cluster::start(&name, c, lost).await?))
         }
         None => None,

@@ -338,6 +338,15 @@ impl Node {
         self.rt.ledger.consensus().remove_member(name).await
     }
 
+    /// The transport lost its last session to `peer`: an election if it led,
+    /// and the Registry declares it down (its attempts are taken over).
+    pub fn peer_lost(&self, peer: &str) {
+        self.rt.ledger.consensus().peer_lost(peer);
+        if let Ok(registry) = self.actor::<RegistryMsg>(REGISTRY) {
+            let _ = registry.cast(RegistryMsg::PeerLost(peer.to_owned()));
+        }
+    }
+
     /// Makes the reads that follow see everything committed before the call.
     pub async fn read_barrier(&self) -> Result<()> {
         self.rt.ledger.consensus().read_barrier().await

@@ -113,6 +113,9 @@ pub enum RegistryMsg {
     Heartbeat(Heartbeat),
     /// Time to send heartbeats and judge peers.
     Tick,
+    /// The transport's last session to this peer closed: its process is gone
+    /// (or the link is), so it is down now rather than after `down_after`.
+    PeerLost(String),
     #[rpc]
     Peers(RpcReplyPort<PeerTable>),
 }
@@ -206,6 +209,17 @@ impl RegistryState {
             let kind = if state == PeerState::Down { EventKind::NodeDown } else { EventKind::NodeSuspect };
             self.record(kind, &name, json!({"node": name, "silence_ms": silence.as_millis() as u64}));
         }
+    }
+
+    /// A peer whose sessions all closed is down at once; heartbeats bring it back.
+    fn lost(&mut self, name: &str) {
+        let Some(peer) = self.peers.get_mut(name) else { return };
+        if peer.state == PeerState::Down {
+            return;
+        }
+        peer.state = PeerState::Down;
+        let silence = peer.last_seen.elapsed().as_millis() as u64;
+        self.record(EventKind::NodeDown, name, json!({"node": name, "silence_ms": silence, "cause": "session_closed"}));
     }
 
     /// Every known service with its live hosts and the one it is placed on.
@@ -302,6 +316,10 @@ impl Actor for Registry {
                     }
                 }
                 state.judge();
+                state.replace();
+            }
+            RegistryMsg::PeerLost(name) => {
+                state.lost(&name);
                 state.replace();
             }
             RegistryMsg::Peers(reply) => {

@@ -104,7 +104,12 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
         let (targets, spec) = (targets.clone(), spec.clone());
         async move { submit_all(&targets, &spec, move || tick_bar.inc(1)).await }
     });
-    let kills = chaos(&cluster, &targets, args.kill_every, &submitting, &bar).await?;
+    let log = |line: String| match (args.quiet, bar.is_hidden()) {
+        (true, _) => {}
+        (false, true) => println!("{line}"),
+        (false, false) => bar.println(line),
+    };
+    let kills = chaos(&cluster, &targets, args.kill_every, &submitting, &log).await?;
     let submitted = submitting.await?;
     bar.finish();
 
@@ -137,7 +142,7 @@ async fn chaos(
     targets: &Targets,
     every: Option<Duration>,
     submitting: &tokio::task::JoinHandle<workload::Submitted>,
-    bar: &ProgressBar,
+    log: &impl Fn(String),
 ) -> anyhow::Result<Vec<Kill>> {
     let mut kills = Vec::new();
     let Some(every) = every else { return Ok(kills) };
@@ -163,12 +168,12 @@ async fn chaos(
         cluster.lock().kill_9(victim);
         kills.push(Kill { node: name.clone(), at_ms: now_ms() });
         let role = if Some(victim) == leader { "leader" } else { "follower" };
-        bar.println(format!("{:>6.1}s  kill -9 {name} ({role})", start.elapsed().as_secs_f64()));
+        log(format!("{:>6.1}s  kill -9 {name} ({role})", start.elapsed().as_secs_f64()));
         tokio::time::sleep(RESTART_AFTER).await;
         let c = cluster.clone();
         tokio::task::spawn_blocking(move || c.lock().restart(victim)).await??;
         targets.set(victim, cluster.lock().url(victim).to_owned());
-        bar.println(format!("{:>6.1}s  restarted {name}", start.elapsed().as_secs_f64()));
+        log(format!("{:>6.1}s  restarted {name}", start.elapsed().as_secs_f64()));
     }
     Ok(kills)
 }
