@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use warden_actors::consensus::RaftSettings;
 use warden_actors::domain::Capability;
+use warden_actors::health::HealthConfig;
 use warden_actors::node::DEFAULT_CONFIRM_TTL_MS;
 use warden_actors::registry::RegistryConfig;
 use warden_actors::NodeConfig;
@@ -44,7 +45,26 @@ pub struct ConfigFile {
     #[serde(default)]
     pub raft: RaftFile,
     #[serde(default)]
+    pub health: HealthFile,
+    /// Lets `args._sim.panic_attempts` crash the Executors actor: for tests of
+    /// supervision and health only, never in production.
+    pub fault_injection: Option<bool>,
+    #[serde(default)]
     pub capability: Vec<Capability>,
+}
+
+/// `[health]`: what the cluster verdict counts as unhealthy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    /// Restarts of one actor counted over this window…
+    pub restart_window_ms: Option<u64>,
+    /// …and this many make a restart loop.
+    pub restart_loop: Option<u32>,
+    /// A node this many log entries behind the most advanced one lags.
+    pub lag_entries: Option<u64>,
+    /// The DLQ grows when it is deeper than this long ago.
+    pub dlq_window_ms: Option<u64>,
 }
 
 /// `[raft]`: election timing, snapshots, joining.
@@ -151,6 +171,18 @@ impl Settings {
             write_timeout: ms(raft.write_timeout_ms, d.write_timeout),
             auto_join: raft.auto_join.unwrap_or(d.auto_join),
         };
+        let h = HealthConfig::default();
+        node.health = HealthConfig {
+            restart_window: ms(file.health.restart_window_ms, h.restart_window),
+            restart_loop: file.health.restart_loop.unwrap_or(h.restart_loop),
+            lag_entries: file.health.lag_entries.unwrap_or(h.lag_entries),
+            dlq_window: ms(file.health.dlq_window_ms, h.dlq_window),
+            report_every: h.report_every,
+        };
+        if node.health.restart_loop == 0 || node.health.restart_window.is_zero() {
+            bail!("health.restart_loop and health.restart_window_ms must be at least 1");
+        }
+        node.fault_injection = file.fault_injection.unwrap_or(false);
         let r = &node.raft;
         if r.heartbeat.is_zero()
             || r.election_timeout.0 <= r.heartbeat * 2

@@ -11,6 +11,7 @@ pub mod local;
 pub mod metrics;
 pub mod server;
 pub mod soak;
+pub mod status;
 pub mod up;
 
 pub use warden_actors;

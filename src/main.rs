@@ -69,6 +69,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The cluster at a glance: leader, health verdict and reasons, nodes, breakers, DLQ (exit 0 ok, 2 degraded, 3 critical).
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        target: String,
+    },
     /// Start a local cluster, drive actions while killing and restarting nodes, check nothing was lost.
     Soak {
         #[arg(long, default_value_t = 3)]
@@ -109,6 +114,10 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} of {} actions did not reach a terminal state", summary.lost, summary.submitted);
             }
             Ok(())
+        }
+        Command::Status { target } => {
+            let code = warden::status::run(&target).await?;
+            std::process::exit(code);
         }
         Command::Soak { nodes, actions, rate, kill_every, data_dir } => {
             let kill_every = (!kill_every.is_zero()).then_some(kill_every);

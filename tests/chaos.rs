@@ -6,90 +6,16 @@
 
 mod common;
 
-use common::cluster::{http, Cluster, CLUSTER_WAIT};
+use common::cluster::{http, CLUSTER_WAIT};
+use common::load::{kill_of, start, HOLD};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
-use warden::soak::check::{check, Evidence, Kill, Report};
-use warden::soak::tool::ToolServer;
-use warden::soak::workload::{events_of_kind, settle, submit_all, Submitted, Targets, WorkloadSpec};
-use warden::soak::{catalog_toml, soak_catalog};
-use warden_actors::domain::Capability;
+use warden::soak::workload::events_of_kind;
 use warden_actors::store::now_ms;
-
-/// How long the tool holds each request in the load scenarios: long enough
-/// that every node has attempts in flight when a fault lands (about 7 each
-/// at 30 actions/s).
-const HOLD: Duration = Duration::from_millis(1_500);
-
-struct Run {
-    cluster: Cluster,
-    tool: ToolServer,
-    caps: Vec<Capability>,
-    targets: Targets,
-    _dir: TempDir,
-}
-
-async fn start(hold: Duration, tool_timeout_ms: u64) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let tool = ToolServer::start(hold).await.unwrap();
-    let mut caps = soak_catalog(&tool.url);
-    caps[0].timeout_ms = tool_timeout_ms;
-    caps[0].slo.p95_ms = hold.as_millis() as u64 + 1_000;
-    let cluster = Cluster::start(dir.path(), 3, &catalog_toml(&caps).unwrap());
-    cluster.settled().await;
-    let targets = Targets::new(cluster.all().iter().map(|&i| cluster.url(i).to_owned()).collect());
-    Run { cluster, tool, caps, targets, _dir: dir }
-}
-
-impl Run {
-    /// Starts `actions` actions at `rate` per second across all nodes.
-    fn load(&self, name: &str, actions: usize, rate: f64) -> tokio::task::JoinHandle<Submitted> {
-        let spec = WorkloadSpec {
-            run_id: format!("{name}{}", now_ms()),
-            actions,
-            rate,
-            capabilities: self.caps.iter().map(|c| c.name.clone()).collect(),
-        };
-        let targets = self.targets.clone();
-        tokio::spawn(async move { submit_all(&targets, &spec, || {}).await })
-    }
-
-    fn restart(&mut self, i: usize) {
-        self.cluster.nodes[i].restart();
-        self.targets.set(i, self.cluster.url(i).to_owned());
-    }
-
-    /// Waits for every acknowledged action, checks the invariants and that
-    /// the nodes converged; returns the report.
-    async fn finish(&self, requested: usize, submitted: Submitted, kills: &[Kill]) -> Report {
-        let views = settle(&self.targets, &submitted.acks).await;
-        let takeovers = events_of_kind(&self.targets.get(0), "action.takeover").await.unwrap();
-        let report = check(&Evidence {
-            requested,
-            submitted: &submitted,
-            views: &views,
-            tool: &self.tool,
-            capabilities: &self.caps,
-            takeovers: &takeovers,
-            kills,
-        });
-        report.print();
-        assert!(report.passed(), "invariants broken: {:?}", report.failures());
-        assert!(submitted.unacknowledged.is_empty(), "submissions refused: {:?}", submitted.unacknowledged);
-        assert_eq!(report.by_state.get("succeeded").copied(), Some(requested as u64), "{:?}", report.by_state);
-        self.cluster.converged(&self.cluster.all()).await;
-        report
-    }
-}
-
-fn kill_of(run: &Run, i: usize) -> Kill {
-    Kill { node: run.cluster.names[i].clone(), at_ms: now_ms() }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_node_executing_a_held_request_completes_the_action_elsewhere_with_one_effect() {
-    let run = start(Duration::from_secs(3), 10_000).await;
+    let run = start(Duration::from_secs(3), 10_000, "").await;
     let http = http();
     let turn: Value = http
         .post(format!("{}/v1/sessions/s1/turns", run.cluster.url(0)))
@@ -159,7 +85,7 @@ async fn killing_the_node_executing_a_held_request_completes_the_action_elsewher
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_load_loses_nothing() {
-    let mut run = start(HOLD, 5_000).await;
+    let mut run = start(HOLD, 5_000, "").await;
     let load = run.load("leaderkill", 150, 30.0);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let (leader, _) = run.cluster.leader_among(&run.cluster.all(), 0).await;
@@ -174,7 +100,7 @@ async fn killing_the_leader_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_executor_is_taken_over_and_its_late_results_are_fenced() {
-    let run = start(HOLD, 5_000).await;
+    let run = start(HOLD, 5_000, "").await;
     let (leader, _) = run.cluster.leader_among(&run.cluster.all(), 0).await;
     let frozen = (leader + 1) % 3;
     let load = run.load("sigstop", 150, 30.0);
@@ -190,7 +116,7 @@ async fn a_frozen_executor_is_taken_over_and_its_late_results_are_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_executor_is_taken_over_and_rejoins() {
-    let run = start(HOLD, 5_000).await;
+    let run = start(HOLD, 5_000, "").await;
     let (leader, _) = run.cluster.leader_among(&run.cluster.all(), 0).await;
     let cut = (leader + 1) % 3;
     let load = run.load("partition", 150, 30.0);
@@ -206,7 +132,7 @@ async fn a_partitioned_executor_is_taken_over_and_rejoins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_at_once_on_its_data_dir_takes_over_its_own_attempts() {
-    let mut run = start(HOLD, 5_000).await;
+    let mut run = start(HOLD, 5_000, "").await;
     let (leader, _) = run.cluster.leader_among(&run.cluster.all(), 0).await;
     let victim = (leader + 1) % 3;
     let load = run.load("restart", 150, 30.0);
@@ -220,7 +146,7 @@ async fn a_node_restarted_at_once_on_its_data_dir_takes_over_its_own_attempts() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_node_loses_nothing() {
-    let mut run = start(HOLD, 5_000).await;
+    let mut run = start(HOLD, 5_000, "").await;
     let load = run.load("rolling", 240, 30.0);
     let mut kills = Vec::new();
     for i in run.cluster.all() {

@@ -352,7 +352,7 @@ async fn a_member_removed_through_any_node_leaves_and_the_group_goes_on_in_its_t
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     let r = delete(leader, &cluster.names[leader]).await.unwrap();
     assert_eq!(r.status().as_u16(), 409);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "wrong_state");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "last_voter");
     let raft = cluster.raft(leader).await.unwrap();
     assert_eq!(members(&raft), vec![cluster.names[leader].clone()], "{raft}");
     assert_eq!(cluster.put_memory(leader, "after", "alone").await, Some(200));

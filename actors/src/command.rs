@@ -92,6 +92,11 @@ pub enum Command {
         decision: Decision,
         confirm_ttl_ms: u64,
     },
+    /// Starts or ends draining `node`: the dispatcher places nothing new on it.
+    SetDraining {
+        node: String,
+        draining: bool,
+    },
     /// A node-level fact worth a timeline event (restart, breaker change, start).
     RecordEvent {
         kind: EventKind,
@@ -113,6 +118,7 @@ impl Command {
             Self::Dispatch { .. } => "dispatch",
             Self::FinishAttempt { .. } => "finish_attempt",
             Self::ReplayDlq { .. } => "replay_dlq",
+            Self::SetDraining { .. } => "set_draining",
             Self::RecordEvent { .. } => "record_event",
         }
     }

@@ -23,7 +23,14 @@ pub struct ChildStatus {
     pub state: ChildState,
     pub restarts: u32,
     pub last_error: Option<String>,
+    /// When the latest restarts happened (ms since the epoch, at most
+    /// `RECENT_RESTARTS_KEPT`): how a restart loop is recognised.
+    #[serde(skip)]
+    pub restarted_at_ms: Vec<u64>,
 }
+
+/// Restart times kept per child.
+const RECENT_RESTARTS_KEPT: usize = 32;
 
 #[derive(Default)]
 pub struct Directory {
@@ -33,9 +40,16 @@ pub struct Directory {
 impl Directory {
     pub fn set_running(&self, name: &'static str, cell: ActorCell) {
         let mut entries = self.entries.write();
-        let entry = entries
-            .entry(name)
-            .or_insert_with(|| (None, ChildStatus { name, state: ChildState::Running, restarts: 0, last_error: None }));
+        let entry = entries.entry(name).or_insert_with(|| {
+            let status = ChildStatus {
+                name,
+                state: ChildState::Running,
+                restarts: 0,
+                last_error: None,
+                restarted_at_ms: Vec::new(),
+            };
+            (None, status)
+        });
         entry.0 = Some(cell);
         entry.1.state = ChildState::Running;
     }
@@ -45,6 +59,11 @@ impl Directory {
         if let Some(entry) = self.entries.write().get_mut(name) {
             entry.0 = None;
             entry.1.last_error = Some(error);
+            let times = &mut entry.1.restarted_at_ms;
+            times.push(crate::store::now_ms());
+            if times.len() > RECENT_RESTARTS_KEPT {
+                times.remove(0);
+            }
             if restarting {
                 entry.1.restarts += 1;
                 entry.1.state = ChildState::Restarting;

@@ -351,6 +351,16 @@ impl ActiveAction {
     }
 }
 
+/// What the cluster decided about one node (replicated, so every node and
+/// every future leader knows it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    /// Nothing new is dispatched to it; its running attempts finish.
+    pub draining: bool,
+    pub since_ms: u64,
+}
+
 /// An action that exhausted its attempts, kept for inspection and replay.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DlqEntry {
@@ -451,6 +461,14 @@ pub enum EventKind {
     ServiceMoved,
     #[serde(rename = "leader.changed")]
     LeaderChanged,
+    #[serde(rename = "leader.transfer")]
+    LeaderTransfer,
+    #[serde(rename = "member.added")]
+    MemberAdded,
+    #[serde(rename = "member.removed")]
+    MemberRemoved,
+    #[serde(rename = "node.draining")]
+    NodeDraining,
 }
 
 impl EventKind {
@@ -480,6 +498,10 @@ impl EventKind {
             Self::NodeDown => "node.down",
             Self::ServiceMoved => "service.moved",
             Self::LeaderChanged => "leader.changed",
+            Self::LeaderTransfer => "leader.transfer",
+            Self::MemberAdded => "member.added",
+            Self::MemberRemoved => "member.removed",
+            Self::NodeDraining => "node.draining",
         }
     }
 }

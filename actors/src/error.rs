@@ -13,8 +13,15 @@ pub enum WardenError {
     UnknownAction(String),
     #[error("unknown dead-letter entry {0:?}")]
     UnknownDlqEntry(String),
-    #[error("unknown node {0:?} (not a member of the raft group)")]
+    #[error("unknown node {0:?}")]
     UnknownNode(String),
+    #[error("{0} is the last voter: the group would have no one to commit")]
+    LastVoter(String),
+    #[error("{node} is the only node that can run capability {capability}")]
+    OnlyExecutor { node: String, capability: String },
+    /// A topology request that the cluster's state does not allow.
+    #[error("{0}")]
+    Conflict(String),
     #[error("bad input: {0}")]
     BadInput(String),
     #[error("action {action} is {state}, not awaiting confirmation")]
@@ -40,6 +47,9 @@ impl WardenError {
             Self::UnknownAction(_) => "unknown_action",
             Self::UnknownDlqEntry(_) => "unknown_dlq_entry",
             Self::UnknownNode(_) => "unknown_node",
+            Self::LastVoter(_) => "last_voter",
+            Self::OnlyExecutor { .. } => "only_executor",
+            Self::Conflict(_) => "conflict",
             Self::BadInput(_) => "bad_input",
             Self::NotAwaitingConfirmation { .. } => "not_awaiting_confirmation",
             Self::WrongState(_) => "wrong_state",

@@ -8,8 +8,10 @@ use crate::directory::{call, ChildState, ChildStatus, Directory};
 use crate::domain::*;
 use crate::error::{Result, WardenError};
 use crate::executor::{Executors, ExecutorsArgs};
+use crate::health::{self, ClusterHealth, HealthConfig, NodeReport, ReportSlot};
 use crate::ids::*;
 use crate::memory::{MemoryEngine, MemoryMsg, PutRequest};
+use crate::orchestrator::{self, DrainReport};
 use crate::pipeline::{Dispatcher, Pipeline, PipelineMsg, SubmitRequest, Worker, WorkerArgs};
 use crate::policy::{NativePolicy, PolicyEngine, PolicyStore};
 use crate::registry::{PeerState, PeerTable, Registry, RegistryArgs, RegistryConfig, RegistryMsg};
@@ -18,6 +20,7 @@ use crate::sessions::{ModelCallRequest, OpenTurnRequest, SessionMsg, Sessions};
 use crate::store::{open_database, Durability, Ledger, RecallQuery, Store, TimelineQuery};
 use crate::supervisor::{ChildSpec, NodeSupervisor, StartFuture, SupervisorArgs, SupervisorConfig, SupervisorMsg};
 use crate::timeline::{CorrelationGraph, Timeline, TimelineMsg};
+use parking_lot::RwLock;
 use ractor::{Actor, ActorCell, ActorRef, Message};
 use serde::Serialize;
 use serde_json::json;
@@ -57,6 +60,7 @@ pub struct NodeConfig {
     pub fault_injection: bool,
     pub registry: RegistryConfig,
     pub raft: RaftSettings,
+    pub health: HealthConfig,
 }
 
 impl NodeConfig {
@@ -72,6 +76,7 @@ impl NodeConfig {
             fault_injection: false,
             registry: RegistryConfig::default(),
             raft: RaftSettings::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -88,6 +93,9 @@ pub struct NodeHealth {
 
 pub struct Node {
     rt: Arc<Runtime>,
+    /// This node's latest health report (also sent with its heartbeats).
+    report: ReportSlot,
+    health: HealthConfig,
     supervisor: ActorRef<SupervisorMsg>,
     supervisor_done: tokio::task::JoinHandle<()>,
     /// Kept so that shutdown drops the last handle itself: redb releases its
@@ -184,6 +192,8 @@ impl Node {
         let worker_args = WorkerArgs { rt: rt.clone(), fresh_process: Arc::new(AtomicBool::new(true)) };
         let caps2 = caps.clone();
         let (node_name, registry_config, l2) = (config.name.clone(), config.registry.clone(), ledger.clone());
+        let report: ReportSlot = Arc::new(RwLock::new(NodeReport { node: config.name.clone(), ..Default::default() }));
+        let registry_report = report.clone();
         let services: Vec<String> = catalog.all().iter().map(|c| format!("executor:{}", c.name)).collect();
         let rpc_args =
             RaftRpcArgs { raft: ledger.consensus().raft().clone(), proposer: ledger.consensus().proposer().clone() };
@@ -203,6 +213,7 @@ impl Node {
                     config: registry_config.clone(),
                     ledger: l2.clone(),
                     services: services.clone(),
+                    report: registry_report.clone(),
                 };
                 (Registry, args)
             }),
@@ -224,7 +235,8 @@ impl Node {
         if config.raft.auto_join {
             admit_peers(&rt);
         }
-        Ok(Node { rt, supervisor, supervisor_done, db })
+        health::spawn_reporter(&rt, config.health.clone(), config.data_dir.clone(), report.clone());
+        Ok(Node { rt, report, health: config.health, supervisor, supervisor_done, db })
     }
 
     pub fn name(&self) -> &str {
@@ -333,9 +345,40 @@ impl Node {
         self.rt.ledger.consensus()
     }
 
-    /// Removes `name` from the Raft group (through the leader).
+    /// Removes `name` from the Raft group (through the leader); `member.removed`.
     pub async fn remove_member(&self, name: &str) -> Result<()> {
-        self.rt.ledger.consensus().remove_member(name).await
+        orchestrator::remove_node(&self.rt, name).await
+    }
+
+    /// Adds a node that is up and has no log as a voter; `member.added`.
+    pub async fn add_node(&self, name: &str) -> Result<()> {
+        orchestrator::add_node(&self.rt, name).await
+    }
+
+    /// Starts or ends draining `name` (see `orchestrator::drain`).
+    pub async fn drain(&self, name: &str, on: bool) -> Result<DrainReport> {
+        orchestrator::drain(&self.rt, name, on).await
+    }
+
+    /// Hands leadership to voter `name`; returns the new leader.
+    pub async fn transfer_leadership(&self, name: &str) -> Result<String> {
+        orchestrator::transfer_leadership(&self.rt, name).await
+    }
+
+    /// This node's latest health report.
+    pub fn report(&self) -> NodeReport {
+        self.report.read().clone()
+    }
+
+    /// The whole cluster's health, judged from this node's view.
+    pub async fn cluster_health(&self) -> Result<ClusterHealth> {
+        let table = self.peers().await?;
+        Ok(health::verdict(&self.report(), &table.peers, &self.raft_status(), &self.health))
+    }
+
+    /// What the cluster decided about each node (draining).
+    pub fn node_records(&self) -> Result<Vec<NodeRecord>> {
+        self.rt.store.nodes()
     }
 
     /// The transport lost its last session to `peer`: an election if it led,
@@ -391,7 +434,7 @@ impl Node {
     /// Stops every actor and driver, flushes the log and releases storage.
     /// What was acknowledged is on disk; unfinished actions resume at the next start.
     pub async fn shutdown(self) -> Result<()> {
-        let Node { rt, supervisor, supervisor_done, db } = self;
+        let Node { rt, supervisor, supervisor_done, db, .. } = self;
         rt.tasks.abort_all();
         let _ = call(&supervisor, SupervisorMsg::Shutdown).await;
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, supervisor_done).await;

@@ -13,6 +13,7 @@
 //! liveness is judged here, from the heartbeats alone.
 
 use crate::domain::EventKind;
+use crate::health::{NodeReport, ReportSlot};
 use crate::ids::CorrelationId;
 use crate::store::{now_ms, Ledger};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -62,6 +63,9 @@ pub struct Heartbeat {
     /// The sender has no Raft log yet and waits to be added to a cluster.
     #[serde(default)]
     pub joinable: bool,
+    /// The sender's latest health report.
+    #[serde(default)]
+    pub report: Option<Box<NodeReport>>,
 }
 
 /// Where one service runs: the first live host by name. Every node computes
@@ -84,6 +88,8 @@ pub struct PeerHealth {
     pub rejoins: u32,
     /// It has no Raft log yet and waits to be added (see `Heartbeat::joinable`).
     pub joinable: bool,
+    /// Its latest health report (from its heartbeats).
+    pub report: Option<NodeReport>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -128,6 +134,8 @@ pub struct RegistryArgs {
     pub ledger: Arc<Ledger>,
     /// Services this node hosts.
     pub services: Vec<String>,
+    /// This node's health report, sent with every heartbeat.
+    pub report: ReportSlot,
 }
 
 struct Peer {
@@ -137,6 +145,7 @@ struct Peer {
     rejoins: u32,
     services: Vec<String>,
     joinable: bool,
+    report: Option<NodeReport>,
 }
 
 pub struct RegistryState {
@@ -167,6 +176,7 @@ impl RegistryState {
                     rejoins: 0,
                     services: hb.services.clone(),
                     joinable: hb.joinable,
+                    report: hb.report.clone().map(|r| *r),
                 };
                 self.peers.insert(hb.from.clone(), peer);
                 self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": false}));
@@ -177,6 +187,7 @@ impl RegistryState {
                 peer.last_heartbeat_ms = now_ms();
                 peer.services = hb.services;
                 peer.joinable = hb.joinable;
+                peer.report = hb.report.map(|r| *r);
                 peer.state = PeerState::Up;
                 if was == PeerState::Down {
                     peer.rejoins += 1;
@@ -272,6 +283,7 @@ impl RegistryState {
                 silence_ms: now.duration_since(p.last_seen).as_millis() as u64,
                 rejoins: p.rejoins,
                 joinable: p.joinable,
+                report: p.report.clone(),
             })
             .collect();
         PeerTable { peers, services: self.placements() }
@@ -304,6 +316,7 @@ impl Actor for Registry {
             RegistryMsg::Tick => {
                 state.seq += 1;
                 let joinable = state.args.ledger.consensus().joinable();
+                let report = Some(Box::new(state.args.report.read().clone()));
                 for member in ractor::pg::get_members(&REGISTRY_GROUP.to_owned()) {
                     if !member.get_id().is_local() {
                         let hb = Heartbeat {
@@ -311,6 +324,7 @@ impl Actor for Registry {
                             seq: state.seq,
                             services: state.args.services.clone(),
                             joinable,
+                            report: report.clone(),
                         };
                         let _ = ActorRef::<RegistryMsg>::from(member).cast(RegistryMsg::Heartbeat(hb));
                     }

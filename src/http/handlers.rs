@@ -40,13 +40,23 @@ pub fn is_known_path(seg: &[&str]) -> bool {
             | ["v1", "correlations", _, "graph"]
             | ["v1", "events", "stream"]
             | ["v1", "cluster", "digest"]
+            | ["v1", "cluster", "members"]
             | ["v1", "cluster", "members", _]
+            | ["v1", "cluster", "nodes", _, "drain"]
+            | ["v1", "cluster", "leader"]
     )
 }
 
 pub struct Handlers<'a> {
     pub api: &'a Api,
     pub cid: &'a CorrelationId,
+}
+
+/// Names a node: `{"node": "b"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeBody {
+    node: String,
 }
 
 #[derive(Deserialize)]
@@ -108,13 +118,20 @@ impl Handlers<'_> {
         Ok(reply.into_response())
     }
 
-    pub fn health(&self) -> ApiResult {
+    /// This node's health; with `scope=cluster`, every node's and one verdict.
+    pub async fn health(&self, q: &Query) -> ApiResult {
+        match q.str("scope") {
+            None | Some("node") => {}
+            Some("cluster") => return json_reply(StatusCode::OK, &self.api.node.cluster_health().await?),
+            Some(other) => return Err(ApiError::bad_request(format!("scope must be node or cluster, got {other:?}"))),
+        }
         let health = self.api.node.health()?;
         let raft = self.api.node.raft_status();
         let mut body = to_value(&health);
         body["role"] = json!(raft.role);
         body["leader"] = json!(raft.leader);
         body["term"] = json!(raft.term);
+        body["report"] = to_value(&self.api.node.report());
         json_reply(StatusCode::OK, &body)
     }
 
@@ -129,17 +146,51 @@ impl Handlers<'_> {
             Some(m) => json!({"role": if m.voter { "voter" } else { "learner" }, "matched": m.matched, "lag": m.lag}),
             None => json!({"role": "none"}),
         };
-        let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": now_ms(),
-            "raft": raft_fields(node.name())})];
+        let draining = node.store().draining()?;
+        let mut running = std::collections::BTreeMap::<String, usize>::new();
+        for a in node.store().active_summaries()? {
+            if let Some(n) = a.node.filter(|_| a.state == warden_actors::domain::ActionState::Running) {
+                *running.entry(n).or_default() += 1;
+            }
+        }
         let table = node.peers().await?;
+        let hosted = |name: &str| -> Vec<&str> {
+            let hosts = table.services.iter().filter(|p| p.hosts.iter().any(|h| h == name));
+            hosts.map(|p| p.service.as_str()).collect()
+        };
+        let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": now_ms(),
+            "raft": raft_fields(node.name()), "draining": draining.contains(node.name()),
+            "running": running.get(node.name()).copied().unwrap_or(0), "services": hosted(node.name())})];
         for p in &table.peers {
             nodes.push(json!({"name": p.name, "state": p.state, "last_heartbeat_ms": p.last_heartbeat_ms,
-                "silence_ms": p.silence_ms, "rejoins": p.rejoins, "raft": raft_fields(&p.name)}));
+                "silence_ms": p.silence_ms, "rejoins": p.rejoins, "raft": raft_fields(&p.name),
+                "draining": draining.contains(&p.name), "running": running.get(&p.name).copied().unwrap_or(0),
+                "services": hosted(&p.name)}));
         }
         let transport = self.api.cluster.as_ref().map(|c| c.view());
         let body = json!({"leader": raft.leader, "term": raft.term, "role": raft.role, "nodes": nodes,
             "services": table.services, "raft": raft, "transport": transport});
         json_reply(StatusCode::OK, &body)
+    }
+
+    /// Adds a node (up, without a log of its own) as a voter, through the leader.
+    pub async fn add_member(&self, body: &[u8]) -> ApiResult {
+        let b: NodeBody = parse_json(body)?;
+        self.api.node.add_node(&b.node).await?;
+        json_reply(StatusCode::CREATED, &json!({"added": b.node, "raft": self.api.node.raft_status()}))
+    }
+
+    /// Starts (`on`) or ends draining a node.
+    pub async fn drain(&self, name: &str, on: bool) -> ApiResult {
+        let report = self.api.node.drain(name, on).await?;
+        json_reply(if on { StatusCode::ACCEPTED } else { StatusCode::OK }, &to_value(&report))
+    }
+
+    /// Hands leadership to the named voter.
+    pub async fn transfer_leader(&self, body: &[u8]) -> ApiResult {
+        let b: NodeBody = parse_json(body)?;
+        let leader = self.api.node.transfer_leadership(&b.node).await?;
+        json_reply(StatusCode::OK, &json!({"leader": leader, "term": self.api.node.raft_status().term}))
     }
 
     /// Removes a member from the Raft group (executed by the leader).

@@ -52,6 +52,9 @@ impl From<WardenError> for ApiError {
             WardenError::BadInput(_) => StatusCode::BAD_REQUEST,
             WardenError::NotAwaitingConfirmation { .. }
             | WardenError::WrongState(_)
+            | WardenError::LastVoter(_)
+            | WardenError::OnlyExecutor { .. }
+            | WardenError::Conflict(_)
             | WardenError::StaleAttempt { .. } => StatusCode::CONFLICT,
             WardenError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             WardenError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

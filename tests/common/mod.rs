@@ -94,6 +94,7 @@ pub fn kinds(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.kind.as_str()).collect()
 }
 pub mod cluster;
+pub mod load;
 pub mod process;
 pub mod proxy;
 pub mod tool;

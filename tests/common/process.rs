@@ -122,6 +122,24 @@ impl NodeProcess {
         None
     }
 
+    /// A new process on an emptied data dir, without `--bootstrap` and with
+    /// `extra` arguments (a seed: so that it waits to be added to the group).
+    pub fn restart_fresh(&mut self, extra: &[String]) {
+        self.kill_9();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let mut args = Vec::new();
+        let mut it = self.args.iter();
+        while let Some(a) = it.next() {
+            if a == "--bootstrap" {
+                it.next();
+            } else {
+                args.push(a.clone());
+            }
+        }
+        args.extend(extra.iter().cloned());
+        *self = NodeProcess::start_with(&self.data_dir, self.config.as_deref(), &args);
+    }
+
     /// A new process on the same data dir and config.
     pub fn restart(&mut self) {
         self.kill_9();

@@ -13,6 +13,7 @@ mod log_store;
 mod network;
 mod proposer;
 mod state_machine;
+mod topology;
 
 pub use log_store::LogStore;
 pub use network::{rpc_actor_name, RaftRpc, RaftRpcArgs, RaftRpcMsg, RAFT_GROUP};
@@ -234,9 +235,7 @@ pub(crate) async fn remove_from(raft: &Raft<TypeConfig>, name: &str) -> crate::R
     }
     let change = if voters.contains(&id) {
         if voters.len() == 1 {
-            return Err(WardenError::WrongState(format!(
-                "{name} is the last voter: the group would have no one to commit"
-            )));
+            return Err(WardenError::LastVoter(name.to_owned()));
         }
         ChangeMembers::RemoveVoters([id].into_iter().collect())
     } else {
@@ -540,27 +539,65 @@ impl Consensus {
     /// Adds `name` as a learner, waits for it to catch up, then makes it a
     /// voter. Only the leader can; others get `Unavailable`.
     pub async fn add_voter(&self, name: &str) -> crate::Result<()> {
-        let id = node_id(name);
-        let member = Member { name: name.to_owned() };
-        self.raft.add_learner(id, member, true).await.map_err(|e| unavailable(format!("adding {name}: {e}")))?;
-        let change = ChangeMembers::AddVoterIds([id].into_iter().collect());
-        self.raft.change_membership(change, false).await.map_err(|e| unavailable(format!("promoting {name}: {e}")))?;
-        tracing::info!(node = %self.name, member = name, "added a voter");
-        Ok(())
+        topology::add_from(&self.raft, name).await
+    }
+
+    /// Adds `name` as a voter, through the leader.
+    pub async fn add_member(&self, name: &str) -> crate::Result<()> {
+        let request = Request::Add(name.to_owned());
+        let local = || topology::add_from(&self.raft, name);
+        self.at_leader(request, "adding a member", local, |r| match r {
+            Reply::Add(done) => Some(done),
+            _ => None,
+        })
+        .await
     }
 
     /// Removes `name` from the group (voter or learner), through the leader.
     pub async fn remove_member(&self, name: &str) -> crate::Result<()> {
+        let request = Request::Remove(name.to_owned());
+        let local = || remove_from(&self.raft, name);
+        self.at_leader(request, "removing a member", local, |r| match r {
+            Reply::Remove(done) => Some(done),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Hands leadership to voter `name` (the leader does it); returns the new leader.
+    pub async fn transfer_leadership(&self, name: &str) -> crate::Result<String> {
+        let request = Request::Transfer(name.to_owned());
+        let local = || topology::transfer_from(&self.raft, &self.proposer, name);
+        self.at_leader(request, "transferring leadership", local, |r| match r {
+            Reply::Transfer(done) => Some(done),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Runs `local` if this node leads, else sends `request` to the leader.
+    async fn at_leader<T, F, Fut>(
+        &self,
+        request: Request,
+        what: &str,
+        local: F,
+        unwrap: fn(Reply) -> Option<crate::Result<T>>,
+    ) -> crate::Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = crate::Result<T>>,
+    {
         let deadline = Instant::now() + self.settings.write_timeout;
         loop {
             let route = self.route(deadline).await?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Route::Leader { id, name: leader } = route else { return remove_from(&self.raft, name).await };
-            match network::call(&leader, &Request::Remove(name.to_owned()), left).await {
-                Ok(Reply::Remove(done)) => return done,
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(10));
+            let Route::Leader { id, name: leader } = route else { return local().await };
+            match network::call(&leader, &request, left).await {
+                Ok(reply) => {
+                    return unwrap(reply).unwrap_or_else(|| Err(unavailable("the leader sent an unexpected reply")))
+                }
                 Err(network::CallError::NoRoute(_)) => self.await_leader_change(id, deadline).await?,
-                Ok(_) => return Err(unavailable("the leader sent an unexpected reply")),
-                Err(e) => return Err(unavailable(format!("removing {name}: {e}"))),
+                Err(e) => return Err(unavailable(format!("{what}: {e}"))),
             }
         }
     }

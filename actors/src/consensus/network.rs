@@ -46,6 +46,12 @@ pub enum Request {
     ReadIndex,
     /// Remove this member from the group (served by the leader).
     Remove(String),
+    /// Add this node as a voter (served by the leader).
+    Add(String),
+    /// Hand leadership to this voter (served by the leader).
+    Transfer(String),
+    /// Call an election now (sent by a leader handing over to the receiver).
+    Elect,
 }
 
 /// The leader's answer to a forwarded write.
@@ -67,6 +73,9 @@ pub enum Reply {
     Forward(Forwarded),
     ReadIndex(Result<u64, String>),
     Remove(Result<(), crate::WardenError>),
+    Add(Result<(), crate::WardenError>),
+    Transfer(Result<String, crate::WardenError>),
+    Elect(Result<(), String>),
 }
 
 #[derive(RactorClusterMessage)]
@@ -135,6 +144,9 @@ async fn serve(args: &RaftRpcArgs, request: Request) -> Reply {
             Err(Refused::Failed(e)) => Forwarded::Failed(e),
         }),
         Request::Remove(name) => Reply::Remove(super::remove_from(raft, &name).await),
+        Request::Add(name) => Reply::Add(super::topology::add_from(raft, &name).await),
+        Request::Transfer(name) => Reply::Transfer(super::topology::transfer_from(raft, &args.proposer, &name).await),
+        Request::Elect => Reply::Elect(raft.trigger().elect().await.map_err(|e| e.to_string())),
         Request::ReadIndex => Reply::ReadIndex(match raft.ensure_linearizable().await {
             Ok(read) => Ok(read.map_or(0, |l| l.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err("not the leader".into()),

@@ -10,7 +10,9 @@ use crate::command::Entry;
 use crate::limits::{MAX_BATCH_BYTES, MAX_COMMIT_BATCH, PROPOSAL_QUEUE};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Why a proposal was not written.
 #[derive(Debug)]
@@ -27,13 +29,24 @@ type Reply = oneshot::Sender<Result<(Outcome, u64), Refused>>;
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<(Entry, Reply)>,
+    /// While true, batches wait (a leadership hand-over is under way).
+    paused: Arc<watch::Sender<bool>>,
 }
+
+/// Longest a pause holds proposals, whatever happens to the hand-over.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 impl Proposer {
     pub fn start(raft: Raft<TypeConfig>) -> Self {
         let (queue, rx) = mpsc::channel(PROPOSAL_QUEUE);
-        tokio::spawn(run(raft, rx));
-        Self { queue }
+        let (paused, pause_rx) = watch::channel(false);
+        tokio::spawn(run(raft, rx, pause_rx));
+        Self { queue, paused: Arc::new(paused) }
+    }
+
+    /// Holds (or releases) new batches; a held batch waits at most `MAX_PAUSE`.
+    pub fn pause(&self, on: bool) {
+        self.paused.send_replace(on);
     }
 
     /// Writes `entry` in the next batch; returns its outcome and the log
@@ -51,8 +64,9 @@ fn encoded_len(entry: &Entry) -> usize {
 }
 
 /// One batch in flight at a time: what arrives while it is written forms the next.
-async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<(Entry, Reply)>) {
+async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<(Entry, Reply)>, mut paused: watch::Receiver<bool>) {
     while let Some(first) = rx.recv().await {
+        let _ = tokio::time::timeout(MAX_PAUSE, paused.wait_for(|p| !*p)).await;
         let mut bytes = encoded_len(&first.0);
         let mut batch = vec![first];
         // Bounded in bytes too, so an append RPC of one batch fits a cluster frame.

@@ -3,7 +3,7 @@
 //! (and on a timer for backoffs and confirmation deadlines), and proposes:
 //! - `Dispatch` of each pending action whose backoff is over, to the least
 //!   loaded live executor node that hosts its capability (pinned nodes only,
-//!   when the capability names some), never more than
+//!   when the capability names some; never a draining node), never more than
 //!   `MAX_INFLIGHT_PER_EXECUTOR` running on one node: the rest waits here;
 //! - `Dispatch` with the next attempt number (a takeover) of each action
 //!   running on a node the Registry declared down or that left the group;
@@ -23,7 +23,7 @@ use crate::runtime::Runtime;
 use crate::store::now_ms;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +66,8 @@ struct Executors {
     hosts: BTreeMap<String, Vec<String>>,
     /// Running actions per node.
     load: BTreeMap<String, usize>,
+    /// Nodes being drained: they finish what runs there and get nothing new.
+    draining: BTreeSet<String>,
     grace_over: bool,
 }
 
@@ -93,6 +95,7 @@ impl Executors {
         let best = hosts
             .iter()
             .filter(|h| pins.is_empty() || pins.contains(h))
+            .filter(|h| !self.draining.contains(*h))
             .filter(|h| *h == &self.me || consensus.is_member(h))
             .map(|h| (self.load.get(h).copied().unwrap_or(0), h))
             .filter(|(load, _)| *load < MAX_INFLIGHT_PER_EXECUTOR)
@@ -132,6 +135,7 @@ impl DispatcherState {
             peers: table.peers.iter().map(|p| (p.name.clone(), p.state)).collect(),
             hosts: table.services.into_iter().map(|p| (p.service, p.hosts)).collect(),
             load,
+            draining: self.rt.store.draining().unwrap_or_default(),
             grace_over: since.elapsed() >= UNKNOWN_NODE_GRACE,
         }
     }

@@ -250,6 +250,18 @@ impl StateMachine {
                 let terminal = action.state.is_terminal().then(|| action.clone());
                 (Response::Replayed { action: Box::new(action), dlq: Box::new(dlq) }, terminal)
             }
+            Command::SetDraining { node, draining } => {
+                if node.is_empty() {
+                    return Err(WardenError::BadInput("a node name is required".into()));
+                }
+                let record = NodeRecord { name: node.clone(), draining: *draining, since_ms: at };
+                store(&mut t.nodes, node, &record)?;
+                let scope =
+                    Scope { session_id: None, turn_id: None, correlation_id: CorrelationId(format!("node:{node}")) };
+                let data = json!({"node": node, "draining": draining});
+                let seq = rec.emit(t, EventKind::NodeDraining, &scope, None, None, data)?;
+                (Response::Recorded { seq }, None)
+            }
             Command::RecordEvent { kind, correlation_id, data } => {
                 let scope = Scope { session_id: None, turn_id: None, correlation_id: correlation_id.clone() };
                 let seq = rec.emit(t, *kind, &scope, None, None, data.clone())?;

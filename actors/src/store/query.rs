@@ -115,6 +115,22 @@ impl Store {
         })
     }
 
+    /// Every node the topology has a record of (draining or not).
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.read(|r| {
+            let mut out = Vec::new();
+            for row in r.open_table(NODES)?.iter()? {
+                out.push(decode(row?.1.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Names of the nodes being drained: nothing new is dispatched to them.
+    pub fn draining(&self) -> Result<std::collections::BTreeSet<String>> {
+        Ok(self.nodes()?.into_iter().filter(|n| n.draining).map(|n| n.name).collect())
+    }
+
     /// How many actions are not terminal yet.
     pub fn active_count(&self) -> Result<u64> {
         self.read(|r| Ok(r.open_table(ACTIVE)?.len()?))
@@ -279,14 +295,17 @@ impl Store {
         };
         let index = self.read(|r| {
             let index = r.open_table(META)?.get(META_LAST_INDEX)?.map_or(0, |g| g.value());
-            for (name, def) in [("sessions", SESSIONS), ("turns", TURNS), ("actions", ACTIONS), ("dlq", DLQ)] {
+            let tables =
+                [("sessions", SESSIONS), ("turns", TURNS), ("actions", ACTIONS), ("dlq", DLQ), ("nodes", NODES)];
+            for (name, def) in tables {
                 for row in r.open_table(def)?.iter()? {
                     let (k, v) = row?;
                     feed(name, k.value().as_bytes(), v.value());
                 }
             }
             for row in r.open_table(ACTIVE)?.iter()? {
-                feed("active", row?.0.value().as_bytes(), &[]);
+                let (k, v) = row?;
+                feed("active", k.value().as_bytes(), v.value());
             }
             for row in r.open_table(IDEMPOTENCY)?.iter()? {
                 let (k, v) = row?;

@@ -20,6 +20,8 @@ pub struct StateSnapshot {
     active: Rows<String, ByteBuf>,
     idempotency: Rows<String, String>,
     dlq: Rows<String, ByteBuf>,
+    #[serde(default)]
+    nodes: Rows<String, ByteBuf>,
     memory: Rows<(String, String), ByteBuf>,
     events: Rows<u64, ByteBuf>,
     events_by_correlation: Vec<(String, u64)>,
@@ -54,6 +56,7 @@ impl StateSnapshot {
             actions: records(txn, ACTIONS)?,
             dlq: records(txn, DLQ)?,
             active: records(txn, ACTIVE)?,
+            nodes: records(txn, NODES)?,
             ..Self::default()
         };
         for row in txn.open_table(META)?.iter()? {
@@ -84,7 +87,7 @@ impl StateSnapshot {
     /// Replaces every state table with this snapshot's rows; returns the
     /// state machine's counters as the snapshot left them.
     pub fn restore(&self, txn: &WriteTransaction) -> Result<StateMachine> {
-        for def in [SESSIONS, TURNS, ACTIONS, DLQ, ACTIVE] {
+        for def in [SESSIONS, TURNS, ACTIONS, DLQ, ACTIVE, NODES] {
             txn.delete_table(def)?;
         }
         txn.delete_table(META)?;
@@ -97,6 +100,7 @@ impl StateSnapshot {
         refill(txn, ACTIONS, &self.actions)?;
         refill(txn, DLQ, &self.dlq)?;
         refill(txn, ACTIVE, &self.active)?;
+        refill(txn, NODES, &self.nodes)?;
         {
             let mut meta = txn.open_table(META)?;
             for (k, v) in &self.meta {

@@ -21,6 +21,8 @@ pub const ACTIVE: TableDefinition<&str, Bytes> = TableDefinition::new("active_ac
 /// Idempotency key → the latest action carrying it.
 pub const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 pub const DLQ: TableDefinition<&str, Bytes> = TableDefinition::new("dlq");
+/// Node name → `NodeRecord` (topology decisions such as draining).
+pub const NODES: TableDefinition<&str, Bytes> = TableDefinition::new("nodes");
 pub const MEMORY: TableDefinition<(&str, &str), Bytes> = TableDefinition::new("memory");
 pub const EVENTS: TableDefinition<u64, Bytes> = TableDefinition::new("events");
 pub const EVENTS_BY_CORRELATION: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_correlation");
@@ -44,6 +46,7 @@ pub fn open_database(path: &Path) -> Result<Database> {
         let _ = txn.open_table(ACTIVE)?;
         let _ = txn.open_table(IDEMPOTENCY)?;
         let _ = txn.open_table(DLQ)?;
+        let _ = txn.open_table(NODES)?;
         let _ = txn.open_table(MEMORY)?;
         let _ = txn.open_table(EVENTS)?;
         let _ = txn.open_table(EVENTS_BY_CORRELATION)?;
@@ -62,6 +65,7 @@ pub struct Tables<'t> {
     pub active: redb::Table<'t, &'static str, Bytes>,
     pub idempotency: redb::Table<'t, &'static str, &'static str>,
     pub dlq: redb::Table<'t, &'static str, Bytes>,
+    pub nodes: redb::Table<'t, &'static str, Bytes>,
     pub memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
     pub events: redb::Table<'t, u64, Bytes>,
     pub events_by_correlation: redb::Table<'t, (&'static str, u64), ()>,
@@ -77,6 +81,7 @@ impl<'t> Tables<'t> {
             active: txn.open_table(ACTIVE)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             dlq: txn.open_table(DLQ)?,
+            nodes: txn.open_table(NODES)?,
             memory: txn.open_table(MEMORY)?,
             events: txn.open_table(EVENTS)?,
             events_by_correlation: txn.open_table(EVENTS_BY_CORRELATION)?,

@@ -1,0 +1,147 @@
+//! Orchestrator: the topology operations an operator asks of any node — add
+//! a node, drain it, remove it, hand leadership to it. Each is checked here
+//! against this node's view (the Registry's peers, the Raft membership, the
+//! replicated drain records), executed by the leader, and recorded as a
+//! timeline event. A refused request changes nothing.
+
+use crate::command::Command;
+use crate::directory::call;
+use crate::domain::{ActionState, EventKind};
+use crate::error::{Result, WardenError};
+use crate::ids::CorrelationId;
+use crate::node::REGISTRY;
+use crate::registry::{PeerState, PeerTable, RegistryMsg};
+use crate::runtime::Runtime;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// What a drain request did.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrainReport {
+    pub node: String,
+    pub draining: bool,
+    /// Attempts still running on it (they finish there).
+    pub running: usize,
+    /// The leader after the drain (leadership leaves a drained leader).
+    pub leader: Option<String>,
+}
+
+async fn peers(rt: &Runtime) -> Result<PeerTable> {
+    call(&rt.directory.get::<RegistryMsg>(REGISTRY)?, RegistryMsg::Peers).await
+}
+
+async fn record(rt: &Runtime, kind: EventKind, node: &str, data: Value) -> Result<()> {
+    let correlation_id = CorrelationId(format!("node:{node}"));
+    rt.ledger.propose(Command::RecordEvent { kind, correlation_id, data }).await.map(|_| ())
+}
+
+/// Whether `name` is this node, a peer the Registry knows, or a Raft member.
+fn known(rt: &Runtime, table: &PeerTable, name: &str) -> bool {
+    name == rt.node || table.peers.iter().any(|p| p.name == name) || rt.ledger.consensus().is_member(name)
+}
+
+/// Adds a node the Registry sees up and without a log of its own as a voter.
+pub async fn add_node(rt: &Runtime, name: &str) -> Result<()> {
+    let table = peers(rt).await?;
+    let consensus = rt.ledger.consensus();
+    if consensus.is_member(name) {
+        return Err(WardenError::Conflict(format!("{name} is already a member")));
+    }
+    let Some(peer) = table.peers.iter().find(|p| p.name == name) else {
+        return Err(WardenError::UnknownNode(name.to_owned()));
+    };
+    if peer.state != PeerState::Up {
+        return Err(WardenError::Conflict(format!("{name} is {:?}, not up", peer.state)));
+    }
+    if !peer.joinable {
+        return Err(WardenError::Conflict(format!(
+            "{name} has a Raft log of its own (a removed member, or another cluster's): restart it on a fresh data dir"
+        )));
+    }
+    consensus.add_member(name).await?;
+    record(rt, EventKind::MemberAdded, name, json!({"node": name, "by": rt.node})).await
+}
+
+/// Removes a member through the leader.
+pub async fn remove_node(rt: &Runtime, name: &str) -> Result<()> {
+    rt.ledger.consensus().remove_member(name).await?;
+    record(rt, EventKind::MemberRemoved, name, json!({"node": name, "by": rt.node})).await
+}
+
+/// Starts (`on`) or ends draining `name`. Draining places nothing new on it,
+/// lets what runs there finish, and moves leadership away from it. Refused
+/// when it would leave a capability with no node to run it.
+pub async fn drain(rt: &Runtime, name: &str, on: bool) -> Result<DrainReport> {
+    let table = peers(rt).await?;
+    if !known(rt, &table, name) {
+        return Err(WardenError::UnknownNode(name.to_owned()));
+    }
+    let consensus = rt.ledger.consensus();
+    if on {
+        let draining = rt.store.draining()?;
+        for cap in rt.catalog.all() {
+            let service = format!("executor:{}", cap.name);
+            let hosts: Vec<&String> = table
+                .services
+                .iter()
+                .filter(|p| p.service == service)
+                .flat_map(|p| p.hosts.iter())
+                .filter(|h| cap.nodes.is_empty() || cap.nodes.contains(h))
+                .filter(|h| !draining.contains(*h) && (**h == rt.node || consensus.is_member(h)))
+                .collect();
+            if hosts.iter().all(|h| *h == name) && hosts.iter().any(|h| *h == name) {
+                return Err(WardenError::OnlyExecutor { node: name.to_owned(), capability: cap.name.clone() });
+            }
+        }
+    }
+    rt.ledger.propose(Command::SetDraining { node: name.to_owned(), draining: on }).await?;
+    let mut leader = consensus.status().leader;
+    if on && leader.as_deref() == Some(name) {
+        let next = successor(rt, &table, name)?;
+        record(rt, EventKind::LeaderTransfer, name, json!({"from": name, "to": next, "why": "drain"})).await?;
+        leader = Some(consensus.transfer_leadership(&next).await?);
+    }
+    let running = rt
+        .store
+        .active_summaries()?
+        .iter()
+        .filter(|a| a.state == ActionState::Running && a.node.as_deref() == Some(name))
+        .count();
+    Ok(DrainReport { node: name.to_owned(), draining: on, running, leader })
+}
+
+/// A live voter other than `leaving` that is not draining.
+fn successor(rt: &Runtime, table: &PeerTable, leaving: &str) -> Result<String> {
+    let draining = rt.store.draining()?;
+    let live = |n: &str| n == rt.node || table.peers.iter().any(|p| p.name == n && p.state == PeerState::Up);
+    rt.ledger
+        .consensus()
+        .status()
+        .members
+        .into_iter()
+        .filter(|m| m.voter && m.name != leaving && !draining.contains(&m.name) && live(&m.name))
+        .map(|m| m.name)
+        .next()
+        .ok_or_else(|| WardenError::Conflict(format!("no live voter to take leadership from {leaving}")))
+}
+
+/// Hands leadership to voter `name`; returns the new leader.
+pub async fn transfer_leadership(rt: &Runtime, name: &str) -> Result<String> {
+    let table = peers(rt).await?;
+    let consensus = rt.ledger.consensus();
+    if !consensus.is_member(name) {
+        return Err(WardenError::UnknownNode(name.to_owned()));
+    }
+    if rt.store.draining()?.contains(name) {
+        return Err(WardenError::Conflict(format!("{name} is draining: it cannot take leadership")));
+    }
+    if name != rt.node && !table.peers.iter().any(|p| p.name == name && p.state == PeerState::Up) {
+        return Err(WardenError::Conflict(format!("{name} is not up")));
+    }
+    let from = consensus.status().leader;
+    if from.as_deref() == Some(name) {
+        return Ok(name.to_owned());
+    }
+    record(rt, EventKind::LeaderTransfer, name, json!({"from": from, "to": name, "why": "requested"})).await?;
+    consensus.transfer_leadership(name).await
+}

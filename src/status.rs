@@ -1,0 +1,146 @@
+//! `warden status --target URL`: the cluster at a glance — leader, term, the
+//! health verdict with its reasons, each node (state, role, draining,
+//! running attempts, applied index, disk), breakers not closed, the DLQ and
+//! alerts — coloured when stdout is a terminal. The exit code is the
+//! verdict: 0 ok, 2 degraded, 3 critical (1: the node did not answer).
+
+use anyhow::Context;
+use serde_json::Value;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// What the exit code says.
+pub fn exit_code(verdict: &str) -> i32 {
+    match verdict {
+        "ok" => 0,
+        "degraded" => 2,
+        _ => 3,
+    }
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn code(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    }
+    fn verdict(&self, v: &str) -> String {
+        let code = match v {
+            "ok" => "1;32",
+            "degraded" => "1;33",
+            _ => "1;31",
+        };
+        self.code(code, &v.to_uppercase())
+    }
+    fn state(&self, s: &str) -> String {
+        let code = match s {
+            "up" => "32",
+            "suspect" => "33",
+            _ => "31",
+        };
+        self.code(code, s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.code("2", s)
+    }
+}
+
+async fn get(http: &reqwest::Client, url: String) -> anyhow::Result<Value> {
+    let r = http.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+    let status = r.status();
+    let body: Value = r.json().await.with_context(|| format!("{url} did not answer JSON"))?;
+    anyhow::ensure!(status.is_success(), "{url}: {status} {body}");
+    Ok(body)
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// Renders the cluster's state; returns the text and the verdict.
+pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, String)> {
+    let target = target.trim_end_matches('/');
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let health = get(&http, format!("{target}/v1/health?scope=cluster")).await?;
+    let cluster = get(&http, format!("{target}/v1/cluster")).await?;
+    let dlq = get(&http, format!("{target}/v1/dlq")).await?;
+    let alerts = match http.get(format!("{target}/v1/alerts")).send().await {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        _ => None,
+    };
+    let p = Paint(colour);
+    let verdict = health["verdict"].as_str().unwrap_or("critical").to_owned();
+    let mut out = String::new();
+    let leader = health["leader"].as_str().unwrap_or("none");
+    out += &format!("warden cluster via {target}: leader {leader}, term {}\n", health["term"]);
+    out += &format!("health  {}\n", p.verdict(&verdict));
+    for r in health["reasons"].as_array().into_iter().flatten() {
+        let mark = match r["severity"].as_str() {
+            Some("critical") => p.code("31", "✗"),
+            Some("degraded") => p.code("33", "!"),
+            _ => p.dim("·"),
+        };
+        out += &format!("  {mark} {}\n", r["message"].as_str().unwrap_or_default());
+    }
+    out += &format!(
+        "\n{:<8}{:<9}{:<10}{:<10}{:>8}{:>10}{:>11}{:>8}\n",
+        "node", "state", "raft", "draining", "running", "applied", "disk", "tasks"
+    );
+    let view_of = |name: &str| {
+        cluster["nodes"].as_array().and_then(|ns| ns.iter().find(|n| n["name"] == name).cloned()).unwrap_or_default()
+    };
+    let mut breakers = Vec::new();
+    for n in health["nodes"].as_array().into_iter().flatten() {
+        let name = n["name"].as_str().unwrap_or("?");
+        let view = view_of(name);
+        let report = &n["report"];
+        let mut role = view["raft"]["role"].as_str().unwrap_or("-").to_owned();
+        if name == leader {
+            role = format!("{role}*");
+        }
+        let state = n["state"].as_str().unwrap_or("?");
+        let state_cell = format!("{:<9}", state);
+        out += &format!(
+            "{:<8}{}{:<10}{:<10}{:>8}{:>10}{:>11}{:>8}\n",
+            name,
+            p.state(&state_cell),
+            role,
+            if view["draining"] == true { "yes" } else { "no" },
+            view["running"].as_u64().unwrap_or(0),
+            report["applied_index"].as_u64().map_or("-".into(), |v| v.to_string()),
+            report["disk_bytes"].as_u64().map_or("-".into(), bytes),
+            report["active_tasks"].as_u64().map_or("-".into(), |v| v.to_string()),
+        );
+        for b in report["breakers"].as_array().into_iter().flatten() {
+            breakers.push(format!(
+                "{} on {name}: {}",
+                b["capability"].as_str().unwrap_or("?"),
+                b["state"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    out += &format!("\nbreakers  {}\n", if breakers.is_empty() { p.dim("all closed") } else { breakers.join(", ") });
+    let depth = dlq["entries"].as_array().map_or(0, Vec::len);
+    out += &format!("dlq       {depth} pending\n");
+    let alerts = match alerts {
+        Some(a) => a["alerts"].as_array().map_or(0, Vec::len).to_string(),
+        None => p.dim("not served by this node yet"),
+    };
+    out += &format!("alerts    {alerts}\n");
+    Ok((out, verdict))
+}
+
+pub async fn run(target: &str) -> anyhow::Result<i32> {
+    let (text, verdict) = render(target, std::io::stdout().is_terminal()).await?;
+    print!("{text}");
+    Ok(exit_code(&verdict))
+}
