@@ -330,3 +330,108 @@ pub fn verdict(me: &NodeReport, peers: &[PeerHealth], raft: &RaftStatus, config:
     };
     ClusterHealth { verdict, reasons, leader: raft.leader.clone(), term: raft.term, observer: me.node.clone(), nodes }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::MemberStatus;
+
+    fn report(node: &str, applied: u64) -> NodeReport {
+        let actor = |name: &str| ActorReport {
+            name: name.into(),
+            state: "running".into(),
+            restarts: 0,
+            recent_restarts: 0,
+            last_error: None,
+        };
+        NodeReport {
+            node: node.into(),
+            actors: vec![actor("executors"), actor("pipeline")],
+            applied_index: applied,
+            ..NodeReport::default()
+        }
+    }
+
+    fn peer(name: &str, state: PeerState, report: NodeReport) -> PeerHealth {
+        PeerHealth {
+            name: name.into(),
+            state,
+            last_heartbeat_ms: 0,
+            silence_ms: 0,
+            rejoins: 0,
+            joinable: false,
+            report: Some(report),
+        }
+    }
+
+    fn raft(leader: Option<&str>) -> RaftStatus {
+        let member = |name: &str| MemberStatus { name: name.into(), voter: true, matched: None, lag: None };
+        RaftStatus {
+            node: "a".into(),
+            role: "leader",
+            term: 2,
+            leader: leader.map(str::to_owned),
+            last_log_index: None,
+            applied_index: None,
+            snapshot_index: None,
+            purged_index: None,
+            millis_since_quorum_ack: None,
+            members: vec![member("a"), member("b"), member("c")],
+        }
+    }
+
+    fn kinds(h: &ClusterHealth) -> Vec<&'static str> {
+        h.reasons.iter().map(|r| r.kind).collect()
+    }
+
+    #[test]
+    fn a_healthy_cluster_is_ok() {
+        let peers = [peer("b", PeerState::Up, report("b", 10)), peer("c", PeerState::Up, report("c", 10))];
+        let h = verdict(&report("a", 10), &peers, &raft(Some("a")), &HealthConfig::default());
+        assert_eq!((h.verdict, kinds(&h)), (Verdict::Ok, vec![]));
+    }
+
+    #[test]
+    fn a_restart_loop_degrades_and_names_the_actor_and_node() {
+        let mut b = report("b", 10);
+        b.actors[0].recent_restarts = 3;
+        b.actors[0].last_error = Some("boom".into());
+        let peers = [peer("b", PeerState::Up, b), peer("c", PeerState::Up, report("c", 10))];
+        let h = verdict(&report("a", 10), &peers, &raft(Some("a")), &HealthConfig::default());
+        assert_eq!((h.verdict, kinds(&h)), (Verdict::Degraded, vec!["restart_loop"]));
+        assert_eq!(h.reasons[0].node.as_deref(), Some("b"));
+        assert!(h.reasons[0].message.contains("executors") && h.reasons[0].message.contains("boom"));
+    }
+
+    #[test]
+    fn lost_quorum_or_leader_is_critical_and_a_down_node_degraded() {
+        let down = [peer("b", PeerState::Down, report("b", 10)), peer("c", PeerState::Up, report("c", 10))];
+        let h = verdict(&report("a", 10), &down, &raft(Some("a")), &HealthConfig::default());
+        assert_eq!((h.verdict, kinds(&h)), (Verdict::Degraded, vec!["node_down"]));
+        let both = [peer("b", PeerState::Down, report("b", 10)), peer("c", PeerState::Down, report("c", 10))];
+        let h = verdict(&report("a", 10), &both, &raft(None), &HealthConfig::default());
+        assert_eq!(h.verdict, Verdict::Critical);
+        assert!(kinds(&h).contains(&"no_leader") && kinds(&h).contains(&"no_quorum"), "{:?}", kinds(&h));
+    }
+
+    #[test]
+    fn lag_open_breakers_and_a_growing_dlq_degrade_while_draining_is_only_noted() {
+        let mut b = report("b", 10);
+        b.breakers.push(BreakerReport { capability: "crm".into(), state: "open".into() });
+        let mut c = report("c", 10);
+        c.draining = true;
+        let mut a = report("a", 5_000);
+        a.dlq_growth = 2;
+        a.dlq_depth = 7;
+        let peers = [peer("b", PeerState::Up, b), peer("c", PeerState::Up, c)];
+        let h = verdict(&a, &peers, &raft(Some("a")), &HealthConfig::default());
+        let mut k = kinds(&h);
+        k.sort_unstable();
+        assert_eq!(k, ["breaker_open", "dlq_growing", "draining", "lagging", "lagging"]);
+        assert_eq!(h.verdict, Verdict::Degraded);
+        let c_only = [peer("b", PeerState::Up, report("b", 10)), peer("c", PeerState::Up, report("c", 10))];
+        let mut c = report("a", 10);
+        c.draining = true;
+        assert_eq!(verdict(&c, &c_only, &raft(Some("a")), &HealthConfig::default()).verdict, Verdict::Ok);
+    }
+}
