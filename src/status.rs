@@ -72,7 +72,6 @@ pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, Strin
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let health = get(&http, format!("{target}/v1/health?scope=cluster")).await?;
     let cluster = get(&http, format!("{target}/v1/cluster")).await?;
-    let dlq = get(&http, format!("{target}/v1/dlq")).await?;
     let alerts = match http.get(format!("{target}/v1/alerts")).send().await {
         Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
         _ => None,
@@ -93,7 +92,7 @@ pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, Strin
     }
     out += &format!(
         "\n{:<8}{:<9}{:<10}{:<10}{:>8}{:>10}{:>11}{:>8}\n",
-        "node", "state", "raft", "draining", "running", "applied", "disk", "tasks"
+        "node", "state", "raft", "draining", "running", "applied", "disk", "queue"
     );
     let view_of = |name: &str| {
         cluster["nodes"].as_array().and_then(|ns| ns.iter().find(|n| n["name"] == name).cloned()).unwrap_or_default()
@@ -118,7 +117,7 @@ pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, Strin
             view["running"].as_u64().unwrap_or(0),
             report["applied_index"].as_u64().map_or("-".into(), |v| v.to_string()),
             report["disk_bytes"].as_u64().map_or("-".into(), bytes),
-            report["active_tasks"].as_u64().map_or("-".into(), |v| v.to_string()),
+            report["proposal_queue"].as_u64().map_or("-".into(), |v| v.to_string()),
         );
         for b in report["breakers"].as_array().into_iter().flatten() {
             breakers.push(format!(
@@ -129,8 +128,11 @@ pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, Strin
         }
     }
     out += &format!("\nbreakers  {}\n", if breakers.is_empty() { p.dim("all closed") } else { breakers.join(", ") });
-    let depth = dlq["entries"].as_array().map_or(0, Vec::len);
-    out += &format!("dlq       {depth} pending\n");
+    let observer = &health["nodes"][0]["report"];
+    let (depth, growth) = (observer["dlq_depth"].as_u64().unwrap_or(0), observer["dlq_growth"].as_i64().unwrap_or(0));
+    out += &format!("dlq       {depth} pending ({growth:+} in the DLQ window)\n");
+    let pending = observer["pending_actions"].as_u64().unwrap_or(0);
+    out += &format!("pending   {pending} actions waiting for placement\n");
     let alerts = match alerts {
         Some(a) => a["alerts"].as_array().map_or(0, Vec::len).to_string(),
         None => p.dim("not served by this node yet"),

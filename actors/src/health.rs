@@ -72,6 +72,12 @@ pub struct NodeReport {
     pub breakers: Vec<BreakerReport>,
     /// Background tasks: running attempts, timers, proposals under way.
     pub active_tasks: usize,
+    /// Attempts this node's Worker is running.
+    pub running_attempts: usize,
+    /// Commands waiting in this node's proposal queue.
+    pub proposal_queue: usize,
+    /// Actions waiting for the leader to place them (cluster-wide).
+    pub pending_actions: usize,
     pub raft_role: String,
     pub term: u64,
     pub applied_index: u64,
@@ -195,7 +201,11 @@ async fn build(rt: &Runtime, config: &HealthConfig, dir: &Path, dlq: &mut VecDeq
     })
     .collect();
     let raft = rt.ledger.consensus().status();
-    let depth = rt.store.dlq_entries(true, None).map_or(0, |d| d.len() as u64);
+    let depth = rt.store.dlq_depth().map_or(0, |d| d as u64);
+    let pending_actions = rt
+        .store
+        .active_summaries()
+        .map_or(0, |a| a.iter().filter(|a| a.state == crate::domain::ActionState::Pending).count());
     dlq.push_back((now, depth));
     let horizon = now.saturating_sub(config.dlq_window.as_millis() as u64);
     while dlq.len() > 1 && dlq.get(1).is_some_and(|(t, _)| *t <= horizon) {
@@ -210,6 +220,9 @@ async fn build(rt: &Runtime, config: &HealthConfig, dir: &Path, dlq: &mut VecDeq
         actors,
         breakers,
         active_tasks: rt.tasks.len(),
+        running_attempts: rt.tasks.count_prefix("exec:"),
+        proposal_queue: rt.ledger.consensus().proposer().queued(),
+        pending_actions,
         raft_role: raft.role.to_owned(),
         term: raft.term,
         applied_index: raft.applied_index.unwrap_or(0),

@@ -75,6 +75,11 @@ impl TaskSet {
         self.tasks.lock().len()
     }
 
+    /// How many running tasks have keys starting with `prefix`.
+    pub fn count_prefix(&self, prefix: &str) -> usize {
+        self.tasks.lock().iter().filter(|(k, h)| k.starts_with(prefix) && !h.is_finished()).count()
+    }
+
     /// Whether a task runs under `key`.
     pub fn contains(&self, key: &str) -> bool {
         self.tasks.lock().get(key).is_some_and(|h| !h.is_finished())

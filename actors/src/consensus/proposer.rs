@@ -44,6 +44,11 @@ impl Proposer {
         Self { queue, paused: Arc::new(paused) }
     }
 
+    /// Commands waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Holds (or releases) new batches; a held batch waits at most `MAX_PAUSE`.
     pub fn pause(&self, on: bool) {
         self.paused.send_replace(on);
