@@ -19,10 +19,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Actions per measured iteration.
+/// Actions per measured iteration (rounded down to a multiple of the clients).
 const ACTIONS: usize = 1_000;
-/// Clients submitting at once.
+/// Clients submitting at once, unless `WARDEN_BENCH_CLIENTS` says otherwise.
 const CLIENTS: usize = 64;
+
+fn clients() -> usize {
+    std::env::var("WARDEN_BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(CLIENTS)
+}
 
 const CONFIG: &str = r#"
 [[capability]]
@@ -51,14 +55,16 @@ async fn turn_on(client: &reqwest::Client, url: &str, c: usize) -> String {
 }
 
 async fn run_batch(client: &reqwest::Client, urls: &[String], round: u64, seen: &Mutex<Seen>) {
-    let mut clients = tokio::task::JoinSet::new();
-    for c in 0..CLIENTS {
+    let n_clients = clients();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..n_clients {
         let (client, urls) = (client.clone(), urls.to_vec());
-        clients.spawn(async move {
+        tasks.spawn(async move {
             let url = &urls[c % urls.len()];
             let turn = turn_on(&client, url, c).await;
-            let mut mine = Vec::with_capacity(ACTIONS / CLIENTS);
-            for n in 0..ACTIONS / CLIENTS {
+            let per_client = ACTIONS / n_clients;
+            let mut mine = Vec::with_capacity(per_client);
+            for n in 0..per_client {
                 let started = Instant::now();
                 let body = json!({"turn_id": turn, "capability": "bench.sim", "args": {"n": n},
                     "idempotency_key": format!("r{round}-c{c}-n{n}")});
@@ -80,7 +86,7 @@ async fn run_batch(client: &reqwest::Client, urls: &[String], round: u64, seen: 
             mine
         });
     }
-    while let Some(mine) = clients.join_next().await {
+    while let Some(mine) = tasks.join_next().await {
         let mut seen = seen.lock().unwrap();
         for (us, node) in mine.unwrap() {
             seen.latency_us.get_or_insert_with(|| Histogram::new(3).unwrap()).record(us).unwrap();
@@ -93,13 +99,17 @@ fn cross_node_actions(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let cluster = start_cluster(Some(CONFIG));
     let urls = cluster.urls();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().unwrap();
+    let n_clients = clients();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(n_clients).build().unwrap();
     rt.block_on(settle(&client, &urls));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut round = 0u64;
 
     let mut group = c.benchmark_group("cross_node_actions");
-    group.throughput(Throughput::Elements(ACTIONS as u64)).sample_size(10).measurement_time(Duration::from_secs(30));
+    group
+        .throughput(Throughput::Elements((ACTIONS / n_clients * n_clients) as u64))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
     group.bench_function("3_nodes_sim_submit_to_terminal", |b| {
         b.iter_custom(|iters| {
             let started = Instant::now();
@@ -115,7 +125,7 @@ fn cross_node_actions(c: &mut Criterion) {
     let seen = seen.lock().unwrap();
     if let Some(h) = &seen.latency_us {
         println!(
-            "submit-to-terminal latency over {} actions ({CLIENTS} clients): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            "submit-to-terminal latency over {} actions ({n_clients} clients): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             h.len(),
             h.value_at_quantile(0.5) as f64 / 1000.0,
             h.value_at_quantile(0.99) as f64 / 1000.0,

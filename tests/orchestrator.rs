@@ -86,6 +86,9 @@ async fn draining_the_leader_under_load_moves_leadership_and_places_nothing_new_
     assert!(finished_there >= 1, "no attempt finished on {name} after the drain");
     let view = run.cluster.get(other, "/v1/cluster").await.unwrap();
     assert_ne!(view["leader"], name.as_str());
+    for service in view["services"].as_array().unwrap() {
+        assert_ne!(service["node"], name.as_str(), "a service stayed placed on the drained node: {service}");
+    }
     let node = view["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name.as_str()).unwrap();
     assert_eq!((node["draining"].clone(), node["running"].clone()), (json!(true), json!(0)), "{node}");
 }

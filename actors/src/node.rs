@@ -194,6 +194,7 @@ impl Node {
         let (node_name, registry_config, l2) = (config.name.clone(), config.registry.clone(), ledger.clone());
         let report: ReportSlot = Arc::new(RwLock::new(NodeReport { node: config.name.clone(), ..Default::default() }));
         let registry_report = report.clone();
+        let registry_store = rt.store.clone();
         let services: Vec<String> = catalog.all().iter().map(|c| format!("executor:{}", c.name)).collect();
         let rpc_args =
             RaftRpcArgs { raft: ledger.consensus().raft().clone(), proposer: ledger.consensus().proposer().clone() };
@@ -214,6 +215,7 @@ impl Node {
                     ledger: l2.clone(),
                     services: services.clone(),
                     report: registry_report.clone(),
+                    store: registry_store.clone(),
                 };
                 (Registry, args)
             }),

@@ -15,7 +15,7 @@
 use crate::domain::EventKind;
 use crate::health::{NodeReport, ReportSlot};
 use crate::ids::CorrelationId;
-use crate::store::{now_ms, Ledger};
+use crate::store::{now_ms, Ledger, Store};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,8 @@ pub struct Heartbeat {
     pub report: Option<Box<NodeReport>>,
 }
 
-/// Where one service runs: the first live host by name. Every node computes
+/// Where one service runs: the first live host by name that is not being
+/// drained (a draining host only when there is no other). Every node computes
 /// it from its own view, so views that agree on who is up agree on placement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
@@ -136,6 +137,8 @@ pub struct RegistryArgs {
     pub services: Vec<String>,
     /// This node's health report, sent with every heartbeat.
     pub report: ReportSlot,
+    /// Read access to the replicated state (which nodes are draining).
+    pub store: Store,
 }
 
 struct Peer {
@@ -249,11 +252,13 @@ impl RegistryState {
                 }
             }
         }
+        let draining = self.args.store.draining().unwrap_or_default();
         hosts
             .into_iter()
             .map(|(service, mut hosts)| {
                 hosts.sort();
-                Placement { service: service.to_owned(), node: hosts.first().cloned(), hosts }
+                let node = hosts.iter().find(|h| !draining.contains(*h)).or(hosts.first()).cloned();
+                Placement { service: service.to_owned(), node, hosts }
             })
             .collect()
     }
