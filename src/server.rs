@@ -12,6 +12,9 @@ use warden_actors::Node;
 
 /// How long in-flight requests get to finish once shutdown starts.
 pub const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping node lets its running attempts finish and record
+/// their results before it leaves them to be taken over.
+pub const ATTEMPT_GRACE: Duration = Duration::from_secs(5);
 
 async fn termination() {
     #[cfg(unix)]
@@ -71,6 +74,10 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in {HTTP_DRAIN_TIMEOUT:?}; dropping them");
         served.abort();
         let _ = served.await;
+    }
+    let left = node.finish_attempts(ATTEMPT_GRACE).await;
+    if left > 0 {
+        tracing::warn!(left, "attempts still running after {ATTEMPT_GRACE:?}; the cluster takes them over");
     }
     if let Some(c) = &cluster {
         c.stop();

@@ -92,10 +92,14 @@ pub enum Command {
         decision: Decision,
         confirm_ttl_ms: u64,
     },
-    /// Starts or ends draining `node`: the dispatcher places nothing new on it.
+    /// Starts or ends draining `node`: the dispatcher places nothing new on
+    /// it. `shutdown` marks a drain the node asked for itself while stopping
+    /// (it ends it at its next start); an operator's drain outlives restarts.
     SetDraining {
         node: String,
         draining: bool,
+        #[serde(default)]
+        shutdown: bool,
     },
     /// A node-level fact worth a timeline event (restart, breaker change, start).
     RecordEvent {

@@ -358,6 +358,9 @@ pub struct NodeRecord {
     pub name: String,
     /// Nothing new is dispatched to it; its running attempts finish.
     pub draining: bool,
+    /// The drain is the node's own, for a graceful stop (ended at its next start).
+    #[serde(default)]
+    pub shutdown: bool,
     pub since_ms: u64,
 }
 

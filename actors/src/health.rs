@@ -220,7 +220,7 @@ async fn build(rt: &Runtime, config: &HealthConfig, dir: &Path, dlq: &mut VecDeq
         actors,
         breakers,
         active_tasks: rt.tasks.len(),
-        running_attempts: rt.tasks.count_prefix("exec:"),
+        running_attempts: rt.tasks.count_prefix(crate::pipeline::ATTEMPT_TASK_PREFIX),
         proposal_queue: rt.ledger.consensus().proposer().queued(),
         pending_actions,
         raft_role: raft.role.to_owned(),

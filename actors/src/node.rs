@@ -3,6 +3,7 @@
 //! the actor that owns the concern; none reaches into an actor's state.
 
 use crate::breaker::{BreakerMsg, BreakerView, Breakers, BreakersArgs};
+use crate::command::Command;
 use crate::consensus::{RaftRpc, RaftRpcArgs, RaftSettings, RaftStatus};
 use crate::directory::{call, ChildState, ChildStatus, Directory};
 use crate::domain::*;
@@ -133,6 +134,34 @@ fn admit_peers(rt: &Arc<Runtime>) {
     });
 }
 
+/// How long a starting node keeps trying to end the drain its last graceful stop set.
+const END_STOP_DRAIN_WITHIN: Duration = Duration::from_secs(60);
+
+/// Ends the drain this node set for itself when it last stopped gracefully
+/// (an operator's drain stays), once it has caught up with the leader.
+fn end_stop_drain(rt: &Arc<Runtime>) {
+    let rt = rt.clone();
+    let tasks = rt.tasks.clone();
+    tasks.spawn_unique("drain:end".into(), async move {
+        let deadline = tokio::time::Instant::now() + END_STOP_DRAIN_WITHIN;
+        while tokio::time::Instant::now() < deadline {
+            if rt.ledger.consensus().read_barrier().await.is_ok() {
+                let mine = rt.store.nodes().ok().and_then(|n| n.into_iter().find(|r| r.name == rt.node));
+                if !mine.is_some_and(|r| r.draining && r.shutdown) {
+                    return;
+                }
+                let end = Command::SetDraining { node: rt.node.clone(), draining: false, shutdown: true };
+                match rt.ledger.propose(end).await {
+                    Ok(_) | Err(WardenError::Conflict(_)) => return,
+                    Err(e) => tracing::debug!(error = %e, "ending the stop drain: retrying"),
+                }
+            }
+            tokio::time::sleep(ADMIT_EVERY).await;
+        }
+        tracing::warn!("could not end the drain of the last stop; end it with DELETE /v1/cluster/nodes/<name>/drain");
+    });
+}
+
 fn child<A, F>(name: &'static str, make: F) -> ChildSpec
 where
     A: Actor,
@@ -234,6 +263,7 @@ impl Node {
             json!({"node": config.name, "capabilities": catalog.all().len()}),
         );
         ledger.consensus().watch_leadership();
+        end_stop_drain(&rt);
         if config.raft.auto_join {
             admit_peers(&rt);
         }
@@ -431,6 +461,23 @@ impl Node {
             active_tasks: self.rt.tasks.len(),
             last_index: self.rt.store.last_index()?,
         })
+    }
+
+    /// A graceful stop's first step: drains this node (its own drain, ended
+    /// at its next start), then waits, up to `grace`, for the attempts placed
+    /// here to record their results while the cluster transport is still
+    /// up; returns how many were still running.
+    /// What is left is taken over by the leader once this node is gone, or
+    /// by the node itself at its next start.
+    pub async fn finish_attempts(&self, grace: Duration) -> usize {
+        // Ask the leader to place nothing more here (bounded: without a leader, skip it);
+        // what it placed before the drain committed still runs.
+        let drain = Command::SetDraining { node: self.rt.node.clone(), draining: true, shutdown: true };
+        let started = tokio::time::Instant::now();
+        if let Ok(Err(e)) = tokio::time::timeout(grace / 2, self.rt.ledger.propose(drain)).await {
+            tracing::debug!(error = %e, "no drain for the stop");
+        }
+        self.rt.tasks.drained(crate::pipeline::ATTEMPT_TASK_PREFIX, grace.saturating_sub(started.elapsed())).await
     }
 
     /// Stops every actor and driver, flushes the log and releases storage.

@@ -94,7 +94,7 @@ pub async fn drain(rt: &Runtime, name: &str, on: bool) -> Result<DrainReport> {
             }
         }
     }
-    rt.ledger.propose(Command::SetDraining { node: name.to_owned(), draining: on }).await?;
+    rt.ledger.propose(Command::SetDraining { node: name.to_owned(), draining: on, shutdown: false }).await?;
     let mut leader = consensus.status().leader;
     if on && leader.as_deref() == Some(name) {
         let next = successor(rt, &table, name)?;

@@ -47,6 +47,8 @@ impl Catalog {
 #[derive(Default)]
 pub struct TaskSet {
     tasks: Mutex<HashMap<String, AbortHandle>>,
+    /// Notified whenever a task ends.
+    ended: tokio::sync::Notify,
 }
 
 impl TaskSet {
@@ -65,6 +67,7 @@ impl TaskSet {
             fut.await;
             if let Some(me) = me.upgrade() {
                 me.tasks.lock().remove(&done_key);
+                me.ended.notify_waiters();
             }
         });
         tasks.insert(key, handle.abort_handle());
@@ -78,6 +81,21 @@ impl TaskSet {
     /// How many running tasks have keys starting with `prefix`.
     pub fn count_prefix(&self, prefix: &str) -> usize {
         self.tasks.lock().iter().filter(|(k, h)| k.starts_with(prefix) && !h.is_finished()).count()
+    }
+
+    /// Waits until no task with a key starting with `prefix` runs, or until
+    /// `within` passes; returns how many still run.
+    pub async fn drained(&self, prefix: &str, within: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let running = self.count_prefix(prefix);
+            if running == 0 || tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return self.count_prefix(prefix);
+            }
+        }
     }
 
     /// Whether a task runs under `key`.

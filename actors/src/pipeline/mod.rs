@@ -23,7 +23,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub use dispatcher::{Dispatcher, DispatcherMsg};
-pub use worker::{Worker, WorkerArgs, WorkerMsg};
+pub use worker::{Worker, WorkerArgs, WorkerMsg, ATTEMPT_TASK_PREFIX};
 
 /// An agent's request to run a tool.
 #[derive(Clone, Debug)]

@@ -51,8 +51,11 @@ pub struct WorkerArgs {
     pub fresh_process: Arc<AtomicBool>,
 }
 
+/// Every attempt task's key starts with this.
+pub const ATTEMPT_TASK_PREFIX: &str = "exec:";
+
 fn task_key(id: &ActionId, attempt: u32) -> String {
-    format!("exec:{id}:{attempt}")
+    format!("{ATTEMPT_TASK_PREFIX}{id}:{attempt}")
 }
 
 /// Starts the attempt the log assigns here, unless it already runs.

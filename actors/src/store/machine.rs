@@ -250,15 +250,20 @@ impl StateMachine {
                 let terminal = action.state.is_terminal().then(|| action.clone());
                 (Response::Replayed { action: Box::new(action), dlq: Box::new(dlq) }, terminal)
             }
-            Command::SetDraining { node, draining } => {
+            Command::SetDraining { node, draining, shutdown } => {
                 if node.is_empty() {
                     return Err(WardenError::BadInput("a node name is required".into()));
                 }
-                let record = NodeRecord { name: node.clone(), draining: *draining, since_ms: at };
+                // A node's own stop-drain never overrides an operator's drain, nor ends one.
+                let current: Option<NodeRecord> = load(&t.nodes, node)?;
+                if *shutdown && current.as_ref().is_some_and(|r| r.draining && !r.shutdown) {
+                    return Err(WardenError::Conflict(format!("{node} is drained by an operator")));
+                }
+                let record = NodeRecord { name: node.clone(), draining: *draining, shutdown: *shutdown, since_ms: at };
                 store(&mut t.nodes, node, &record)?;
                 let scope =
                     Scope { session_id: None, turn_id: None, correlation_id: CorrelationId(format!("node:{node}")) };
-                let data = json!({"node": node, "draining": draining});
+                let data = json!({"node": node, "draining": draining, "shutdown": shutdown});
                 let seq = rec.emit(t, EventKind::NodeDraining, &scope, None, None, data)?;
                 (Response::Recorded { seq }, None)
             }
