@@ -22,7 +22,7 @@ use ractor_cluster::RactorMessage;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub use dispatcher::{Dispatcher, DispatcherMsg};
+pub use dispatcher::{Dispatcher, DispatcherArgs, DispatcherMsg, Placer};
 pub use worker::{Worker, WorkerArgs, WorkerMsg, ATTEMPT_TASK_PREFIX};
 
 /// An agent's request to run a tool.
@@ -118,6 +118,7 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
         max_attempts: capability.max_attempts,
         backoff_ms: capability.backoff_ms,
         confirm_ttl_ms: rt.confirm_ttl_ms,
+        place_on: None,
     })
 }
 
