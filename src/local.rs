@@ -71,6 +71,30 @@ pub fn free_ports(n: usize) -> anyhow::Result<u16> {
     bail!("no {n} consecutive free ports on 127.0.0.1")
 }
 
+/// Spawns `cmd` (a `warden node`; its stdout is taken here) and waits for
+/// the "listening on <url>" line it prints once serving; returns the process
+/// and that URL. A process that does not listen within `timeout` is killed.
+pub fn spawn_node(cmd: &mut Command, timeout: Duration) -> anyhow::Result<(Child, String)> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().context("cannot start the process")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(url) => Ok((child, url)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("it did not start listening within {timeout:?}")
+        }
+    }
+}
+
 impl LocalCluster {
     /// Starts every node and waits until each listens.
     pub fn start(spec: &LocalSpec) -> anyhow::Result<LocalCluster> {
@@ -111,7 +135,7 @@ impl LocalCluster {
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];
         let mut cmd = Command::new(&self.exe);
-        cmd.args(&node.cmd_args).stdin(Stdio::null()).stdout(Stdio::piped());
+        cmd.args(&node.cmd_args).stdin(Stdio::null());
         match &self.log_dir {
             Some(dir) => {
                 let path = dir.join(format!("{}.log", node.name));
@@ -129,18 +153,9 @@ impl LocalCluster {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", self.log);
         }
-        let mut child = cmd.spawn().with_context(|| format!("cannot start node {}", node.name))?;
-        let stdout = child.stdout.take().context("node stdout")?;
+        let (child, url) = spawn_node(&mut cmd, START_TIMEOUT).with_context(|| format!("node {}", node.name))?;
         node.child = Some(child);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        node.url = rx.recv_timeout(START_TIMEOUT).with_context(|| format!("node {} did not start", node.name))?;
+        node.url = url;
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::cluster::{http, CLUSTER_WAIT};
+use common::cluster::{http, post, CLUSTER_WAIT};
 use common::load::{kill_of, start, HOLD};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -17,19 +17,11 @@ use warden_actors::store::now_ms;
 async fn killing_the_node_executing_a_held_request_completes_the_action_elsewhere_with_one_effect() {
     let run = start(Duration::from_secs(3), 10_000, "").await;
     let http = http();
-    let turn: Value = http
-        .post(format!("{}/v1/sessions/s1/turns", run.cluster.url(0)))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let turn = run.cluster.open_turn(0, "s1").await;
     let key = "held-key-1";
-    let body = json!({"turn_id": turn["turn_id"], "capability": "soak.tool", "args": {}, "idempotency_key": key});
-    let accepted: Value =
-        http.post(format!("{}/v1/actions", run.cluster.url(0))).json(&body).send().await.unwrap().json().await.unwrap();
+    let body = json!({"turn_id": turn, "capability": "soak.tool", "args": {}, "idempotency_key": key});
+    let (status, accepted) = post(format!("{}/v1/actions", run.cluster.url(0)), body).await;
+    assert_eq!(status, 202, "{accepted}");
     let id = accepted["action_id"].as_str().unwrap().to_owned();
 
     // The tool holds the request: find who sent it, and kill that node mid-request.

@@ -5,22 +5,12 @@
 
 mod common;
 
-use common::cluster::{http, Cluster, CLUSTER_WAIT};
+use common::cluster::{delete, http, post, Cluster, CLUSTER_WAIT};
 use common::load::{start, HOLD};
 use common::process::{loopback, NodeProcess};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use warden::soak::workload::events_of_kind;
-
-async fn post(url: String, body: Value) -> (u16, Value) {
-    let r = http().post(url).json(&body).send().await.expect("node answers");
-    (r.status().as_u16(), r.json().await.unwrap_or_default())
-}
-
-async fn delete(url: String) -> (u16, Value) {
-    let r = http().delete(url).send().await.expect("node answers");
-    (r.status().as_u16(), r.json().await.unwrap_or_default())
-}
 
 /// Leader, term, each member's role and each node's drain flag, as node `i` sees them.
 async fn topology(cluster: &Cluster, i: usize) -> Value {
@@ -248,8 +238,8 @@ async fn an_actor_crash_loop_turns_the_verdict_degraded_naming_it_then_ok_again(
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("OK") && !text.contains('\u{1b}'), "plain OK expected off a terminal: {text}");
 
-    let (_, turn) = post(format!("{}/v1/sessions/s/turns", cluster.url(0)), json!({})).await;
-    let body = json!({"turn_id": turn["turn_id"], "capability": "crashy", "args": {"_sim": {"panic_attempts": 3}}});
+    let turn = cluster.open_turn(0, "s").await;
+    let body = json!({"turn_id": turn, "capability": "crashy", "args": {"_sim": {"panic_attempts": 3}}});
     let (status, action) = post(format!("{}/v1/actions", cluster.url(0)), body).await;
     assert_eq!(status, 202, "{action}");
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cluster::{http, Cluster, CLUSTER_WAIT};
+use common::cluster::{delete, http, Cluster, CLUSTER_WAIT};
 use common::process::{free_port, loopback, node_args, NodeProcess};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,19 +68,6 @@ async fn write_forever(
     }
 }
 
-async fn open_turn(cluster: &Cluster, i: usize) -> String {
-    let r: Value = http()
-        .post(format!("{}/v1/sessions/s-raft/turns", cluster.url(i)))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["turn_id"].as_str().expect("a turn").to_owned()
-}
-
 /// Every acknowledged write is on every node, exactly once.
 async fn assert_nothing_lost(cluster: &Cluster, ledger: &Acks) {
     let all = cluster.all();
@@ -124,7 +111,7 @@ async fn killing_the_leader_repeatedly_loses_no_acknowledged_write() {
     let mut cluster = Cluster::start(dir.path(), 3, "");
     cluster.settled().await;
     let (mut leader, mut term) = cluster.leader_among(&cluster.all(), 0).await;
-    let turn = open_turn(&cluster, leader).await;
+    let turn = cluster.open_turn(leader, "s-raft").await;
     let urls = Arc::new(Mutex::new(cluster.nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>()));
     let ledger = Arc::new(Mutex::new(Acks::default()));
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -321,15 +308,14 @@ async fn a_member_removed_through_any_node_leaves_and_the_group_goes_on_in_its_t
     let (leader, term) = cluster.leader_among(&cluster.all(), 0).await;
     let follower = (leader + 1) % 3;
     let gone = (leader + 2) % 3;
-    let delete = |at: usize, name: &str| http().delete(format!("{}/v1/cluster/members/{name}", cluster.url(at))).send();
+    let remove = |at: usize, name: &str| delete(format!("{}/v1/cluster/members/{name}", cluster.url(at)));
 
-    let r = delete(follower, "zz").await.unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unknown_node");
+    let (status, body) = remove(follower, "zz").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_node")), "{body}");
 
     // Asked of a follower, carried out by the leader.
-    let r = delete(follower, &cluster.names[gone]).await.unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let (status, body) = remove(follower, &cluster.names[gone]).await;
+    assert_eq!(status, 200, "{body}");
     let members = |raft: &Value| -> Vec<String> {
         raft["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect()
     };
@@ -348,11 +334,10 @@ async fn a_member_removed_through_any_node_leaves_and_the_group_goes_on_in_its_t
     assert!(!members(&raft).contains(&cluster.names[gone]), "it was added back: {raft}");
 
     // Down to one voter is allowed; removing that last one is refused and changes nothing.
-    let r = delete(leader, &cluster.names[follower]).await.unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
-    let r = delete(leader, &cluster.names[leader]).await.unwrap();
-    assert_eq!(r.status().as_u16(), 409);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "last_voter");
+    let (status, body) = remove(leader, &cluster.names[follower]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = remove(leader, &cluster.names[leader]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("last_voter")), "{body}");
     let raft = cluster.raft(leader).await.unwrap();
     assert_eq!(members(&raft), vec![cluster.names[leader].clone()], "{raft}");
     assert_eq!(cluster.put_memory(leader, "after", "alone").await, Some(200));

@@ -334,6 +334,15 @@ pub struct ActiveAction {
 }
 
 impl ActiveAction {
+    /// How many attempts run on each node, from the active actions.
+    pub fn running_per_node(active: &[ActiveAction]) -> std::collections::BTreeMap<String, usize> {
+        let mut running = std::collections::BTreeMap::new();
+        for node in active.iter().filter_map(|a| a.node.as_ref()) {
+            *running.entry(node.clone()).or_default() += 1;
+        }
+        running
+    }
+
     pub fn of(action: &Action) -> Self {
         let running = action.state == ActionState::Running;
         Self {

@@ -6,10 +6,11 @@
 
 use crate::command::Command;
 use crate::directory::call;
-use crate::domain::{ActionState, EventKind};
+use crate::domain::{ActiveAction, EventKind};
 use crate::error::{Result, WardenError};
 use crate::ids::CorrelationId;
 use crate::node::REGISTRY;
+use crate::pipeline::may_run;
 use crate::registry::{PeerState, PeerTable, RegistryMsg};
 use crate::runtime::Runtime;
 use serde::Serialize;
@@ -33,6 +34,11 @@ async fn peers(rt: &Runtime) -> Result<PeerTable> {
 async fn record(rt: &Runtime, kind: EventKind, node: &str, data: Value) -> Result<()> {
     let correlation_id = CorrelationId(format!("node:{node}"));
     rt.ledger.propose(Command::RecordEvent { kind, correlation_id, data }).await.map(|_| ())
+}
+
+/// Whether `name` is this node or a peer the Registry sees up.
+fn is_up(rt: &Runtime, table: &PeerTable, name: &str) -> bool {
+    name == rt.node || table.peers.iter().any(|p| p.name == name && p.state == PeerState::Up)
 }
 
 /// Whether `name` is this node, a peer the Registry knows, or a Raft member.
@@ -86,8 +92,7 @@ pub async fn drain(rt: &Runtime, name: &str, on: bool) -> Result<DrainReport> {
                 .iter()
                 .filter(|p| p.service == service)
                 .flat_map(|p| p.hosts.iter())
-                .filter(|h| cap.nodes.is_empty() || cap.nodes.contains(h))
-                .filter(|h| !draining.contains(*h) && (**h == rt.node || consensus.is_member(h)))
+                .filter(|h| may_run(h, &cap.nodes, &draining, rt))
                 .collect();
             if hosts.iter().all(|h| *h == name) && hosts.iter().any(|h| *h == name) {
                 return Err(WardenError::OnlyExecutor { node: name.to_owned(), capability: cap.name.clone() });
@@ -101,25 +106,19 @@ pub async fn drain(rt: &Runtime, name: &str, on: bool) -> Result<DrainReport> {
         record(rt, EventKind::LeaderTransfer, name, json!({"from": name, "to": next, "why": "drain"})).await?;
         leader = Some(consensus.transfer_leadership(&next).await?);
     }
-    let running = rt
-        .store
-        .active_summaries()?
-        .iter()
-        .filter(|a| a.state == ActionState::Running && a.node.as_deref() == Some(name))
-        .count();
+    let running = ActiveAction::running_per_node(&rt.store.active_summaries()?).get(name).copied().unwrap_or(0);
     Ok(DrainReport { node: name.to_owned(), draining: on, running, leader })
 }
 
 /// A live voter other than `leaving` that is not draining.
 fn successor(rt: &Runtime, table: &PeerTable, leaving: &str) -> Result<String> {
     let draining = rt.store.draining()?;
-    let live = |n: &str| n == rt.node || table.peers.iter().any(|p| p.name == n && p.state == PeerState::Up);
     rt.ledger
         .consensus()
         .status()
         .members
         .into_iter()
-        .filter(|m| m.voter && m.name != leaving && !draining.contains(&m.name) && live(&m.name))
+        .filter(|m| m.voter && m.name != leaving && !draining.contains(&m.name) && is_up(rt, table, &m.name))
         .map(|m| m.name)
         .next()
         .ok_or_else(|| WardenError::Conflict(format!("no live voter to take leadership from {leaving}")))
@@ -135,7 +134,7 @@ pub async fn transfer_leadership(rt: &Runtime, name: &str) -> Result<String> {
     if rt.store.draining()?.contains(name) {
         return Err(WardenError::Conflict(format!("{name} is draining: it cannot take leadership")));
     }
-    if name != rt.node && !table.peers.iter().any(|p| p.name == name && p.state == PeerState::Up) {
+    if !is_up(rt, &table, name) {
         return Err(WardenError::Conflict(format!("{name} is not up")));
     }
     let from = consensus.status().leader;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_stream::wrappers::BroadcastStream;
-use warden_actors::domain::Trust;
+use warden_actors::domain::{ActiveAction, Trust};
 use warden_actors::ids::*;
 use warden_actors::memory::PutRequest;
 use warden_actors::pipeline::SubmitRequest;
@@ -147,12 +147,7 @@ impl Handlers<'_> {
             None => json!({"role": "none"}),
         };
         let draining = node.store().draining()?;
-        let mut running = std::collections::BTreeMap::<String, usize>::new();
-        for a in node.store().active_summaries()? {
-            if let Some(n) = a.node.filter(|_| a.state == warden_actors::domain::ActionState::Running) {
-                *running.entry(n).or_default() += 1;
-            }
-        }
+        let running = ActiveAction::running_per_node(&node.store().active_summaries()?);
         let table = node.peers().await?;
         let hosted = |name: &str| -> Vec<&str> {
             let hosts = table.services.iter().filter(|p| p.hosts.iter().any(|h| h == name));

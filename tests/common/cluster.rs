@@ -27,6 +27,18 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap()
 }
 
+/// `POST url` with a JSON body: (status, JSON reply).
+pub async fn post(url: String, body: Value) -> (u16, Value) {
+    let r = http().post(url).json(&body).send().await.expect("node answers");
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+/// `DELETE url`: (status, JSON reply).
+pub async fn delete(url: String) -> (u16, Value) {
+    let r = http().delete(url).send().await.expect("node answers");
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
 impl Cluster {
     /// Starts `n` nodes named a, b, c… with `extra_config` appended to each
     /// node's TOML, and waits until they agree on a leader.
@@ -86,6 +98,13 @@ impl Cluster {
     pub async fn get(&self, i: usize, path: &str) -> Option<Value> {
         let r = self.http.get(format!("{}{path}", self.url(i))).send().await.ok()?;
         r.json().await.ok()
+    }
+
+    /// Opens a turn of `session` through node `i`; returns its id.
+    pub async fn open_turn(&self, i: usize, session: &str) -> String {
+        let (status, turn) = post(format!("{}/v1/sessions/{session}/turns", self.url(i)), json!({})).await;
+        assert_eq!(status, 201, "{turn}");
+        turn["turn_id"].as_str().expect("a turn id").to_owned()
     }
 
     /// Node `i`'s Raft view (`GET /v1/cluster`'s `raft`), if it answers.

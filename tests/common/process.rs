@@ -1,10 +1,8 @@
 //! Real `warden` processes for tests: started on a free port with their own
 //! data dir, waited on by condition (the "listening" line), killed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// How long a node may take to start listening.
@@ -25,15 +23,7 @@ pub fn free_port() -> u16 {
 
 /// The first of `n` consecutive free ports on loopback.
 pub fn free_ports(n: u16) -> u16 {
-    let mut rng = fastrand::Rng::new();
-    for _ in 0..1_000 {
-        let base = rng.u16(20_000..60_000);
-        let all_free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
+    warden::local::free_ports(n.into()).expect("consecutive free ports")
 }
 
 /// `warden node` arguments for a cluster member on loopback: its name, its
@@ -65,25 +55,9 @@ impl NodeProcess {
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
-        cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("warden binary starts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = tx.send(url);
-                }
-            }
-        });
-        let url = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("warden node did not start listening within {START_TIMEOUT:?}");
-            }
-        };
+        cmd.env("RUST_LOG", "warn").stderr(Stdio::inherit()).stdin(Stdio::null());
+        let (child, url) =
+            warden::local::spawn_node(&mut cmd, START_TIMEOUT).unwrap_or_else(|e| panic!("warden node: {e:#}"));
         NodeProcess {
             child,
             url,

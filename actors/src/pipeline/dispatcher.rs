@@ -112,6 +112,14 @@ struct Executors {
     grace_over: bool,
 }
 
+/// Whether `host` may be given new attempts of a capability pinned to `pins`
+/// (empty: any host): not draining, and a Raft member (it must see the log).
+pub(crate) fn may_run(host: &str, pins: &[String], draining: &BTreeSet<String>, rt: &Runtime) -> bool {
+    (pins.is_empty() || pins.iter().any(|p| p == host))
+        && !draining.contains(host)
+        && (host == rt.node || rt.ledger.consensus().is_member(host))
+}
+
 impl Executors {
     /// A node whose attempts must be taken over, and why.
     fn gone(&self, node: &str, rt: &Runtime) -> Option<&'static str> {
@@ -131,13 +139,10 @@ impl Executors {
     /// The least loaded live host of `capability` with room, honouring pins.
     fn pick(&mut self, capability: &str, rt: &Runtime) -> Option<String> {
         let pins = rt.catalog.get(capability).map(|c| c.nodes.clone()).unwrap_or_default();
-        let consensus = rt.ledger.consensus();
         let hosts = self.hosts.get(&format!("executor:{capability}"))?;
         let best = hosts
             .iter()
-            .filter(|h| pins.is_empty() || pins.contains(h))
-            .filter(|h| !self.draining.contains(*h))
-            .filter(|h| *h == &self.me || consensus.is_member(h))
+            .filter(|h| may_run(h, &pins, &self.draining, rt))
             .map(|h| (self.load.get(h).copied().unwrap_or(0), h))
             .filter(|(load, _)| *load < MAX_INFLIGHT_PER_EXECUTOR)
             .min()
@@ -165,17 +170,11 @@ impl DispatcherState {
             Ok(registry) => call(&registry, RegistryMsg::Peers).await.unwrap_or_default(),
             Err(_) => PeerTable::default(),
         };
-        let mut load = BTreeMap::new();
-        for a in active.iter().filter(|a| a.state == ActionState::Running) {
-            if let Some(node) = &a.node {
-                *load.entry(node.clone()).or_default() += 1;
-            }
-        }
         Executors {
             me: self.rt.node.clone(),
             peers: table.peers.iter().map(|p| (p.name.clone(), p.state)).collect(),
             hosts: table.services.into_iter().map(|p| (p.service, p.hosts)).collect(),
-            load,
+            load: ActiveAction::running_per_node(active),
             draining: self.rt.store.draining().unwrap_or_default(),
             grace_over: since.elapsed() >= UNKNOWN_NODE_GRACE,
         }
@@ -204,47 +203,30 @@ impl DispatcherState {
             if self.proposing.contains(&a.id) {
                 continue;
             }
-            let cmd = match a.state {
-                ActionState::AwaitingConfirmation => match a.due_ms {
-                    Some(due) if due <= now => Some(Command::ExpireConfirmation { action_id: a.id.clone() }),
-                    Some(due) => {
-                        next_due = Some(next_due.map_or(due, |d| d.min(due)));
-                        None
-                    }
-                    None => None,
-                },
-                ActionState::Pending => match a.due_ms {
-                    Some(due) if due > now => {
-                        next_due = Some(next_due.map_or(due, |d| d.min(due)));
-                        None
-                    }
-                    _ => executors.pick(&a.capability, &self.rt).map(|node| Command::Dispatch {
-                        action_id: a.id.clone(),
-                        attempt: a.attempt + 1,
-                        node,
-                        reason: None,
-                    }),
-                },
-                ActionState::Running => {
-                    let from = a.node.as_deref().unwrap_or_default();
-                    match executors.gone(from, &self.rt) {
-                        Some(reason) => executors.pick(&a.capability, &self.rt).map(|node| {
-                            tracing::info!(action = %a.id, from, to = %node, reason, "taking over an action");
-                            Command::Dispatch {
-                                action_id: a.id.clone(),
-                                attempt: a.attempt + 1,
-                                node,
-                                reason: Some(reason.to_owned()),
-                            }
-                        }),
-                        None => None,
-                    }
+            // A pending retry's backoff or a confirmation's deadline still ahead: wake then.
+            if let Some(due) = a.due_ms.filter(|due| *due > now) {
+                next_due = Some(next_due.map_or(due, |d| d.min(due)));
+                continue;
+            }
+            // Some(reason) dispatches: a first or retried attempt (no reason), or a takeover.
+            let dispatch = match a.state {
+                ActionState::AwaitingConfirmation if a.due_ms.is_some() => {
+                    self.propose(myself, a.id.clone(), Command::ExpireConfirmation { action_id: a.id });
+                    continue;
                 }
+                ActionState::Pending => Some(None),
+                ActionState::Running => executors.gone(a.node.as_deref().unwrap_or_default(), &self.rt).map(Some),
                 _ => None,
             };
-            if let Some(cmd) = cmd {
-                self.propose(myself, a.id, cmd);
+            let Some(reason) = dispatch else { continue };
+            let Some(node) = executors.pick(&a.capability, &self.rt) else { continue };
+            if let Some(reason) = reason {
+                tracing::info!(action = %a.id, from = ?a.node, to = %node, reason, "taking over an action");
             }
+            let attempt = a.attempt + 1;
+            let reason = reason.map(str::to_owned);
+            let cmd = Command::Dispatch { action_id: a.id.clone(), attempt, node, reason };
+            self.propose(myself, a.id, cmd);
         }
         if let Some(due) = next_due {
             self.wake_at(myself, due);

@@ -22,6 +22,7 @@ use ractor_cluster::RactorMessage;
 use serde_json::Value;
 use std::sync::Arc;
 
+pub(crate) use dispatcher::may_run;
 pub use dispatcher::{Dispatcher, DispatcherArgs, DispatcherMsg, Placer};
 pub use worker::{Worker, WorkerArgs, WorkerMsg, ATTEMPT_TASK_PREFIX};
 
