@@ -59,11 +59,6 @@ pub enum Command {
         max_attempts: u32,
         backoff_ms: u64,
         confirm_ttl_ms: u64,
-        /// Set by the leader as it takes the command into a Raft entry: an
-        /// allowed action's first attempt is dispatched to this node at once,
-        /// saving a separate `Dispatch`.
-        #[serde(default)]
-        place_on: Option<String>,
     },
     Confirm {
         action_id: ActionId,

@@ -13,7 +13,7 @@ use crate::health::{self, ClusterHealth, HealthConfig, NodeReport, ReportSlot};
 use crate::ids::*;
 use crate::memory::{MemoryEngine, MemoryMsg, PutRequest};
 use crate::orchestrator::{self, DrainReport};
-use crate::pipeline::{Dispatcher, DispatcherArgs, Pipeline, PipelineMsg, Placer, SubmitRequest, Worker, WorkerArgs};
+use crate::pipeline::{Dispatcher, Pipeline, PipelineMsg, SubmitRequest, Worker, WorkerArgs};
 use crate::policy::{NativePolicy, PolicyEngine, PolicyStore};
 use crate::registry::{PeerState, PeerTable, Registry, RegistryArgs, RegistryConfig, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
@@ -219,14 +219,6 @@ impl Node {
         let (r1, r2, r3, r4, l1, s1) =
             (rt.clone(), rt.clone(), rt.clone(), rt.clone(), ledger.clone(), rt.store.clone());
         let worker_args = WorkerArgs { rt: rt.clone(), fresh_process: Arc::new(AtomicBool::new(true)) };
-        // The leader places allowed submissions as it appends them (weak: no cycle through the ledger).
-        let placer = Arc::new(Placer::default());
-        let (hook_placer, weak_rt) = (placer.clone(), Arc::downgrade(&rt));
-        ledger.consensus().proposer().set_hook(Arc::new(move |entry: &mut crate::command::Entry| {
-            if let Some(rt) = weak_rt.upgrade() {
-                hook_placer.place(entry, &rt);
-            }
-        }));
         let caps2 = caps.clone();
         let (node_name, registry_config, l2) = (config.name.clone(), config.registry.clone(), ledger.clone());
         let report: ReportSlot = Arc::new(RwLock::new(NodeReport { node: config.name.clone(), ..Default::default() }));
@@ -258,7 +250,7 @@ impl Node {
             }),
             child(PIPELINE, move || (Pipeline, r3.clone())),
             child(WORKER, move || (Worker, worker_args.clone())),
-            child(DISPATCHER, move || (Dispatcher, DispatcherArgs { rt: r4.clone(), placer: placer.clone() })),
+            child(DISPATCHER, move || (Dispatcher, r4.clone())),
         ];
         let args = SupervisorArgs { children, config: config.supervisor.clone(), directory, ledger: ledger.clone() };
         let (supervisor, supervisor_done) = Actor::spawn(None, NodeSupervisor, args)

@@ -17,7 +17,7 @@ mod topology;
 
 pub use log_store::LogStore;
 pub use network::{rpc_actor_name, RaftRpc, RaftRpcArgs, RaftRpcMsg, RAFT_GROUP};
-pub use proposer::{EntryHook, Proposer, Refused};
+pub use proposer::{Proposer, Refused};
 pub use state_machine::StateStore;
 
 use crate::command::{Command, Entry, Response};

@@ -26,15 +26,11 @@ pub enum Refused {
 type Reply = oneshot::Sender<Result<(Outcome, u64), Refused>>;
 
 /// Handle to this node's proposal queue; cheap to clone.
-/// Runs on each entry as the leader takes it into a batch (placement).
-pub type EntryHook = Arc<dyn Fn(&mut Entry) + Send + Sync>;
-
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<(Entry, Reply)>,
     /// While true, batches wait (a leadership hand-over is under way).
     paused: Arc<watch::Sender<bool>>,
-    hook: Arc<parking_lot::RwLock<Option<EntryHook>>>,
 }
 
 /// Longest a pause holds proposals, whatever happens to the hand-over.
@@ -44,14 +40,8 @@ impl Proposer {
     pub fn start(raft: Raft<TypeConfig>) -> Self {
         let (queue, rx) = mpsc::channel(PROPOSAL_QUEUE);
         let (paused, pause_rx) = watch::channel(false);
-        let hook: Arc<parking_lot::RwLock<Option<EntryHook>>> = Arc::default();
-        tokio::spawn(run(raft, rx, pause_rx, hook.clone()));
-        Self { queue, paused: Arc::new(paused), hook }
-    }
-
-    /// Installs the hook every entry passes through before it is appended.
-    pub fn set_hook(&self, hook: EntryHook) {
-        *self.hook.write() = Some(hook);
+        tokio::spawn(run(raft, rx, pause_rx));
+        Self { queue, paused: Arc::new(paused) }
     }
 
     /// Commands waiting in the queue.
@@ -79,12 +69,7 @@ fn encoded_len(entry: &Entry) -> usize {
 }
 
 /// One batch in flight at a time: what arrives while it is written forms the next.
-async fn run(
-    raft: Raft<TypeConfig>,
-    mut rx: mpsc::Receiver<(Entry, Reply)>,
-    mut paused: watch::Receiver<bool>,
-    hook: Arc<parking_lot::RwLock<Option<EntryHook>>>,
-) {
+async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<(Entry, Reply)>, mut paused: watch::Receiver<bool>) {
     while let Some(first) = rx.recv().await {
         let _ = tokio::time::timeout(MAX_PAUSE, paused.wait_for(|p| !*p)).await;
         let mut bytes = encoded_len(&first.0);
@@ -99,10 +84,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let (mut entries, replies): (Vec<Entry>, Vec<Reply>) = batch.into_iter().unzip();
-        if let Some(hook) = hook.read().clone() {
-            entries.iter_mut().for_each(|e| hook(e));
-        }
+        let (entries, replies): (Vec<Entry>, Vec<Reply>) = batch.into_iter().unzip();
         match raft.client_write(entries).await {
             Ok(written) => {
                 let index = written.log_id.index;

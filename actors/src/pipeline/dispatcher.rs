@@ -11,16 +11,10 @@
 //!
 //! Every decision is a command, so a new leader rebuilds everything from the
 //! state: it needs no hand-over. On other nodes the actor idles.
-//!
-//! Each scan also leaves its view of the executors in the `Placer`, which the
-//! leader's proposer consults as it takes an allowed submission into a Raft
-//! entry: the action is then dispatched in the entry that records it, one
-//! command instead of two. Anything the Placer cannot place (a stale view,
-//! no room) stays pending for the next scan.
 
-use crate::command::{Command, Entry};
+use crate::command::Command;
 use crate::directory::call;
-use crate::domain::{ActionState, ActiveAction, EventKind, Verdict};
+use crate::domain::{ActionState, ActiveAction, EventKind};
 use crate::ids::ActionId;
 use crate::limits::MAX_INFLIGHT_PER_EXECUTOR;
 use crate::node::REGISTRY;
@@ -42,34 +36,6 @@ const RESCAN_EVERY: Duration = Duration::from_millis(250);
 /// never heard from as gone: time for heartbeats to arrive.
 const UNKNOWN_NODE_GRACE: Duration = Duration::from_secs(2);
 
-/// A Placer view older than this is not used (the next scan refreshes it).
-const PLACER_FRESH: Duration = Duration::from_secs(1);
-
-/// The leader's latest view of the executors, shared with its proposer.
-#[derive(Default)]
-pub struct Placer {
-    view: parking_lot::Mutex<Option<(Instant, Executors)>>,
-}
-
-impl Placer {
-    /// Fills in `place_on` of an allowed submission, if this node leads and
-    /// its view is fresh; counts the placement in the view's load.
-    pub fn place(&self, entry: &mut Entry, rt: &Runtime) {
-        let Command::SubmitAction { capability, decision, place_on, .. } = &mut entry.cmd else { return };
-        if place_on.is_some() || decision.decision != Verdict::Allow || !rt.ledger.consensus().is_leader() {
-            return;
-        }
-        let mut view = self.view.lock();
-        if let Some((_, executors)) = view.as_mut().filter(|(at, _)| at.elapsed() <= PLACER_FRESH) {
-            *place_on = executors.pick(capability, rt);
-        }
-    }
-
-    fn refresh(&self, executors: Option<Executors>) {
-        *self.view.lock() = executors.map(|e| (Instant::now(), e));
-    }
-}
-
 #[derive(RactorMessage)]
 pub enum DispatcherMsg {
     /// Something changed: scan again.
@@ -80,14 +46,8 @@ pub enum DispatcherMsg {
 
 pub struct Dispatcher;
 
-pub struct DispatcherArgs {
-    pub rt: Arc<Runtime>,
-    pub placer: Arc<Placer>,
-}
-
 pub struct DispatcherState {
     rt: Arc<Runtime>,
-    placer: Arc<Placer>,
     /// Actions with a proposal under way: not decided again until it settles.
     proposing: HashSet<ActionId>,
     /// When this node last became leader (None while it is not).
@@ -99,7 +59,6 @@ pub struct DispatcherState {
 }
 
 /// Where actions can run right now, in the leader's view.
-#[derive(Clone)]
 struct Executors {
     me: String,
     peers: BTreeMap<String, PeerState>,
@@ -185,7 +144,6 @@ impl DispatcherState {
         let consensus = self.rt.ledger.consensus().clone();
         if !consensus.is_leader() {
             self.leader_since = None;
-            self.placer.refresh(None);
             return;
         }
         let since = *self.leader_since.get_or_insert_with(Instant::now);
@@ -231,7 +189,6 @@ impl DispatcherState {
         if let Some(due) = next_due {
             self.wake_at(myself, due);
         }
-        self.placer.refresh(Some(executors));
     }
 
     fn propose(&mut self, myself: &ActorRef<DispatcherMsg>, id: ActionId, cmd: Command) {
@@ -267,18 +224,17 @@ fn forward_events(rt: &Runtime, myself: ActorRef<DispatcherMsg>, queued: Arc<Ato
 impl Actor for Dispatcher {
     type Msg = DispatcherMsg;
     type State = DispatcherState;
-    type Arguments = DispatcherArgs;
+    type Arguments = Arc<Runtime>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: DispatcherArgs,
+        rt: Arc<Runtime>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let DispatcherArgs { rt, placer } = args;
         let queued = Arc::new(AtomicBool::new(false));
         forward_events(&rt, myself.clone(), queued.clone());
         myself.send_interval(RESCAN_EVERY, || DispatcherMsg::Wake);
-        Ok(DispatcherState { rt, placer, proposing: HashSet::new(), leader_since: None, queued, timer_at: None })
+        Ok(DispatcherState { rt, proposing: HashSet::new(), leader_since: None, queued, timer_at: None })
     }
 
     async fn handle(

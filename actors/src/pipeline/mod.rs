@@ -23,7 +23,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub(crate) use dispatcher::may_run;
-pub use dispatcher::{Dispatcher, DispatcherArgs, DispatcherMsg, Placer};
+pub use dispatcher::{Dispatcher, DispatcherMsg};
 pub use worker::{Worker, WorkerArgs, WorkerMsg, ATTEMPT_TASK_PREFIX};
 
 /// An agent's request to run a tool.
@@ -119,7 +119,6 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
         max_attempts: capability.max_attempts,
         backoff_ms: capability.backoff_ms,
         confirm_ttl_ms: rt.confirm_ttl_ms,
-        place_on: None,
     })
 }
 

@@ -181,7 +181,6 @@ impl StateMachine {
                 max_attempts,
                 backoff_ms,
                 confirm_ttl_ms,
-                place_on,
             } => {
                 if let Some(existing) = idempotent_match(t, idempotency_key.as_ref())? {
                     return Ok(Applied {
@@ -203,10 +202,7 @@ impl StateMachine {
                     confirm_ttl_ms: *confirm_ttl_ms,
                     replay_of: None,
                 };
-                let mut action = create_action(t, &mut rec, &turn, spec, turn.opened_seq)?;
-                if let Some(node) = place_on.as_deref().filter(|_| action.state == ActionState::Pending) {
-                    action = dispatch(t, &mut rec, action_id, 1, node, None)?;
-                }
+                let action = create_action(t, &mut rec, &turn, spec, turn.opened_seq)?;
                 touch_session(t, &turn.session_id, at)?;
                 let terminal = action.state.is_terminal().then(|| action.clone());
                 (Response::Action { action: Box::new(action), created: true }, terminal)
@@ -727,7 +723,6 @@ mod tests {
                 max_attempts: 3,
                 backoff_ms: 10,
                 confirm_ttl_ms: 1_000,
-                place_on: None,
             },
             dispatch(1, "a", None),
             // Node a was declared down during attempt 1.
@@ -750,46 +745,5 @@ mod tests {
         assert_eq!(action.state, ActionState::Succeeded);
         assert_eq!(action.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
         assert_eq!((action.attempts[1].node.as_str(), action.attempts.len()), ("b", 2));
-    }
-
-    #[test]
-    fn an_allowed_submission_placed_by_the_leader_is_dispatched_in_the_same_command() {
-        let turn = TurnId("turn_1".into());
-        let submit = |id: &str, decision: Decision| Command::SubmitAction {
-            action_id: ActionId(id.into()),
-            turn_id: turn.clone(),
-            capability: "x".into(),
-            args: json!({}),
-            idempotency_key: None,
-            decision,
-            max_attempts: 3,
-            backoff_ms: 10,
-            confirm_ttl_ms: 1_000,
-            place_on: Some("b".into()),
-        };
-        let confirm = Decision { decision: Verdict::Confirm, ..allow() };
-        let results = run(vec![
-            Command::OpenTurn {
-                turn_id: turn.clone(),
-                session_id: SessionId("s".into()),
-                correlation_id: CorrelationId("c".into()),
-                trust: None,
-                summary: None,
-            },
-            submit("act_1", allow()),
-            submit("act_2", confirm),
-        ]);
-        let Ok(Applied { response: Response::Action { action, .. }, events, .. }) = &results[1] else {
-            panic!("{:?}", results[1]);
-        };
-        assert_eq!(
-            (action.state, action.attempts.len(), action.attempts[0].node.as_str()),
-            (ActionState::Running, 1, "b")
-        );
-        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, [EventKind::ActionSubmitted, EventKind::PolicyDecided, EventKind::ActionDispatched]);
-        // Placement never skips a confirmation.
-        let Ok(Applied { response: Response::Action { action, .. }, .. }) = &results[2] else { panic!() };
-        assert_eq!((action.state, action.attempts.len()), (ActionState::AwaitingConfirmation, 0));
     }
 }
