@@ -483,6 +483,11 @@ fn dispatch(
     }
     let mut action = action_of(t, id)?;
     let next = action.current_attempt() + 1;
+    // A drain starts in log order: no first attempt or retry goes to the node after it.
+    // (A takeover may: it moves work that was already running.)
+    if action.state == ActionState::Pending && draining(t, node)? {
+        return Err(WardenError::Conflict(format!("{node} is draining")));
+    }
     let takeover = match action.state {
         ActionState::Pending if attempt == next => false,
         ActionState::Running if attempt == next => true,
@@ -504,6 +509,11 @@ fn dispatch(
     rec.emit_for(t, &mut action, EventKind::ActionDispatched, data)?;
     save_action(t, &action, at)?;
     Ok(action)
+}
+
+/// Whether `node` is being drained.
+fn draining(t: &Tables<'_>, node: &str) -> Result<bool> {
+    Ok(load::<NodeRecord>(&t.nodes, node)?.is_some_and(|r| r.draining))
 }
 
 /// Records how attempt `attempt` ended and decides what follows: success,
@@ -690,6 +700,31 @@ mod tests {
         Decision { decision: Verdict::Allow, tier: Tier::Observe, reasons: vec![], policy_hash: "t".into() }
     }
 
+    fn open_turn(turn: &TurnId) -> Command {
+        Command::OpenTurn {
+            turn_id: turn.clone(),
+            session_id: SessionId("s".into()),
+            correlation_id: CorrelationId("c".into()),
+            trust: None,
+            summary: None,
+        }
+    }
+
+    /// Action `id` of capability "x" under `turn`, decided `decision`.
+    fn submit(id: &str, turn: &TurnId, decision: Decision) -> Command {
+        Command::SubmitAction {
+            action_id: ActionId(id.into()),
+            turn_id: turn.clone(),
+            capability: "x".into(),
+            args: json!({}),
+            idempotency_key: None,
+            decision,
+            max_attempts: 3,
+            backoff_ms: 10,
+            confirm_ttl_ms: 1_000,
+        }
+    }
+
     #[test]
     fn a_takeover_interrupts_the_old_attempt_and_fences_its_late_result() {
         let (turn, act) = (TurnId("turn_1".into()), ActionId("act_1".into()));
@@ -706,24 +741,8 @@ mod tests {
             latency_ms: 5,
         };
         let results = run(vec![
-            Command::OpenTurn {
-                turn_id: turn.clone(),
-                session_id: SessionId("s".into()),
-                correlation_id: CorrelationId("c".into()),
-                trust: None,
-                summary: None,
-            },
-            Command::SubmitAction {
-                action_id: act.clone(),
-                turn_id: turn,
-                capability: "x".into(),
-                args: json!({}),
-                idempotency_key: None,
-                decision: allow(),
-                max_attempts: 3,
-                backoff_ms: 10,
-                confirm_ttl_ms: 1_000,
-            },
+            open_turn(&turn),
+            submit("act_1", &turn, allow()),
             dispatch(1, "a", None),
             // Node a was declared down during attempt 1.
             dispatch(2, "b", Some("node_down")),
@@ -745,5 +764,25 @@ mod tests {
         assert_eq!(action.state, ActionState::Succeeded);
         assert_eq!(action.attempts[0].outcome, Some(AttemptOutcome::Interrupted));
         assert_eq!((action.attempts[1].node.as_str(), action.attempts.len()), ("b", 2));
+    }
+
+    #[test]
+    fn nothing_new_is_dispatched_to_a_node_after_its_drain_in_log_order() {
+        let turn = TurnId("turn_1".into());
+        let dispatch = |id: &str, node: &str| Command::Dispatch {
+            action_id: ActionId(id.into()),
+            attempt: 1,
+            node: node.into(),
+            reason: None,
+        };
+        let results = run(vec![
+            open_turn(&turn),
+            submit("act_1", &turn, allow()),
+            Command::SetDraining { node: "b".into(), draining: true, shutdown: false },
+            dispatch("act_1", "b"),
+            dispatch("act_1", "c"),
+        ]);
+        assert!(matches!(results[3], Err(WardenError::Conflict(_))), "{:?}", results[3]);
+        assert!(results[4].is_ok(), "{:?}", results[4]);
     }
 }
