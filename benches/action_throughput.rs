@@ -10,10 +10,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use warden_actors::consensus::Durability;
 use warden_actors::domain::{Capability, Tier, Trust};
 use warden_actors::pipeline::SubmitRequest;
 use warden_actors::sessions::OpenTurnRequest;
-use warden_actors::store::Durability;
 use warden_actors::{Node, NodeConfig};
 
 /// Actions per measured iteration.

@@ -19,7 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use warden_actors::store::now_ms;
+use warden_actors::backoff;
+use warden_actors::clock::wall_ms as now_ms;
 
 /// Environment variable that holds the cookie when no cookie file is given.
 pub const COOKIE_ENV: &str = "WARDEN_COOKIE";
@@ -119,6 +120,66 @@ fn peer_of(ses: &NodeServerSessionInformation) -> Option<(String, String)> {
     Some((short, name.connection_string.clone()))
 }
 
+/// Keeps the peer table in step with the transport's sessions, and calls
+/// `peer_lost` when a peer's last authenticated session closes.
+async fn follow_sessions(
+    me: String,
+    mut rx: mpsc::UnboundedReceiver<SessionEvent>,
+    events_table: Arc<RwLock<Table>>,
+    peer_lost: impl Fn(&str) + Send + 'static,
+) {
+    // Which sessions authenticated, so a close before that counts as a rejection.
+    let mut authenticated = std::collections::HashSet::new();
+    // Open sessions per peer: a peer is lost when its last one closes.
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    while let Some(event) = rx.recv().await {
+        let mut t = events_table.write();
+        match event {
+            SessionEvent::Authenticated(ses) => {
+                authenticated.insert(ses.node_id);
+            }
+            SessionEvent::Ready(ses) => {
+                let Some((name, addr)) = peer_of(&ses) else { continue };
+                *open.entry(name.clone()).or_default() += 1;
+                tracing::info!(node = %me, peer = %name, "peer connected");
+                t.peers.insert(
+                    name.clone(),
+                    Peer {
+                        name,
+                        cluster_addr: addr,
+                        socket_addr: ses.peer_addr.to_string(),
+                        state: "connected",
+                        since_ms: now_ms(),
+                    },
+                );
+            }
+            SessionEvent::Disconnected(ses) => {
+                if !authenticated.remove(&ses.node_id) {
+                    t.rejected_sessions += 1;
+                    tracing::info!(node = %me, peer_addr = %ses.peer_addr,
+                        "cluster session closed before authenticating (wrong cookie, or a duplicate dial)");
+                    continue;
+                }
+                let Some((name, _)) = peer_of(&ses) else { continue };
+                let left = open.get_mut(&name).map(|n| {
+                    *n = n.saturating_sub(1);
+                    *n
+                });
+                // A duplicate session closing must not hide the live one.
+                if left.unwrap_or(0) > 0 {
+                    continue;
+                }
+                if let Some(p) = t.peers.get_mut(&name) {
+                    p.state = "disconnected";
+                    p.since_ms = now_ms();
+                }
+                drop(t);
+                peer_lost(&name);
+            }
+        }
+    }
+}
+
 impl Cluster {
     /// Starts the transport; `peer_lost` is called with a peer's name when
     /// its authenticated session closes.
@@ -137,66 +198,14 @@ impl Cluster {
         )
         .with_listen_addr(settings.addr.ip());
         let (server, _) = Actor::spawn(None, server, ()).await.context("cluster server did not start")?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         server
             .cast(NodeServerMessage::SubscribeToEvents { id: "warden".into(), subscription: Box::new(Forward(tx)) })
             .context("cannot subscribe to cluster sessions")?;
         let table = Arc::new(RwLock::new(Table::default()));
         let mut tasks = Vec::new();
-        let events_table = table.clone();
         let me = node_name.to_owned();
-        tasks.push(tokio::spawn(async move {
-            // Which sessions authenticated, so a close before that counts as a rejection.
-            let mut authenticated = std::collections::HashSet::new();
-            // Open sessions per peer: a peer is lost when its last one closes.
-            let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-            while let Some(event) = rx.recv().await {
-                let mut t = events_table.write();
-                match event {
-                    SessionEvent::Authenticated(ses) => {
-                        authenticated.insert(ses.node_id);
-                    }
-                    SessionEvent::Ready(ses) => {
-                        let Some((name, addr)) = peer_of(&ses) else { continue };
-                        *open.entry(name.clone()).or_default() += 1;
-                        tracing::info!(node = %me, peer = %name, "peer connected");
-                        t.peers.insert(
-                            name.clone(),
-                            Peer {
-                                name,
-                                cluster_addr: addr,
-                                socket_addr: ses.peer_addr.to_string(),
-                                state: "connected",
-                                since_ms: now_ms(),
-                            },
-                        );
-                    }
-                    SessionEvent::Disconnected(ses) => {
-                        if !authenticated.remove(&ses.node_id) {
-                            t.rejected_sessions += 1;
-                            tracing::info!(node = %me, peer_addr = %ses.peer_addr,
-                                "cluster session closed before authenticating (wrong cookie, or a duplicate dial)");
-                            continue;
-                        }
-                        let Some((name, _)) = peer_of(&ses) else { continue };
-                        let left = open.get_mut(&name).map(|n| {
-                            *n = n.saturating_sub(1);
-                            *n
-                        });
-                        // A duplicate session closing must not hide the live one.
-                        if left.unwrap_or(0) > 0 {
-                            continue;
-                        }
-                        if let Some(p) = t.peers.get_mut(&name) {
-                            p.state = "disconnected";
-                            p.since_ms = now_ms();
-                        }
-                        drop(t);
-                        peer_lost(&name);
-                    }
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(follow_sessions(me, rx, table.clone(), peer_lost)));
         for seed in settings.seeds.iter().copied().filter(|s| *s != settings.addr) {
             tasks.push(tokio::spawn(keep_connected(server.clone(), table.clone(), seed)));
         }
@@ -223,21 +232,22 @@ impl Cluster {
 /// Dials `seed` whenever no connected peer lives at that address.
 async fn keep_connected(server: ActorRef<NodeServerMessage>, table: Arc<RwLock<Table>>, seed: SocketAddr) {
     let target = seed.to_string();
-    let mut pause = SEED_RETRY_MIN;
+    let mut pauses = backoff::exponential(SEED_RETRY_MIN, SEED_RETRY_MAX);
     loop {
         let connected = table
             .read()
             .peers
             .values()
             .any(|p| (p.cluster_addr == target || p.socket_addr == target) && p.state == "connected");
-        if connected {
-            pause = SEED_RETRY_MIN;
-        } else if let Err(e) = ractor_cluster::client_connect(&server, seed).await {
-            tracing::debug!(%seed, error = %e, "seed not reachable yet");
-        }
+        let pause = if connected {
+            pauses = backoff::exponential(SEED_RETRY_MIN, SEED_RETRY_MAX);
+            SEED_RETRY_MIN
+        } else {
+            if let Err(e) = ractor_cluster::client_connect(&server, seed).await {
+                tracing::debug!(%seed, error = %e, "seed not reachable yet");
+            }
+            pauses.next().unwrap_or(SEED_RETRY_MAX)
+        };
         tokio::time::sleep(pause).await;
-        if !connected {
-            pause = (pause * 2).min(SEED_RETRY_MAX);
-        }
     }
 }

@@ -7,10 +7,11 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use warden_actors::config::DEFAULT_CONFIRM_TTL_MS;
 use warden_actors::consensus::RaftSettings;
 use warden_actors::domain::Capability;
 use warden_actors::health::HealthConfig;
-use warden_actors::node::DEFAULT_CONFIRM_TTL_MS;
 use warden_actors::registry::RegistryConfig;
 use warden_actors::NodeConfig;
 
@@ -118,6 +119,65 @@ fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
     toml::from_str(&text).with_context(|| format!("invalid config in {}", path.display()))
 }
 
+/// A duration in ms from the file, or the default.
+fn ms(v: Option<u64>, default: Duration) -> Duration {
+    v.map_or(default, Duration::from_millis)
+}
+
+/// Failure detection from `[heartbeat_ms, suspect_after_ms, down_after_ms]`.
+fn registry_config([heartbeat, suspect_after, down_after]: [Option<u64>; 3]) -> anyhow::Result<RegistryConfig> {
+    let d = RegistryConfig::default();
+    let r = RegistryConfig {
+        heartbeat: ms(heartbeat, d.heartbeat),
+        suspect_after: ms(suspect_after, d.suspect_after),
+        down_after: ms(down_after, d.down_after),
+    };
+    if r.heartbeat.is_zero() || r.suspect_after <= r.heartbeat || r.down_after <= r.suspect_after {
+        bail!("need 0 < heartbeat_ms < suspect_after_ms < down_after_ms");
+    }
+    Ok(r)
+}
+
+/// `[raft]` timing; `bootstrap` is decided by `Settings::load`.
+fn raft_settings(raft: &RaftFile) -> anyhow::Result<RaftSettings> {
+    let d = RaftSettings::default();
+    let r = RaftSettings {
+        bootstrap: None,
+        heartbeat: ms(raft.heartbeat_ms, d.heartbeat),
+        election_timeout: (
+            ms(raft.election_timeout_min_ms, d.election_timeout.0),
+            ms(raft.election_timeout_max_ms, d.election_timeout.1),
+        ),
+        snapshot_every: raft.snapshot_every.unwrap_or(d.snapshot_every),
+        keep_behind_snapshot: raft.keep_behind_snapshot.unwrap_or(d.keep_behind_snapshot),
+        write_timeout: ms(raft.write_timeout_ms, d.write_timeout),
+        auto_join: raft.auto_join.unwrap_or(d.auto_join),
+    };
+    if r.heartbeat.is_zero() || r.election_timeout.0 <= r.heartbeat * 2 || r.election_timeout.1 <= r.election_timeout.0
+    {
+        bail!("need 0 < 2 × raft.heartbeat_ms < raft.election_timeout_min_ms < raft.election_timeout_max_ms");
+    }
+    if r.snapshot_every == 0 {
+        bail!("raft.snapshot_every must be at least 1");
+    }
+    Ok(r)
+}
+
+fn health_config(health: &HealthFile) -> anyhow::Result<HealthConfig> {
+    let h = HealthConfig::default();
+    let c = HealthConfig {
+        restart_window: ms(health.restart_window_ms, h.restart_window),
+        restart_loop: health.restart_loop.unwrap_or(h.restart_loop),
+        lag_entries: health.lag_entries.unwrap_or(h.lag_entries),
+        dlq_window: ms(health.dlq_window_ms, h.dlq_window),
+        report_every: h.report_every,
+    };
+    if c.restart_loop == 0 || c.restart_window.is_zero() {
+        bail!("health.restart_loop and health.restart_window_ms must be at least 1");
+    }
+    Ok(c)
+}
+
 impl Settings {
     /// Loads `path` (if any), applies `overrides`, and fills in defaults.
     pub fn load(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Settings> {
@@ -146,53 +206,10 @@ impl Settings {
         let mut node = NodeConfig::new(&name, data_dir, capabilities);
         node.confirm_ttl_ms = file.confirm_ttl_ms.unwrap_or(DEFAULT_CONFIRM_TTL_MS);
         node.sim_seed = file.sim_seed.unwrap_or(0);
-        let ms = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_millis);
-        let d = &node.registry;
-        node.registry = RegistryConfig {
-            heartbeat: ms(file.heartbeat_ms, d.heartbeat),
-            suspect_after: ms(file.suspect_after_ms, d.suspect_after),
-            down_after: ms(file.down_after_ms, d.down_after),
-        };
-        let r = &node.registry;
-        if r.heartbeat.is_zero() || r.suspect_after <= r.heartbeat || r.down_after <= r.suspect_after {
-            bail!("need 0 < heartbeat_ms < suspect_after_ms < down_after_ms");
-        }
-        let d = RaftSettings::default();
-        let raft = &file.raft;
-        node.raft = RaftSettings {
-            bootstrap: None,
-            heartbeat: ms(raft.heartbeat_ms, d.heartbeat),
-            election_timeout: (
-                ms(raft.election_timeout_min_ms, d.election_timeout.0),
-                ms(raft.election_timeout_max_ms, d.election_timeout.1),
-            ),
-            snapshot_every: raft.snapshot_every.unwrap_or(d.snapshot_every),
-            keep_behind_snapshot: raft.keep_behind_snapshot.unwrap_or(d.keep_behind_snapshot),
-            write_timeout: ms(raft.write_timeout_ms, d.write_timeout),
-            auto_join: raft.auto_join.unwrap_or(d.auto_join),
-        };
-        let h = HealthConfig::default();
-        node.health = HealthConfig {
-            restart_window: ms(file.health.restart_window_ms, h.restart_window),
-            restart_loop: file.health.restart_loop.unwrap_or(h.restart_loop),
-            lag_entries: file.health.lag_entries.unwrap_or(h.lag_entries),
-            dlq_window: ms(file.health.dlq_window_ms, h.dlq_window),
-            report_every: h.report_every,
-        };
-        if node.health.restart_loop == 0 || node.health.restart_window.is_zero() {
-            bail!("health.restart_loop and health.restart_window_ms must be at least 1");
-        }
+        node.registry = registry_config([file.heartbeat_ms, file.suspect_after_ms, file.down_after_ms])?;
+        node.raft = raft_settings(&file.raft)?;
+        node.health = health_config(&file.health)?;
         node.fault_injection = file.fault_injection.unwrap_or(false);
-        let r = &node.raft;
-        if r.heartbeat.is_zero()
-            || r.election_timeout.0 <= r.heartbeat * 2
-            || r.election_timeout.1 <= r.election_timeout.0
-        {
-            bail!("need 0 < 2 × raft.heartbeat_ms < raft.election_timeout_min_ms < raft.election_timeout_max_ms");
-        }
-        if r.snapshot_every == 0 {
-            bail!("raft.snapshot_every must be at least 1");
-        }
         warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cluster = match overrides.cluster_addr.or(file.cluster_addr) {
             None => None,

@@ -136,7 +136,7 @@ impl Metrics {
                 self.breaker_state.get_or_create(&CapabilityLabels { capability: b.capability }).set(v);
             }
         }
-        if let Ok(depth) = node.store().dlq_depth() {
+        if let Ok(depth) = node.dlq_depth() {
             self.dlq_depth.set(depth as i64);
         }
         let mut out = String::new();

@@ -66,6 +66,48 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// The nodes table, one row per node of the health view; returns the breakers not closed.
+fn nodes_table(out: &mut String, p: &Paint, health: &Value, cluster: &Value, leader: &str) -> Vec<String> {
+    *out += &format!(
+        "\n{:<8}{:<9}{:<10}{:<10}{:>8}{:>10}{:>11}{:>8}\n",
+        "node", "state", "raft", "draining", "running", "applied", "disk", "queue"
+    );
+    let view_of = |name: &str| {
+        cluster["nodes"].as_array().and_then(|ns| ns.iter().find(|n| n["name"] == name).cloned()).unwrap_or_default()
+    };
+    let mut breakers = Vec::new();
+    for n in health["nodes"].as_array().into_iter().flatten() {
+        let name = n["name"].as_str().unwrap_or("?");
+        let view = view_of(name);
+        let report = &n["report"];
+        let mut role = view["raft"]["role"].as_str().unwrap_or("-").to_owned();
+        if name == leader {
+            role = format!("{role}*");
+        }
+        let state = n["state"].as_str().unwrap_or("?");
+        let state_cell = format!("{:<9}", state);
+        *out += &format!(
+            "{:<8}{}{:<10}{:<10}{:>8}{:>10}{:>11}{:>8}\n",
+            name,
+            p.state(&state_cell),
+            role,
+            if view["draining"] == true { "yes" } else { "no" },
+            view["running"].as_u64().unwrap_or(0),
+            report["applied_index"].as_u64().map_or("-".into(), |v| v.to_string()),
+            report["disk_bytes"].as_u64().map_or("-".into(), bytes),
+            report["proposal_queue"].as_u64().map_or("-".into(), |v| v.to_string()),
+        );
+        for b in report["breakers"].as_array().into_iter().flatten() {
+            breakers.push(format!(
+                "{} on {name}: {}",
+                b["capability"].as_str().unwrap_or("?"),
+                b["state"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    breakers
+}
+
 /// Renders the cluster's state; returns the text and the verdict.
 pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, String)> {
     let target = target.trim_end_matches('/');
@@ -90,43 +132,7 @@ pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, Strin
         };
         out += &format!("  {mark} {}\n", r["message"].as_str().unwrap_or_default());
     }
-    out += &format!(
-        "\n{:<8}{:<9}{:<10}{:<10}{:>8}{:>10}{:>11}{:>8}\n",
-        "node", "state", "raft", "draining", "running", "applied", "disk", "queue"
-    );
-    let view_of = |name: &str| {
-        cluster["nodes"].as_array().and_then(|ns| ns.iter().find(|n| n["name"] == name).cloned()).unwrap_or_default()
-    };
-    let mut breakers = Vec::new();
-    for n in health["nodes"].as_array().into_iter().flatten() {
-        let name = n["name"].as_str().unwrap_or("?");
-        let view = view_of(name);
-        let report = &n["report"];
-        let mut role = view["raft"]["role"].as_str().unwrap_or("-").to_owned();
-        if name == leader {
-            role = format!("{role}*");
-        }
-        let state = n["state"].as_str().unwrap_or("?");
-        let state_cell = format!("{:<9}", state);
-        out += &format!(
-            "{:<8}{}{:<10}{:<10}{:>8}{:>10}{:>11}{:>8}\n",
-            name,
-            p.state(&state_cell),
-            role,
-            if view["draining"] == true { "yes" } else { "no" },
-            view["running"].as_u64().unwrap_or(0),
-            report["applied_index"].as_u64().map_or("-".into(), |v| v.to_string()),
-            report["disk_bytes"].as_u64().map_or("-".into(), bytes),
-            report["proposal_queue"].as_u64().map_or("-".into(), |v| v.to_string()),
-        );
-        for b in report["breakers"].as_array().into_iter().flatten() {
-            breakers.push(format!(
-                "{} on {name}: {}",
-                b["capability"].as_str().unwrap_or("?"),
-                b["state"].as_str().unwrap_or("?")
-            ));
-        }
-    }
+    let breakers = nodes_table(&mut out, &p, &health, &cluster, leader);
     out += &format!("\nbreakers  {}\n", if breakers.is_empty() { p.dim("all closed") } else { breakers.join(", ") });
     let observer = &health["nodes"][0]["report"];
     let (depth, growth) = (observer["dlq_depth"].as_u64().unwrap_or(0), observer["dlq_growth"].as_i64().unwrap_or(0));

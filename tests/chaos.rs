@@ -11,7 +11,7 @@ use common::load::{kill_of, start, HOLD};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use warden::soak::workload::events_of_kind;
-use warden_actors::store::now_ms;
+use warden_actors::clock::wall_ms as now_ms;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_node_executing_a_held_request_completes_the_action_elsewhere_with_one_effect() {

@@ -179,7 +179,7 @@ async fn detection_time_over_20_kills() {
     let mut times = Vec::new();
     for round in 0..KILLS {
         until(&a, "c up", |v| state_of(v, "c").as_deref() == Some("up")).await;
-        let killed_ms = warden_actors::store::now_ms();
+        let killed_ms = warden_actors::clock::wall_ms();
         c.kill_9();
         until(&a, "c down", |v| state_of(v, "c").as_deref() == Some("down")).await;
         let events: Value = reqwest::get(format!("{}/v1/timeline?from={killed_ms}&limit=10000", a.url))

@@ -8,7 +8,7 @@ use serde_json::json;
 use std::time::Duration;
 use warden_actors::directory::ChildState;
 use warden_actors::domain::*;
-use warden_actors::node::EXECUTORS;
+use warden_actors::executor;
 use warden_actors::supervisor::SupervisorConfig;
 
 #[tokio::test]
@@ -21,7 +21,7 @@ async fn a_panicking_actor_is_restarted_and_the_node_keeps_serving() {
     // Attempt 1 makes the Executors actor panic mid-call; the retry runs on its restarted instance.
     let a = submit(&node, &t, "flaky.api", json!({"_sim": {"panic_attempts": 1}})).await;
     let restarted = next_event(&mut events, |e| e.kind == EventKind::ActorRestarted).await;
-    assert_eq!(restarted.data["actor"], EXECUTORS);
+    assert_eq!(restarted.data["actor"], executor::NAME.as_str());
     let done = terminal(&node, &a.id).await;
     assert_eq!(done.state, ActionState::Succeeded);
     assert_eq!(done.attempts.len(), 2);
@@ -30,7 +30,7 @@ async fn a_panicking_actor_is_restarted_and_the_node_keeps_serving() {
     );
 
     let health = node.health().unwrap();
-    let executors = health.actors.iter().find(|a| a.name == EXECUTORS).unwrap();
+    let executors = health.actors.iter().find(|a| a.name == executor::NAME.as_str()).unwrap();
     assert_eq!((executors.state, executors.restarts), (ChildState::Running, 1));
     assert!(executors.last_error.as_deref().unwrap().contains("simulated executor crash"));
     assert_eq!(health.status, "ok");
@@ -70,7 +70,7 @@ async fn a_crash_loop_exceeds_the_restart_intensity_and_is_reported_failed() {
     })
     .await
     .expect("the node reports the crash loop");
-    let executors = failed.actors.iter().find(|x| x.name == EXECUTORS).unwrap();
+    let executors = failed.actors.iter().find(|x| x.name == executor::NAME.as_str()).unwrap();
     assert_eq!(executors.state, ChildState::Failed);
     assert_eq!(executors.restarts, 2);
     let _ = node.shutdown().await;

@@ -3,16 +3,18 @@
 //! one probe decides between closed and open again). Node-local runtime state:
 //! a restarted actor starts every breaker closed.
 
+use crate::clock::Clock;
+use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{BreakerSpec, Capability, EventKind};
 use crate::ids::CorrelationId;
-use crate::store::Ledger;
+use crate::ledger::Ledger;
+use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,7 +30,8 @@ pub struct Breaker {
     spec: BreakerSpec,
     state: BreakerState,
     consecutive_failures: u32,
-    opened_at: Option<Instant>,
+    /// When it opened (ms on the node's clock).
+    opened_at_ms: Option<u64>,
     probe_in_flight: bool,
     successes: u64,
     failures: u64,
@@ -41,7 +44,7 @@ impl Breaker {
             spec,
             state: BreakerState::Closed,
             consecutive_failures: 0,
-            opened_at: None,
+            opened_at_ms: None,
             probe_in_flight: false,
             successes: 0,
             failures: 0,
@@ -54,12 +57,11 @@ impl Breaker {
     }
 
     /// May a call go through now? Returns the verdict and a state change, if any.
-    pub fn admit(&mut self, now: Instant) -> (bool, Option<BreakerState>) {
+    pub fn admit(&mut self, now_ms: u64) -> (bool, Option<BreakerState>) {
         match self.state {
             BreakerState::Closed => (true, None),
             BreakerState::Open => {
-                let open_for = Duration::from_millis(self.spec.open_ms);
-                if self.opened_at.is_some_and(|t| now.duration_since(t) >= open_for) {
+                if self.opened_at_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.spec.open_ms) {
                     self.state = BreakerState::HalfOpen;
                     self.probe_in_flight = true;
                     (true, Some(BreakerState::HalfOpen))
@@ -86,14 +88,14 @@ impl Breaker {
     }
 
     /// Records a call's result. Returns the new state when it changed.
-    pub fn record(&mut self, success: bool, now: Instant) -> Option<BreakerState> {
+    pub fn record(&mut self, success: bool, now_ms: u64) -> Option<BreakerState> {
         let before = self.state;
         if success {
             self.successes += 1;
             self.consecutive_failures = 0;
             self.probe_in_flight = false;
             self.state = BreakerState::Closed;
-            self.opened_at = None;
+            self.opened_at_ms = None;
         } else {
             self.failures += 1;
             self.consecutive_failures += 1;
@@ -101,7 +103,7 @@ impl Breaker {
             let trips = before == BreakerState::HalfOpen || self.consecutive_failures >= self.spec.failure_threshold;
             if trips && before != BreakerState::Open {
                 self.state = BreakerState::Open;
-                self.opened_at = Some(now);
+                self.opened_at_ms = Some(now_ms);
             }
         }
         (self.state != before).then_some(self.state)
@@ -145,11 +147,25 @@ pub struct Breakers;
 pub struct BreakersArgs {
     pub capabilities: Vec<Arc<Capability>>,
     pub ledger: Arc<Ledger>,
+    pub clock: Clock,
+}
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<BreakerMsg> = ActorName::new("breakers");
+
+/// One breaker per capability of the node's catalog, timed by the node's clock.
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let rt = rt.clone();
+    ChildSpec::new(NAME, move || {
+        let args = BreakersArgs { capabilities: rt.catalog.all(), ledger: rt.ledger.clone(), clock: rt.clock.clone() };
+        (Breakers, args)
+    })
 }
 
 pub struct BreakersState {
     breakers: BTreeMap<String, Breaker>,
     ledger: Arc<Ledger>,
+    clock: Clock,
 }
 
 impl BreakersState {
@@ -167,7 +183,7 @@ impl Actor for Breakers {
 
     async fn pre_start(&self, _: ActorRef<Self::Msg>, args: BreakersArgs) -> Result<Self::State, ActorProcessingErr> {
         let breakers = args.capabilities.iter().map(|c| (c.name.clone(), Breaker::new(c.breaker.clone()))).collect();
-        Ok(BreakersState { breakers, ledger: args.ledger })
+        Ok(BreakersState { breakers, ledger: args.ledger, clock: args.clock })
     }
 
     async fn handle(
@@ -176,7 +192,7 @@ impl Actor for Breakers {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let now = Instant::now();
+        let now = state.clock.now_ms();
         match msg {
             BreakerMsg::Admit(cap, reply) => {
                 let (ok, change) = state.breakers.get_mut(&cap).map_or((true, None), |b| b.admit(now));
@@ -210,32 +226,32 @@ mod tests {
     #[test]
     fn opens_at_threshold_fails_fast_then_half_opens_and_closes() {
         let mut b = Breaker::new(BreakerSpec { failure_threshold: 3, open_ms: 100 });
-        let t0 = Instant::now();
+        let t0 = 1_000_u64;
         assert_eq!(b.record(false, t0), None);
         assert_eq!(b.record(false, t0), None);
         assert_eq!(b.record(false, t0), Some(BreakerState::Open));
-        assert_eq!(b.admit(t0 + Duration::from_millis(50)), (false, None));
-        assert_eq!(b.admit(t0 + Duration::from_millis(100)), (true, Some(BreakerState::HalfOpen)));
+        assert_eq!(b.admit(t0 + 50), (false, None));
+        assert_eq!(b.admit(t0 + 100), (true, Some(BreakerState::HalfOpen)));
         // only one probe at a time
-        assert_eq!(b.admit(t0 + Duration::from_millis(101)), (false, None));
-        assert_eq!(b.record(true, t0 + Duration::from_millis(102)), Some(BreakerState::Closed));
-        assert_eq!(b.admit(t0 + Duration::from_millis(103)), (true, None));
+        assert_eq!(b.admit(t0 + 101), (false, None));
+        assert_eq!(b.record(true, t0 + 102), Some(BreakerState::Closed));
+        assert_eq!(b.admit(t0 + 103), (true, None));
     }
 
     #[test]
     fn failed_probe_reopens() {
         let mut b = Breaker::new(BreakerSpec { failure_threshold: 1, open_ms: 10 });
-        let t0 = Instant::now();
+        let t0 = 1_000_u64;
         assert_eq!(b.record(false, t0), Some(BreakerState::Open));
-        assert!(b.admit(t0 + Duration::from_millis(10)).0);
-        assert_eq!(b.record(false, t0 + Duration::from_millis(11)), Some(BreakerState::Open));
-        assert!(!b.admit(t0 + Duration::from_millis(12)).0);
+        assert!(b.admit(t0 + 10).0);
+        assert_eq!(b.record(false, t0 + 11), Some(BreakerState::Open));
+        assert!(!b.admit(t0 + 12).0);
     }
 
     #[test]
     fn a_success_resets_the_failure_streak() {
         let mut b = Breaker::new(BreakerSpec { failure_threshold: 2, open_ms: 10 });
-        let t0 = Instant::now();
+        let t0 = 1_000_u64;
         b.record(false, t0);
         b.record(true, t0);
         assert_eq!(b.record(false, t0), None);

@@ -1,11 +1,100 @@
-//! Where each of a node's actors currently lives. A restarted actor has a new
-//! `ActorRef`; callers look it up here on every use instead of keeping one.
+//! Where each of a node's actors currently lives, and how each is started.
+//! A restarted actor has a new `ActorRef`; callers look it up here on every
+//! use instead of keeping one. Each actor module owns its `ActorName` (typed
+//! by the actor's message, so a lookup cannot ask for the wrong type) and a
+//! `child` function returning its `ChildSpec`; the node lists those specs.
+//!
+//! ractor's registry of named actors and its process groups are
+//! process-wide: this directory is per node, so names here may repeat
+//! across nodes in one process; names registered with ractor (only
+//! `RaftRpc`'s, `warden.raft@<node>`) must not.
 
+use crate::clock::Clock;
 use crate::error::{Result, WardenError};
 use parking_lot::RwLock;
-use ractor::{ActorCell, ActorRef, Message};
+use ractor::{Actor, ActorCell, ActorRef, Message, SpawnErr};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The name of one of a node's actors, typed by the messages it takes.
+pub struct ActorName<M> {
+    name: &'static str,
+    message: PhantomData<fn() -> M>,
+}
+
+impl<M> ActorName<M> {
+    pub const fn new(name: &'static str) -> Self {
+        Self { name, message: PhantomData }
+    }
+
+    pub const fn as_str(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<M> Clone for ActorName<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M> Copy for ActorName<M> {}
+
+impl<M> std::fmt::Display for ActorName<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+pub type StartFuture = Pin<Box<dyn Future<Output = std::result::Result<ActorCell, SpawnErr>> + Send>>;
+
+/// How to (re)start one child, linked to the supervisor's cell.
+#[derive(Clone)]
+pub struct ChildSpec {
+    pub name: &'static str,
+    pub start: Arc<dyn Fn(ActorCell) -> StartFuture + Send + Sync>,
+}
+
+impl ChildSpec {
+    /// A child that `make` builds afresh at every (re)start.
+    pub fn new<A, F>(name: ActorName<A::Msg>, make: F) -> Self
+    where
+        A: Actor,
+        F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+    {
+        Self::spawned(name, None, make)
+    }
+
+    /// A child also registered with ractor under `registered`, so peers can
+    /// find it by name (process-wide: unique among the process's nodes).
+    pub fn registered<A, F>(name: ActorName<A::Msg>, registered: String, make: F) -> Self
+    where
+        A: Actor,
+        F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+    {
+        Self::spawned(name, Some(registered), make)
+    }
+
+    fn spawned<A, F>(name: ActorName<A::Msg>, registered: Option<String>, make: F) -> Self
+    where
+        A: Actor,
+        F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+    {
+        let start = move |supervisor: ActorCell| -> StartFuture {
+            let (actor, args) = make();
+            let registered = registered.clone();
+            Box::pin(async move {
+                let (r, _) = Actor::spawn_linked(registered, actor, args, supervisor).await?;
+                Ok(r.get_cell())
+            })
+        };
+        Self { name: name.as_str(), start: Arc::new(start) }
+    }
+}
 
 /// A supervised child's health, as the supervisor last saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -32,12 +121,17 @@ pub struct ChildStatus {
 /// Restart times kept per child.
 const RECENT_RESTARTS_KEPT: usize = 32;
 
-#[derive(Default)]
 pub struct Directory {
     entries: RwLock<BTreeMap<&'static str, (Option<ActorCell>, ChildStatus)>>,
+    clock: Clock,
 }
 
 impl Directory {
+    /// An empty directory stamping restarts with `clock`.
+    pub fn new(clock: Clock) -> Self {
+        Self { entries: RwLock::default(), clock }
+    }
+
     pub fn set_running(&self, name: &'static str, cell: ActorCell) {
         let mut entries = self.entries.write();
         let entry = entries.entry(name).or_insert_with(|| {
@@ -60,7 +154,7 @@ impl Directory {
             entry.0 = None;
             entry.1.last_error = Some(error);
             let times = &mut entry.1.restarted_at_ms;
-            times.push(crate::store::now_ms());
+            times.push(self.clock.now_ms());
             if times.len() > RECENT_RESTARTS_KEPT {
                 times.remove(0);
             }
@@ -74,8 +168,8 @@ impl Directory {
     }
 
     /// The current reference of actor `name`, if it is running.
-    pub fn get<M: Message>(&self, name: &'static str) -> Result<ActorRef<M>> {
-        match self.entries.read().get(name) {
+    pub fn get<M: Message>(&self, name: ActorName<M>) -> Result<ActorRef<M>> {
+        match self.entries.read().get(name.as_str()) {
             Some((Some(cell), _)) => Ok(ActorRef::from(cell.clone())),
             _ => Err(WardenError::Unavailable(format!("actor {name} is not running"))),
         }

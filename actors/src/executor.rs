@@ -3,8 +3,10 @@
 //! and a bound on concurrent calls. Calls run in their own tasks, so a slow
 //! tool never blocks the actor's mailbox.
 
+use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{AttemptOutcome, Capability, ExecutorSpec};
 use crate::ids::{ActionId, CorrelationId, IdempotencyKey};
+use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use serde_json::Value;
@@ -167,6 +169,7 @@ pub enum ExecutorMsg {
 
 pub struct Executors;
 
+#[derive(Clone)]
 pub struct ExecutorsArgs {
     pub capabilities: Vec<Arc<Capability>>,
     pub seed: u64,
@@ -182,6 +185,19 @@ struct Pool {
 pub struct ExecutorsState {
     pools: HashMap<String, Pool>,
     fault_injection: bool,
+}
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<ExecutorMsg> = ActorName::new("executors");
+
+/// The executors of the node's catalog, seeded from its config.
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let args = ExecutorsArgs {
+        capabilities: rt.catalog.all(),
+        seed: rt.config.sim_seed,
+        fault_injection: rt.config.fault_injection,
+    };
+    ChildSpec::new(NAME, move || (Executors, args.clone()))
 }
 
 impl Actor for Executors {

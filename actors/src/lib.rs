@@ -1,8 +1,11 @@
 //! warden's actors crate: the domain model, the commands and the deterministic
 //! state machine they drive, storage, and one module per supervised actor.
 
+pub mod backoff;
 pub mod breaker;
+pub mod clock;
 pub mod command;
+pub mod config;
 pub mod consensus;
 pub mod directory;
 pub mod domain;
@@ -10,6 +13,7 @@ pub mod error;
 pub mod executor;
 pub mod health;
 pub mod ids;
+pub mod ledger;
 pub mod limits;
 pub mod memory;
 pub mod node;
@@ -22,6 +26,9 @@ pub mod sessions;
 pub mod store;
 pub mod supervisor;
 pub mod timeline;
+pub mod version;
 
+pub use clock::Clock;
+pub use config::NodeConfig;
 pub use error::{Result, WardenError};
-pub use node::{Node, NodeConfig};
+pub use node::Node;

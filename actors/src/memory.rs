@@ -3,6 +3,7 @@
 //! made for a turn is recorded as `memory.recall` with what it returned.
 
 use crate::command::{Command, Response};
+use crate::directory::{ActorName, ChildSpec};
 use crate::domain::MemoryItem;
 use crate::error::{Result, WardenError};
 use crate::ids::{CorrelationId, TurnId};
@@ -57,6 +58,14 @@ fn validate(req: &PutRequest) -> Result<()> {
         return Err(WardenError::BadInput(format!("value is {size} bytes; the limit is {MAX_MEMORY_VALUE_BYTES}")));
     }
     Ok(())
+}
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<MemoryMsg> = ActorName::new("memory_engine");
+
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let rt = rt.clone();
+    ChildSpec::new(NAME, move || (MemoryEngine, rt.clone()))
 }
 
 impl Actor for MemoryEngine {

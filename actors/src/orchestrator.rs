@@ -9,12 +9,13 @@ use crate::directory::call;
 use crate::domain::{ActiveAction, EventKind};
 use crate::error::{Result, WardenError};
 use crate::ids::CorrelationId;
-use crate::node::REGISTRY;
 use crate::pipeline::may_run;
-use crate::registry::{PeerState, PeerTable, RegistryMsg};
+use crate::registry::{self, PeerState, PeerTable, RegistryMsg};
 use crate::runtime::Runtime;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What a drain request did.
 #[derive(Clone, Debug, Serialize)]
@@ -28,7 +29,7 @@ pub struct DrainReport {
 }
 
 async fn peers(rt: &Runtime) -> Result<PeerTable> {
-    call(&rt.directory.get::<RegistryMsg>(REGISTRY)?, RegistryMsg::Peers).await
+    call(&rt.directory.get(registry::NAME)?, RegistryMsg::Peers).await
 }
 
 async fn record(rt: &Runtime, kind: EventKind, node: &str, data: Value) -> Result<()> {
@@ -143,4 +144,62 @@ pub async fn transfer_leadership(rt: &Runtime, name: &str) -> Result<String> {
     }
     record(rt, EventKind::LeaderTransfer, name, json!({"from": from, "to": name, "why": "requested"})).await?;
     consensus.transfer_leadership(name).await
+}
+
+/// How often the leader looks for nodes to add to the Raft group.
+const ADMIT_EVERY: Duration = Duration::from_millis(500);
+
+/// On the leader, adds every peer the Registry sees up that is not yet a
+/// member: as a learner, then (once caught up) as a voter.
+pub fn spawn_admission(rt: &Arc<Runtime>) {
+    let rt = rt.clone();
+    let tasks = rt.tasks.clone();
+    tasks.spawn_unique("raft:admit".into(), async move {
+        let mut tick = tokio::time::interval(ADMIT_EVERY);
+        loop {
+            tick.tick().await;
+            let consensus = rt.ledger.consensus();
+            if !consensus.is_leader() {
+                continue;
+            }
+            let Ok(registry) = rt.directory.get(registry::NAME) else { continue };
+            let Ok(table) = call(&registry, RegistryMsg::Peers).await else { continue };
+            // Only nodes without a log: adding one that founded its own cluster would mix two logs.
+            for peer in table.peers.iter().filter(|p| p.state == PeerState::Up && p.joinable) {
+                if !consensus.is_member(&peer.name) {
+                    if let Err(e) = consensus.add_voter(&peer.name).await {
+                        tracing::warn!(peer = %peer.name, error = %e, "could not add a node to the raft group");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// How long a starting node keeps trying to end the drain its last graceful stop set.
+const END_STOP_DRAIN_WITHIN: Duration = Duration::from_secs(60);
+
+/// Ends the drain this node set for itself when it last stopped gracefully
+/// (an operator's drain stays), once it has caught up with the leader.
+pub fn end_stop_drain(rt: &Arc<Runtime>) {
+    let rt = rt.clone();
+    let tasks = rt.tasks.clone();
+    tasks.spawn_unique("drain:end".into(), async move {
+        let deadline = tokio::time::Instant::now() + END_STOP_DRAIN_WITHIN;
+        while tokio::time::Instant::now() < deadline {
+            if rt.ledger.consensus().read_barrier().await.is_ok() {
+                let mine = rt.store.nodes().ok().and_then(|n| n.into_iter().find(|r| r.name == rt.node));
+                if !mine.is_some_and(|r| r.draining && r.shutdown) {
+                    return;
+                }
+                let end = Command::SetDraining { node: rt.node.clone(), draining: false, shutdown: true };
+                match rt.ledger.propose(end).await {
+                    Ok(_) | Err(WardenError::Conflict(_)) => return,
+                    Err(e) => tracing::debug!(error = %e, "ending the stop drain: retrying"),
+                }
+            }
+            tokio::time::sleep(ADMIT_EVERY).await;
+        }
+        tracing::warn!("could not end the drain of the last stop; end it with DELETE /v1/cluster/nodes/<name>/drain");
+    });
 }

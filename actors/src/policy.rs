@@ -2,7 +2,9 @@
 //! `NativePolicy` is the reference 4-tier evaluator of contract.md; the Rego
 //! engine will implement the same `PolicyEngine` trait and must agree with it.
 
+use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{Capability, Decision, Tier, Trust, Verdict};
+use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use serde_json::Value;
@@ -68,6 +70,15 @@ pub enum PolicyMsg {
 }
 
 pub struct PolicyStore;
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<PolicyMsg> = ActorName::new("policy_store");
+
+/// The PolicyStore with the native 4-tier rules.
+pub fn child(_rt: &Arc<Runtime>) -> ChildSpec {
+    let engine: Arc<dyn PolicyEngine> = Arc::new(NativePolicy);
+    ChildSpec::new(NAME, move || (PolicyStore, engine.clone()))
+}
 
 impl Actor for PolicyStore {
     type Msg = PolicyMsg;

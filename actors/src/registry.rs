@@ -12,38 +12,27 @@
 //! sessions never time out (a frozen peer stays "connected"), which is why
 //! liveness is judged here, from the heartbeats alone.
 
+pub use crate::config::RegistryConfig;
+
+use crate::clock::Clock;
+use crate::directory::{ActorName, ChildSpec};
 use crate::domain::EventKind;
-use crate::health::{NodeReport, ReportSlot};
+use crate::health::report::{NodeReport, ReportSlot};
 use crate::ids::CorrelationId;
-use crate::store::{now_ms, Ledger, Store};
+use crate::ledger::Ledger;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use crate::version::{check_wire, WIRE_SCHEMA};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The process group every node's Registry joins.
 pub const REGISTRY_GROUP: &str = "warden.registry";
-
-/// Heartbeat timing. The defaults declare a silent node down after 1 s.
-#[derive(Clone, Debug)]
-pub struct RegistryConfig {
-    pub heartbeat: Duration,
-    pub suspect_after: Duration,
-    pub down_after: Duration,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            heartbeat: Duration::from_millis(100),
-            suspect_after: Duration::from_millis(500),
-            down_after: Duration::from_millis(1_000),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -55,6 +44,9 @@ pub enum PeerState {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Heartbeat {
+    /// The sender's cluster wire schema: a heartbeat of another is refused.
+    #[serde(default)]
+    pub schema: u32,
     pub from: String,
     pub seq: u64,
     /// Services the sender hosts (`executor:<capability>`).
@@ -139,6 +131,30 @@ pub struct RegistryArgs {
     pub report: ReportSlot,
     /// Read access to the replicated state (which nodes are draining).
     pub store: Store,
+    pub clock: Clock,
+    /// Peers whose heartbeats were refused for their wire schema (logged once each).
+    pub refused: std::collections::BTreeSet<String>,
+}
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<RegistryMsg> = ActorName::new("registry");
+
+/// The Registry hosting an `executor:<capability>` service per capability of the catalog.
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let rt = rt.clone();
+    ChildSpec::new(NAME, move || {
+        let args = RegistryArgs {
+            node: rt.node.clone(),
+            config: rt.config.registry.clone(),
+            ledger: rt.ledger.clone(),
+            services: rt.catalog.all().iter().map(|c| format!("executor:{}", c.name)).collect(),
+            report: rt.report.clone(),
+            store: rt.store.clone(),
+            clock: rt.clock.clone(),
+            refused: Default::default(),
+        };
+        (Registry, args)
+    })
 }
 
 struct Peer {
@@ -169,13 +185,20 @@ impl RegistryState {
         if hb.from == self.args.node {
             return;
         }
+        if let Err(e) = check_wire(&hb.from, hb.schema) {
+            // Once per peer: it keeps sending every heartbeat.
+            if self.args.refused.insert(hb.from.clone()) {
+                tracing::warn!(node = %self.args.node, error = %e, "ignoring a peer's heartbeats");
+            }
+            return;
+        }
         let now = Instant::now();
         match self.peers.get_mut(&hb.from) {
             None => {
                 let peer = Peer {
                     state: PeerState::Up,
                     last_seen: now,
-                    last_heartbeat_ms: now_ms(),
+                    last_heartbeat_ms: self.args.clock.now_ms(),
                     rejoins: 0,
                     services: hb.services.clone(),
                     joinable: hb.joinable,
@@ -187,7 +210,7 @@ impl RegistryState {
             Some(peer) => {
                 let was = peer.state;
                 peer.last_seen = now;
-                peer.last_heartbeat_ms = now_ms();
+                peer.last_heartbeat_ms = self.args.clock.now_ms();
                 peer.services = hb.services;
                 peer.joinable = hb.joinable;
                 peer.report = hb.report.map(|r| *r);
@@ -325,6 +348,7 @@ impl Actor for Registry {
                 for member in ractor::pg::get_members(&REGISTRY_GROUP.to_owned()) {
                     if !member.get_id().is_local() {
                         let hb = Heartbeat {
+                            schema: WIRE_SCHEMA,
                             from: state.args.node.clone(),
                             seq: state.seq,
                             services: state.args.services.clone(),

@@ -1,12 +1,18 @@
 //! What a node's actors share: the log, read access to the state, the actor
-//! directory, the capability catalog and the background tasks that drive
-//! actions. It outlives any one actor, so a restarted actor finds it intact.
+//! directory, the capability catalog, the node's configuration and clock,
+//! its health report and the background tasks that drive actions. It
+//! outlives any one actor, so a restarted actor finds it intact, and an
+//! actor's `child(rt)` takes everything it needs from here.
 
+use crate::clock::Clock;
 use crate::command::{Command, Response};
+use crate::config::NodeConfig;
 use crate::directory::Directory;
 use crate::domain::Capability;
 use crate::error::{Result, WardenError};
-use crate::store::{Ledger, Store};
+use crate::health::report::ReportSlot;
+use crate::ledger::Ledger;
+use crate::store::Store;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -122,8 +128,11 @@ pub struct Runtime {
     pub directory: Arc<Directory>,
     pub catalog: Arc<Catalog>,
     pub tasks: Arc<TaskSet>,
-    /// How long a tier-2 action waits for its confirmation.
-    pub confirm_ttl_ms: u64,
+    pub config: Arc<NodeConfig>,
+    /// Where every time-based decision reads the time.
+    pub clock: Clock,
+    /// This node's latest health report (refreshed by the reporter, sent with heartbeats).
+    pub report: ReportSlot,
 }
 
 /// Proposes `cmd` without blocking the calling actor, then answers `reply`

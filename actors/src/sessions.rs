@@ -3,6 +3,7 @@
 //! graph of everything it leads to.
 
 use crate::command::{Command, Response};
+use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{Session, Trust, Turn};
 use crate::error::{Result, WardenError};
 use crate::ids::*;
@@ -50,6 +51,14 @@ fn check_text(what: &str, s: &str) -> Result<()> {
         return Err(WardenError::BadInput(format!("{what} is longer than {MAX_TEXT_LEN} bytes")));
     }
     Ok(())
+}
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<SessionMsg> = ActorName::new("sessions");
+
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let rt = rt.clone();
+    ChildSpec::new(NAME, move || (Sessions, rt.clone()))
 }
 
 impl Actor for Sessions {

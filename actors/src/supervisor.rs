@@ -5,54 +5,25 @@
 //! `max_restarts` times within `window`. Each restart is an `actor.restarted`
 //! timeline event.
 
+pub use crate::config::SupervisorConfig;
+pub use crate::directory::{ChildSpec, StartFuture};
+
+use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::domain::EventKind;
 use crate::ids::CorrelationId;
-use crate::store::Ledger;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
+use crate::ledger::Ledger;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
 use ractor_cluster::RactorMessage;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-pub type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> + Send>>;
-
-/// How to (re)start one child, linked to the supervisor's cell.
-#[derive(Clone)]
-pub struct ChildSpec {
-    pub name: &'static str,
-    pub start: Arc<dyn Fn(ActorCell) -> StartFuture + Send + Sync>,
-}
-
-/// Restart intensity and backoff.
-#[derive(Clone, Debug)]
-pub struct SupervisorConfig {
-    /// Restarts of one child tolerated within `window`; one more escalates.
-    pub max_restarts: usize,
-    pub window: Duration,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-}
-
-impl Default for SupervisorConfig {
-    fn default() -> Self {
-        Self {
-            max_restarts: 5,
-            window: Duration::from_secs(30),
-            backoff_base: Duration::from_millis(20),
-            backoff_max: Duration::from_secs(2),
-        }
-    }
-}
+use std::time::Duration;
 
 impl SupervisorConfig {
-    /// Exponential backoff for the `n`-th recent restart (n >= 1).
+    /// Backoff before the `n`-th recent restart of a child (n >= 1).
     pub fn backoff(&self, n: usize) -> Duration {
-        let factor = 1u32 << (n.saturating_sub(1)).min(16);
-        self.backoff_base.saturating_mul(factor).min(self.backoff_max)
+        crate::backoff::nth(self.backoff_base, self.backoff_max, n)
     }
 }
 
@@ -70,12 +41,14 @@ pub struct SupervisorArgs {
     pub config: SupervisorConfig,
     pub directory: Arc<Directory>,
     pub ledger: Arc<Ledger>,
+    pub clock: Clock,
 }
 
 pub struct SupervisorState {
     args: SupervisorArgs,
     running: HashMap<ractor::ActorId, &'static str>,
-    recent: HashMap<&'static str, VecDeque<Instant>>,
+    /// When each child last restarted (ms, on the node's clock), within the window.
+    recent: HashMap<&'static str, VecDeque<u64>>,
     shutting_down: bool,
 }
 
@@ -93,10 +66,10 @@ impl SupervisorState {
 
     /// Schedules a restart of `name`, or escalates when it fails too often.
     fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, name: &'static str, error: String) {
-        let now = Instant::now();
-        let window = self.args.config.window;
+        let now = self.args.clock.now_ms();
+        let window = self.args.config.window.as_millis() as u64;
         let recent = self.recent.entry(name).or_default();
-        while recent.front().is_some_and(|t| now.duration_since(*t) > window) {
+        while recent.front().is_some_and(|t| now.saturating_sub(*t) > window) {
             recent.pop_front();
         }
         if recent.len() >= self.args.config.max_restarts {

@@ -2,14 +2,17 @@
 //! one correlation id's causal graph, and a DLQ entry's provenance back to the
 //! turn that caused it.
 
+use crate::directory::{ActorName, ChildSpec};
 use crate::domain::Event;
 use crate::error::{Result, WardenError};
 use crate::ids::{CorrelationId, DlqId};
 use crate::limits::MAX_QUERY_LIMIT;
+use crate::runtime::Runtime;
 use crate::store::{Store, TimelineQuery};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Edge {
@@ -57,6 +60,14 @@ pub fn provenance(store: &Store, id: &DlqId) -> Result<Vec<Event>> {
     }
     chain.reverse();
     Ok(chain)
+}
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<TimelineMsg> = ActorName::new("timeline");
+
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let store = rt.store.clone();
+    ChildSpec::new(NAME, move || (Timeline, store.clone()))
 }
 
 impl Actor for Timeline {

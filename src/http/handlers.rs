@@ -8,12 +8,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_stream::wrappers::BroadcastStream;
-use warden_actors::domain::{ActiveAction, Trust};
+use warden_actors::domain::Trust;
 use warden_actors::ids::*;
 use warden_actors::memory::PutRequest;
 use warden_actors::pipeline::SubmitRequest;
 use warden_actors::sessions::{ModelCallRequest, OpenTurnRequest};
-use warden_actors::store::{now_ms, RecallQuery, TimelineQuery};
+use warden_actors::store::{RecallQuery, TimelineQuery};
 use warp::http::StatusCode;
 use warp::Reply as _;
 
@@ -25,28 +25,6 @@ pub const ACTIVE_SESSION_WINDOW_MS: u64 = 15 * 60 * 1000;
 const DASHBOARD: &str = include_str!("../../static/index.html");
 
 /// Paths that exist for some method (for 405 rather than 404).
-pub fn is_known_path(seg: &[&str]) -> bool {
-    matches!(
-        seg,
-        [] | ["metrics"]
-            | ["v1", "health" | "cluster" | "capabilities" | "sessions" | "actions" | "dlq" | "breakers" | "timeline"]
-            | ["v1", "sessions", _, "turns"]
-            | ["v1", "turns", _, "model-calls"]
-            | ["v1", "memory", _]
-            | ["v1", "memory", _, _]
-            | ["v1", "actions", _]
-            | ["v1", "actions", _, "confirmation"]
-            | ["v1", "dlq", _, "replay" | "provenance"]
-            | ["v1", "correlations", _, "graph"]
-            | ["v1", "events", "stream"]
-            | ["v1", "cluster", "digest"]
-            | ["v1", "cluster", "members"]
-            | ["v1", "cluster", "members", _]
-            | ["v1", "cluster", "nodes", _, "drain"]
-            | ["v1", "cluster", "leader"]
-    )
-}
-
 pub struct Handlers<'a> {
     pub api: &'a Api,
     pub cid: &'a CorrelationId,
@@ -146,14 +124,15 @@ impl Handlers<'_> {
             Some(m) => json!({"role": if m.voter { "voter" } else { "learner" }, "matched": m.matched, "lag": m.lag}),
             None => json!({"role": "none"}),
         };
-        let draining = node.store().draining()?;
-        let running = ActiveAction::running_per_node(&node.store().active_summaries()?);
+        let draining = node.draining_nodes()?;
+        let running = node.running_per_node()?;
         let table = node.peers().await?;
         let hosted = |name: &str| -> Vec<&str> {
             let hosts = table.services.iter().filter(|p| p.hosts.iter().any(|h| h == name));
             hosts.map(|p| p.service.as_str()).collect()
         };
-        let mut nodes = vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": now_ms(),
+        let mut nodes =
+            vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": node.clock().now_ms(),
             "raft": raft_fields(node.name()), "draining": draining.contains(node.name()),
             "running": running.get(node.name()).copied().unwrap_or(0), "services": hosted(node.name())})];
         for p in &table.peers {
@@ -197,10 +176,7 @@ impl Handlers<'_> {
     /// The applied log index and a digest of the whole replicated state:
     /// replicas at the same index must show the same digest.
     pub async fn digest(&self) -> ApiResult {
-        let store = self.api.node.store().clone();
-        let (index, digest) = tokio::task::spawn_blocking(move || store.digest_at()).await.map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("digest failed: {e}"))
-        })??;
+        let (index, digest) = self.api.node.state_digest().await?;
         json_reply(StatusCode::OK, &json!({"node": self.api.node.name(), "applied_index": index, "digest": digest}))
     }
 
@@ -227,8 +203,11 @@ impl Handlers<'_> {
     }
 
     pub async fn sessions(&self, q: &Query) -> ApiResult {
-        let since =
-            if q.bool("active")?.unwrap_or(false) { now_ms().saturating_sub(ACTIVE_SESSION_WINDOW_MS) } else { 0 };
+        let since = if q.bool("active")?.unwrap_or(false) {
+            self.api.node.clock().now_ms().saturating_sub(ACTIVE_SESSION_WINDOW_MS)
+        } else {
+            0
+        };
         let sessions = self.api.node.active_sessions(since).await?;
         json_reply(StatusCode::OK, &json!({ "sessions": sessions }))
     }

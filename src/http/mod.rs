@@ -1,10 +1,13 @@
 //! The HTTP API v1 (contract.md) on warp. One filter takes every request to
-//! `Api::route`, a plain `match` on method and path, so every response —
-//! errors included — comes from one place and echoes the correlation id.
+//! `Api::route`, which resolves it against the route table (`routes.rs`,
+//! every endpoint written once, 404/405 derived from it) and calls its
+//! handler, so every response — errors included — comes from one place and
+//! echoes the correlation id.
 //! Handlers only send messages to the node's actors.
 
 mod handlers;
 mod reply;
+mod routes;
 
 pub use reply::{ApiError, MAX_BODY_BYTES};
 
@@ -12,6 +15,7 @@ use crate::metrics::Metrics;
 use bytes::Buf;
 use futures_util::Stream;
 use reply::*;
+use routes::{Endpoint, Unrouted};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -104,40 +108,42 @@ impl Api {
         if *method == Method::GET && q.bool("fresh")? == Some(true) {
             self.node.read_barrier().await?;
         }
-        match (method.clone(), seg.as_slice()) {
-            (Method::GET, []) => h.dashboard(),
-            (Method::GET, ["metrics"]) => h.metrics().await,
-            (Method::GET, ["v1", "health"]) => h.health(q).await,
-            (Method::GET, ["v1", "cluster"]) => h.cluster().await,
-            (Method::GET, ["v1", "cluster", "digest"]) => h.digest().await,
-            (Method::DELETE, ["v1", "cluster", "members", name]) => h.remove_member(name).await,
-            (Method::POST, ["v1", "cluster", "members"]) => h.add_member(&body().await?).await,
-            (Method::POST, ["v1", "cluster", "nodes", name, "drain"]) => h.drain(name, true).await,
-            (Method::DELETE, ["v1", "cluster", "nodes", name, "drain"]) => h.drain(name, false).await,
-            (Method::POST, ["v1", "cluster", "leader"]) => h.transfer_leader(&body().await?).await,
-            (Method::GET, ["v1", "capabilities"]) => h.capabilities(),
-            (Method::POST, ["v1", "sessions", sid, "turns"]) => h.open_turn(sid, &body().await?).await,
-            (Method::GET, ["v1", "sessions"]) => h.sessions(q).await,
-            (Method::POST, ["v1", "turns", tid, "model-calls"]) => h.model_call(tid, &body().await?).await,
-            (Method::PUT, ["v1", "memory", ns, key]) => h.put_memory(ns, key, &body().await?).await,
-            (Method::GET, ["v1", "memory", ns, key]) => h.get_memory(ns, key).await,
-            (Method::GET, ["v1", "memory", ns]) => h.recall(ns, q).await,
-            (Method::POST, ["v1", "actions"]) => h.submit(&body().await?).await,
-            (Method::GET, ["v1", "actions", id]) => h.get_action(id, q).await,
-            (Method::POST, ["v1", "actions", id, "confirmation"]) => h.confirm(id, &body().await?).await,
-            (Method::GET, ["v1", "dlq"]) => h.dlq(q),
-            (Method::POST, ["v1", "dlq", id, "replay"]) => h.replay(id).await,
-            (Method::GET, ["v1", "dlq", id, "provenance"]) => h.provenance(id).await,
-            (Method::GET, ["v1", "breakers"]) => h.breakers().await,
-            (Method::GET, ["v1", "timeline"]) => h.timeline(q).await,
-            (Method::GET, ["v1", "correlations", id, "graph"]) => h.graph(id).await,
-            (Method::GET, ["v1", "events", "stream"]) => h.event_stream(),
-            (_, path) if handlers::is_known_path(path) => Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not allowed here"),
-            )),
-            _ => Err(ApiError::not_found(format!("no endpoint at {path}"))),
+        let (endpoint, p) = match routes::resolve(method, &seg) {
+            Ok(resolved) => resolved,
+            Err(Unrouted::MethodNotAllowed) => {
+                let message = format!("{method} is not allowed here");
+                return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message));
+            }
+            Err(Unrouted::NotFound) => return Err(ApiError::not_found(format!("no endpoint at {path}"))),
+        };
+        match endpoint {
+            Endpoint::Dashboard => h.dashboard(),
+            Endpoint::Metrics => h.metrics().await,
+            Endpoint::Health => h.health(q).await,
+            Endpoint::Cluster => h.cluster().await,
+            Endpoint::Digest => h.digest().await,
+            Endpoint::RemoveMember => h.remove_member(p[0]).await,
+            Endpoint::AddMember => h.add_member(&body().await?).await,
+            Endpoint::Drain => h.drain(p[0], true).await,
+            Endpoint::Undrain => h.drain(p[0], false).await,
+            Endpoint::TransferLeader => h.transfer_leader(&body().await?).await,
+            Endpoint::Capabilities => h.capabilities(),
+            Endpoint::OpenTurn => h.open_turn(p[0], &body().await?).await,
+            Endpoint::Sessions => h.sessions(q).await,
+            Endpoint::ModelCall => h.model_call(p[0], &body().await?).await,
+            Endpoint::PutMemory => h.put_memory(p[0], p[1], &body().await?).await,
+            Endpoint::GetMemory => h.get_memory(p[0], p[1]).await,
+            Endpoint::Recall => h.recall(p[0], q).await,
+            Endpoint::Submit => h.submit(&body().await?).await,
+            Endpoint::GetAction => h.get_action(p[0], q).await,
+            Endpoint::Confirm => h.confirm(p[0], &body().await?).await,
+            Endpoint::Dlq => h.dlq(q),
+            Endpoint::Replay => h.replay(p[0]).await,
+            Endpoint::Provenance => h.provenance(p[0]).await,
+            Endpoint::Breakers => h.breakers().await,
+            Endpoint::Timeline => h.timeline(q).await,
+            Endpoint::Graph => h.graph(p[0]).await,
+            Endpoint::EventStream => h.event_stream(),
         }
     }
 }

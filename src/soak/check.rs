@@ -217,6 +217,17 @@ pub fn check(e: &Evidence<'_>) -> Report {
         }
         report.deduplicated_requests += u64::from(record.deduplicated);
     }
+    judge_slos(&mut report, capabilities, &latencies);
+    count_takeovers(&mut report, e.takeovers, kills);
+    report
+}
+
+/// Per capability: p95 of successful attempts and the failed share, against its SLO.
+fn judge_slos(
+    report: &mut Report,
+    capabilities: &[Capability],
+    latencies: &BTreeMap<String, (Histogram<u64>, u64, u64)>,
+) {
     for cap in capabilities {
         let Some((hist, attempts, failed)) = latencies.get(&cap.name) else { continue };
         let p95 = (!hist.is_empty()).then(|| hist.value_at_quantile(0.95));
@@ -232,7 +243,11 @@ pub fn check(e: &Evidence<'_>) -> Report {
             met: p95.is_none_or(|p| p <= cap.slo.p95_ms) && error_ratio <= cap.slo.error_budget,
         });
     }
-    for t in e.takeovers {
+}
+
+/// Takeovers by reason, and how long after the kill of its node each came.
+fn count_takeovers(report: &mut Report, takeovers: &[Value], kills: &[Kill]) {
+    for t in takeovers {
         report.takeovers += 1;
         let reason = t["data"]["reason"].as_str().unwrap_or("unknown").to_owned();
         *report.takeovers_by_reason.entry(reason).or_default() += 1;
@@ -242,5 +257,4 @@ pub fn check(e: &Evidence<'_>) -> Report {
             report.takeover_ms.push(ts - at);
         }
     }
-    report
 }

@@ -13,12 +13,12 @@ use crate::local::{free_ports, LocalCluster, LocalSpec};
 use anyhow::Context;
 use check::{check, Evidence, Kill, Report};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tool::ToolServer;
+use warden_actors::clock::wall_ms as now_ms;
 use warden_actors::domain::{Capability, ExecutorSpec, SloSpec, Tier};
-use warden_actors::store::now_ms;
 use workload::{events_of_kind, settle, submit_all, Targets, WorkloadSpec};
 
 /// How long the tool holds each request: a slow tool, so that every node has
@@ -60,31 +60,38 @@ pub fn catalog_toml(caps: &[Capability]) -> anyhow::Result<String> {
     toml::to_string(&File { capability: caps }).context("cannot write the soak catalog")
 }
 
+/// What the soak's local cluster runs: its catalog (with the tool) written
+/// as a config file beside the nodes' data, ports picked free.
+fn cluster_spec(args: &SoakArgs, caps: &[Capability], dir: &Path) -> anyhow::Result<LocalSpec> {
+    let config = dir.join("soak.toml");
+    std::fs::write(&config, catalog_toml(caps)?)?;
+    let (http_port, cluster_port) = (free_ports(args.nodes)?, free_ports(args.nodes)?);
+    let spec = LocalSpec {
+        nodes: args.nodes,
+        http_port,
+        cluster_port,
+        data_dir: dir.to_owned(),
+        config: Some(config),
+        log: "warn,ractor=error,ractor_cluster=error",
+        log_to_files: true,
+    };
+    Ok(spec)
+}
+
 pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
     let tool = ToolServer::start(TOOL_HOLD).await?;
     let caps = soak_catalog(&tool.url);
     let run_id = format!("soak{}", now_ms());
     let dir = args.data_dir.join(&run_id);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let config = dir.join("soak.toml");
-    std::fs::write(&config, catalog_toml(&caps)?)?;
-    let (http_port, cluster_port) = (free_ports(args.nodes)?, free_ports(args.nodes)?);
-    let spec = LocalSpec {
-        nodes: args.nodes,
-        http_port,
-        cluster_port,
-        data_dir: dir.clone(),
-        config: Some(config),
-        log: "warn,ractor=error,ractor_cluster=error",
-        log_to_files: true,
-    };
+    let cluster = cluster_spec(&args, &caps, &dir)?;
     let say = |line: String| {
         if !args.quiet {
             println!("{line}");
         }
     };
     say(format!("starting {} nodes under {} (logs there; tool at {})", args.nodes, dir.display(), tool.url));
-    let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(&spec)).await??;
+    let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(&cluster)).await??;
     let targets = Targets::new(cluster.urls());
     let cluster = Arc::new(parking_lot::Mutex::new(cluster));
     wait_for_leader(&targets).await?;

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+use warden_actors::backoff;
 
 /// Submissions under way at once.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -131,7 +132,7 @@ async fn try_once(
 async fn submit_one(http: &reqwest::Client, targets: &Targets, spec: &WorkloadSpec, i: usize) -> Result<Ack, String> {
     let key = format!("{}-{i}", spec.run_id);
     let deadline = Instant::now() + SUBMIT_DEADLINE;
-    let mut pause = Duration::from_millis(50);
+    let mut pauses = backoff::exponential(Duration::from_millis(50), Duration::from_secs(1));
     let mut turn = None;
     let mut last_error = String::new();
     for tries in 1.. {
@@ -144,11 +145,11 @@ async fn submit_one(http: &reqwest::Client, targets: &Targets, spec: &WorkloadSp
             Err(TryError::Refused(e)) => return Err(e),
             Err(TryError::Transient(e)) => last_error = e,
         }
+        let pause = pauses.next().unwrap_or(Duration::from_secs(1));
         if Instant::now() + pause > deadline {
             break;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
     }
     Err(format!("{key}: not acknowledged within {SUBMIT_DEADLINE:?}: {last_error}"))
 }

@@ -9,8 +9,8 @@ use warden::soak::check::{check, Evidence, Kill, Report};
 use warden::soak::tool::ToolServer;
 use warden::soak::workload::{events_of_kind, settle, submit_all, Submitted, Targets, WorkloadSpec};
 use warden::soak::{catalog_toml, soak_catalog};
+use warden_actors::clock::wall_ms as now_ms;
 use warden_actors::domain::Capability;
-use warden_actors::store::now_ms;
 
 /// How long the tool holds each request in the load scenarios: long enough
 /// that every node has attempts in flight when a fault lands (about 7 each

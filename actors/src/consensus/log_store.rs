@@ -7,9 +7,10 @@
 // openraft's trait methods return its StorageError (over 200 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
 
+use super::Durability;
 use super::{io_error, read_error, write_error, RaftEntry, TypeConfig};
 use crate::limits::MAX_COMMIT_BATCH;
-use crate::store::{decode, encode, Durability, LOG, RAFT_META};
+use crate::store::{decode, encode, LOG, RAFT_META};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{LogId, StorageError, Vote};
 use parking_lot::RwLock;

@@ -5,21 +5,20 @@
 //! that times out or finds no peer is reported to openraft as such, and it
 //! backs off and retries.
 
-use super::{Member, Outcome, Proposer, Refused, TypeConfig};
+use super::{Member, Outcome, TypeConfig};
 use crate::command::Entry;
 use crate::limits::MAX_RPC_PAYLOAD_BYTES;
+use crate::version::WIRE_SCHEMA;
 use openraft::error::{
-    CheckIsLeaderError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
-    Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::Raft;
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -85,76 +84,6 @@ pub enum RaftRpcMsg {
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
-/// Serves Raft RPCs and forwarded writes for this node's Raft.
-pub struct RaftRpc;
-
-/// What `RaftRpc` serves with: the Raft, and the proposal queue for forwarded writes.
-#[derive(Clone)]
-pub struct RaftRpcArgs {
-    pub raft: Raft<TypeConfig>,
-    pub proposer: Proposer,
-}
-
-impl Actor for RaftRpc {
-    type Msg = RaftRpcMsg;
-    type State = RaftRpcArgs;
-    type Arguments = RaftRpcArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        ractor::pg::join(RAFT_GROUP.to_owned(), vec![myself.get_cell()]);
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        args: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let RaftRpcMsg::Call(bytes, reply) = msg;
-        let request: Request = rmp_serde::from_slice(&bytes)?;
-        let args = args.clone();
-        // Each call runs on its own task: a slow append never delays a vote.
-        tokio::spawn(async move {
-            let answer = serve(&args, request).await;
-            match rmp_serde::to_vec_named(&answer) {
-                Ok(bytes) => {
-                    let _ = reply.send(bytes);
-                }
-                Err(e) => tracing::error!(error = %e, "cannot encode a raft reply"),
-            }
-        });
-        Ok(())
-    }
-}
-
-async fn serve(args: &RaftRpcArgs, request: Request) -> Reply {
-    let raft = &args.raft;
-    match request {
-        Request::Append(r) => Reply::Append(raft.append_entries(r).await),
-        Request::Vote(r) => Reply::Vote(raft.vote(r).await),
-        Request::Snapshot(r) => Reply::Snapshot(raft.install_snapshot(r).await),
-        Request::Forward(entry) => Reply::Forward(match args.proposer.write(entry).await {
-            Ok((outcome, index)) => Forwarded::Committed { outcome, index },
-            Err(Refused::NotLeader) => Forwarded::NotLeader,
-            Err(Refused::Failed(e)) => Forwarded::Failed(e),
-        }),
-        Request::Remove(name) => Reply::Remove(super::remove_from(raft, &name).await),
-        Request::Add(name) => Reply::Add(super::topology::add_from(raft, &name).await),
-        Request::Transfer(name) => Reply::Transfer(super::topology::transfer_from(raft, &args.proposer, &name).await),
-        Request::Elect => Reply::Elect(raft.trigger().elect().await.map_err(|e| e.to_string())),
-        Request::ReadIndex => Reply::ReadIndex(match raft.ensure_linearizable().await {
-            Ok(read) => Ok(read.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err("not the leader".into()),
-            Err(e) => Err(e.to_string()),
-        }),
-    }
-}
-
 /// Why a call to a peer's `RaftRpc` did not produce a reply.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -168,6 +97,9 @@ pub enum CallError {
     Timeout(String, Duration),
     #[error("call to node {0} failed: {1}")]
     Failed(String, String),
+    /// The peer speaks another cluster wire schema and refused the call unread.
+    #[error("node {0} speaks cluster wire schema {1}, not this node's; run one warden version per cluster")]
+    Incompatible(String, u32),
 }
 
 /// The `RaftRpc` actor of `node`, if the transport knows it.
@@ -185,14 +117,37 @@ pub async fn call(node: &str, request: &Request, ttl: Duration) -> Result<Reply,
 }
 
 fn encode(node: &str, request: &Request) -> Result<Vec<u8>, CallError> {
-    rmp_serde::to_vec_named(request).map_err(|e| CallError::Failed(node.into(), e.to_string()))
+    frame(request).map_err(|e| CallError::Failed(node.into(), e.to_string()))
+}
+
+/// Every frame, request or reply, starts with its sender's wire schema
+/// (4 bytes, big-endian); MessagePack follows.
+pub(super) fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    let mut bytes = WIRE_SCHEMA.to_be_bytes().to_vec();
+    rmp_serde::encode::write_named(&mut bytes, value)?;
+    Ok(bytes)
+}
+
+/// A reply that says only which schema the receiver speaks: what a refused call gets.
+pub(super) fn frame_schema_only() -> Vec<u8> {
+    WIRE_SCHEMA.to_be_bytes().to_vec()
+}
+
+/// The MessagePack body of a frame of this build's schema, or the schema it was sent in.
+pub(super) fn unframe(bytes: &[u8]) -> Result<&[u8], u32> {
+    let Some((schema, body)) = bytes.split_first_chunk::<4>() else { return Err(0) };
+    match u32::from_be_bytes(*schema) {
+        WIRE_SCHEMA => Ok(body),
+        theirs => Err(theirs),
+    }
 }
 
 async fn call_encoded(node: &str, bytes: Vec<u8>, ttl: Duration) -> Result<Reply, CallError> {
     let peer = find(node).ok_or_else(|| CallError::NoRoute(node.into()))?;
     match peer.call(|port| RaftRpcMsg::Call(bytes, port), Some(ttl)).await {
         Ok(CallResult::Success(reply)) => {
-            rmp_serde::from_slice(&reply).map_err(|e| CallError::Failed(node.into(), e.to_string()))
+            let body = unframe(&reply).map_err(|theirs| CallError::Incompatible(node.into(), theirs))?;
+            rmp_serde::from_slice(body).map_err(|e| CallError::Failed(node.into(), e.to_string()))
         }
         Ok(CallResult::Timeout) => Err(CallError::Timeout(node.into(), ttl)),
         Ok(CallResult::SenderError) => Err(CallError::Lost(node.into())),
@@ -239,7 +194,7 @@ impl PeerClient {
             CallError::Timeout(..) => {
                 RPCError::Timeout(Timeout { action: kind, id: 0, target: self.target, timeout: ttl })
             }
-            CallError::Failed(..) => RPCError::Network(NetworkError::new(&e)),
+            CallError::Failed(..) | CallError::Incompatible(..) => RPCError::Network(NetworkError::new(&e)),
         })
     }
 

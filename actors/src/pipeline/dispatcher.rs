@@ -13,20 +13,18 @@
 //! state: it needs no hand-over. On other nodes the actor idles.
 
 use crate::command::Command;
-use crate::directory::call;
+use crate::directory::{call, ActorName, ChildSpec};
 use crate::domain::{ActionState, ActiveAction, EventKind};
 use crate::ids::ActionId;
 use crate::limits::MAX_INFLIGHT_PER_EXECUTOR;
-use crate::node::REGISTRY;
-use crate::registry::{PeerState, PeerTable, RegistryMsg};
+use crate::registry::{self, PeerState, PeerTable, RegistryMsg};
 use crate::runtime::Runtime;
-use crate::store::now_ms;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 /// A scan also runs this often without events (a leader that just took over,
@@ -46,12 +44,20 @@ pub enum DispatcherMsg {
 
 pub struct Dispatcher;
 
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<DispatcherMsg> = ActorName::new("dispatcher");
+
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let rt = rt.clone();
+    ChildSpec::new(NAME, move || (Dispatcher, rt.clone()))
+}
+
 pub struct DispatcherState {
     rt: Arc<Runtime>,
     /// Actions with a proposal under way: not decided again until it settles.
     proposing: HashSet<ActionId>,
-    /// When this node last became leader (None while it is not).
-    leader_since: Option<Instant>,
+    /// When this node last became leader, on the node's clock (None while it is not).
+    leader_since_ms: Option<u64>,
     /// A Wake is queued: events arriving meanwhile need not queue another.
     queued: Arc<AtomicBool>,
     /// The earliest due time a timer is armed for.
@@ -117,15 +123,15 @@ impl DispatcherState {
             return;
         }
         self.timer_at = Some(due);
-        let me = myself.clone();
+        let (me, clock) = (myself.clone(), self.rt.clock.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(due.saturating_sub(now_ms()))).await;
+            clock.sleep_until(due).await;
             let _ = me.cast(DispatcherMsg::Wake);
         });
     }
 
-    async fn executors(&self, active: &[ActiveAction], since: Instant) -> Executors {
-        let table = match self.rt.directory.get::<RegistryMsg>(REGISTRY) {
+    async fn executors(&self, active: &[ActiveAction], leader_since_ms: u64) -> Executors {
+        let table = match self.rt.directory.get(registry::NAME) {
             Ok(registry) => call(&registry, RegistryMsg::Peers).await.unwrap_or_default(),
             Err(_) => PeerTable::default(),
         };
@@ -135,7 +141,7 @@ impl DispatcherState {
             hosts: table.services.into_iter().map(|p| (p.service, p.hosts)).collect(),
             load: ActiveAction::running_per_node(active),
             draining: self.rt.store.draining().unwrap_or_default(),
-            grace_over: since.elapsed() >= UNKNOWN_NODE_GRACE,
+            grace_over: self.rt.clock.now_ms().saturating_sub(leader_since_ms) >= UNKNOWN_NODE_GRACE.as_millis() as u64,
         }
     }
 
@@ -143,10 +149,11 @@ impl DispatcherState {
     async fn scan(&mut self, myself: &ActorRef<DispatcherMsg>) {
         let consensus = self.rt.ledger.consensus().clone();
         if !consensus.is_leader() {
-            self.leader_since = None;
+            self.leader_since_ms = None;
             return;
         }
-        let since = *self.leader_since.get_or_insert_with(Instant::now);
+        let now = self.rt.clock.now_ms();
+        let since = *self.leader_since_ms.get_or_insert(now);
         let active = match self.rt.store.active_summaries() {
             Ok(active) => active,
             Err(e) => {
@@ -155,7 +162,6 @@ impl DispatcherState {
             }
         };
         let mut executors = self.executors(&active, since).await;
-        let now = now_ms();
         let mut next_due: Option<u64> = None;
         for a in active {
             if self.proposing.contains(&a.id) {
@@ -234,7 +240,7 @@ impl Actor for Dispatcher {
         let queued = Arc::new(AtomicBool::new(false));
         forward_events(&rt, myself.clone(), queued.clone());
         myself.send_interval(RESCAN_EVERY, || DispatcherMsg::Wake);
-        Ok(DispatcherState { rt, proposing: HashSet::new(), leader_since: None, queued, timer_at: None })
+        Ok(DispatcherState { rt, proposing: HashSet::new(), leader_since_ms: None, queued, timer_at: None })
     }
 
     async fn handle(
@@ -251,7 +257,7 @@ impl Actor for Dispatcher {
                 return Ok(());
             }
         }
-        if state.timer_at.is_some_and(|t| t <= now_ms()) {
+        if state.timer_at.is_some_and(|t| t <= state.rt.clock.now_ms()) {
             state.timer_at = None;
         }
         state.queued.store(false, Ordering::Release);

@@ -6,16 +6,16 @@
 //! and the DLQ follow from those records. The actor never waits on the log
 //! itself, so submissions from many callers share commits.
 
-mod dispatcher;
-mod worker;
+pub mod dispatcher;
+pub mod worker;
 
 use crate::command::{Command, Response};
-use crate::directory::call;
+use crate::directory::{call, ActorName, ChildSpec};
 use crate::domain::{Action, Trust};
 use crate::error::{Result, WardenError};
 use crate::ids::*;
 use crate::limits::{MAX_ACTIVE_ACTIONS, MAX_ARGS_BYTES};
-use crate::policy::{PolicyInput, PolicyMsg};
+use crate::policy::{self, PolicyInput, PolicyMsg};
 use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
@@ -49,6 +49,14 @@ pub enum PipelineMsg {
 }
 
 pub struct Pipeline;
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<PipelineMsg> = ActorName::new("pipeline");
+
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let rt = rt.clone();
+    ChildSpec::new(NAME, move || (Pipeline, rt.clone()))
+}
 
 impl Actor for Pipeline {
     type Msg = PipelineMsg;
@@ -107,7 +115,7 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
         return Err(WardenError::Overloaded(format!("{MAX_ACTIVE_ACTIONS} actions are already active")));
     }
     let input = PolicyInput { capability: capability.clone(), args: args.clone(), trust };
-    let policy = rt.directory.get::<PolicyMsg>(crate::node::POLICY)?;
+    let policy = rt.directory.get(policy::NAME)?;
     let decision = call(&policy, |r| PolicyMsg::Decide(input, r)).await?;
     Ok(Command::SubmitAction {
         action_id: ActionId::generate(),
@@ -118,7 +126,7 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
         decision,
         max_attempts: capability.max_attempts,
         backoff_ms: capability.backoff_ms,
-        confirm_ttl_ms: rt.confirm_ttl_ms,
+        confirm_ttl_ms: rt.config.confirm_ttl_ms,
     })
 }
 
@@ -135,13 +143,13 @@ async fn admit_replay(rt: &Runtime, dlq_id: &DlqId) -> Result<Command> {
     let capability = rt.catalog.get(&original.capability)?;
     let trust = trust_of_turn(rt, &original.turn_id)?;
     let input = PolicyInput { capability, args: original.args.clone(), trust };
-    let policy = rt.directory.get::<PolicyMsg>(crate::node::POLICY)?;
+    let policy = rt.directory.get(policy::NAME)?;
     let decision = call(&policy, |r| PolicyMsg::Decide(input, r)).await?;
     Ok(Command::ReplayDlq {
         dlq_id: dlq_id.clone(),
         new_action_id: ActionId::generate(),
         decision,
-        confirm_ttl_ms: rt.confirm_ttl_ms,
+        confirm_ttl_ms: rt.config.confirm_ttl_ms,
     })
 }
 

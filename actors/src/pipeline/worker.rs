@@ -12,14 +12,14 @@
 //! previous process died with them): the worker takes each over itself, with
 //! the next attempt number and the same idempotency key.
 
-use crate::breaker::BreakerMsg;
+use crate::backoff;
+use crate::breaker::{self, BreakerMsg};
 use crate::command::Command;
-use crate::directory::{call, call_within};
+use crate::directory::{call, call_within, ActorName, ChildSpec};
 use crate::domain::{Action, ActionState, ActiveAction, AttemptOutcome, EventKind};
 use crate::error::WardenError;
-use crate::executor::{ExecRequest, ExecResult, ExecutorMsg};
+use crate::executor::{self, ExecRequest, ExecResult, ExecutorMsg};
 use crate::ids::ActionId;
-use crate::node::{BREAKERS, EXECUTORS};
 use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
@@ -30,9 +30,13 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// A backstop scan for assignments whose event this node missed.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
-/// First and longest pause before a result is proposed again.
+/// First and longest pause before a result or a restart takeover is proposed again.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Tries at taking over an attempt a previous process left (about a minute
+/// at `RETRY_MAX`). Past them, the reconcile scan runs the attempt as the
+/// log assigns it: same attempt number, same idempotency key.
+const ORPHAN_TAKEOVER_TRIES: usize = 32;
 
 #[derive(RactorMessage)]
 pub enum WorkerMsg {
@@ -49,6 +53,15 @@ pub struct WorkerArgs {
     pub rt: Arc<Runtime>,
     /// Set until the first start: attempts found then belong to a dead process.
     pub fresh_process: Arc<AtomicBool>,
+}
+
+/// The actor's name in the node's directory.
+pub const NAME: ActorName<WorkerMsg> = ActorName::new("worker");
+
+/// The Worker; its first start (not a restart) takes over what a previous process left.
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let args = WorkerArgs { rt: rt.clone(), fresh_process: Arc::new(AtomicBool::new(true)) };
+    ChildSpec::new(NAME, move || (Worker, args.clone()))
 }
 
 /// Every attempt task's key starts with this.
@@ -96,8 +109,7 @@ fn take_over_orphan(rt: &Arc<Runtime>, orphan: ActiveAction) {
             node: task_rt.node.clone(),
             reason: Some("node_restarted".into()),
         };
-        let mut pause = RETRY_MIN;
-        loop {
+        for pause in backoff::exponential(RETRY_MIN, RETRY_MAX).take(ORPHAN_TAKEOVER_TRIES) {
             match task_rt.ledger.propose(cmd.clone()).await {
                 // The dispatch event starts the attempt.
                 Ok(_) => return,
@@ -105,17 +117,17 @@ fn take_over_orphan(rt: &Arc<Runtime>, orphan: ActiveAction) {
                 Err(e) => {
                     tracing::debug!(action = %orphan.id, error = %e, "restart takeover not committed yet");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_MAX);
                 }
             }
         }
+        tracing::warn!(action = %orphan.id, tries = ORPHAN_TAKEOVER_TRIES, "restart takeover not committed; running the attempt as assigned");
     });
 }
 
 async fn execute_attempt(rt: &Arc<Runtime>, action: Action, attempt: u32) {
     let (outcome, latency_ms) = match rt.catalog.get(&action.capability) {
         Ok(capability) => {
-            let breakers = rt.directory.get::<BreakerMsg>(BREAKERS);
+            let breakers = rt.directory.get(breaker::NAME);
             let admitted = match &breakers {
                 Ok(b) => call(b, |r| BreakerMsg::Admit(capability.name.clone(), r)).await.unwrap_or(true),
                 Err(_) => true,
@@ -131,7 +143,7 @@ async fn execute_attempt(rt: &Arc<Runtime>, action: Action, attempt: u32) {
                 };
                 let result = execute(rt, req).await;
                 let breaker_ok = !matches!(result.outcome, AttemptOutcome::Retryable { .. });
-                if let Ok(b) = rt.directory.get::<BreakerMsg>(BREAKERS) {
+                if let Ok(b) = rt.directory.get(breaker::NAME) {
                     let _ = b.cast(BreakerMsg::Record(capability.name.clone(), breaker_ok));
                 }
                 (result.outcome, result.latency_ms)
@@ -143,7 +155,7 @@ async fn execute_attempt(rt: &Arc<Runtime>, action: Action, attempt: u32) {
         Err(e) => (AttemptOutcome::Permanent { error: e.to_string() }, 0),
     };
     let finish = Command::FinishAttempt { action_id: action.id.clone(), attempt, outcome, latency_ms };
-    let mut pause = RETRY_MIN;
+    let mut pauses = backoff::exponential(RETRY_MIN, RETRY_MAX);
     loop {
         match rt.ledger.propose(finish.clone()).await {
             Ok(_) => return,
@@ -155,9 +167,9 @@ async fn execute_attempt(rt: &Arc<Runtime>, action: Action, attempt: u32) {
                 if !still_current(rt, &action.id, attempt) {
                     return;
                 }
+                let pause = pauses.next().unwrap_or(RETRY_MAX);
                 tracing::warn!(action = %action.id, attempt, error = %e, ?pause, "result not committed; retrying");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(RETRY_MAX);
             }
             Err(e) => {
                 tracing::warn!(action = %action.id, attempt, error = %e, "result refused");
@@ -176,7 +188,7 @@ fn still_current(rt: &Runtime, id: &ActionId, attempt: u32) -> bool {
 /// Calls the Executors actor. If it is down (it crashed mid-call), the attempt
 /// is a retryable failure: the supervisor restarts it and the retry goes on.
 async fn execute(rt: &Runtime, req: ExecRequest) -> ExecResult {
-    let executors = match rt.directory.get::<ExecutorMsg>(EXECUTORS) {
+    let executors = match rt.directory.get(executor::NAME) {
         Ok(e) => e,
         Err(e) => return ExecResult { outcome: AttemptOutcome::Retryable { error: e.to_string() }, latency_ms: 0 },
     };

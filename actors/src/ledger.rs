@@ -4,41 +4,38 @@
 //! applied it. Events and terminal actions are announced on every node as it
 //! applies the log.
 
+use crate::clock::Clock;
 use crate::command::{Command, Entry, Response};
-use crate::consensus::{Consensus, RaftSettings};
+use crate::consensus::{Consensus, Durability, RaftSettings};
 use crate::domain::{Action, Event, EventKind};
 use crate::error::Result;
 use crate::ids::{ActionId, CorrelationId};
 use redb::Database;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, oneshot};
-
-/// Whether a commit waits for fsync.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// fsync before acknowledging (the default).
-    #[default]
-    Durable,
-    /// Acknowledge after the in-memory commit; for benchmarks of the fsync cost.
-    Volatile,
-}
 
 /// Handle to the replicated log; cheap to share behind an `Arc`.
 pub struct Ledger {
     node: String,
     consensus: Arc<Consensus>,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    clock: Clock,
 }
 
 impl Ledger {
     /// Starts this node's Raft over `db`, resuming from what it persisted.
-    pub async fn start(db: Arc<Database>, node: &str, durability: Durability, raft: RaftSettings) -> Result<Self> {
-        let consensus = Consensus::start(db, node, durability, raft).await?;
-        Ok(Self { node: node.to_owned(), consensus })
+    pub async fn start(
+        db: Arc<Database>,
+        node: &str,
+        durability: Durability,
+        raft: RaftSettings,
+        clock: Clock,
+    ) -> Result<Self> {
+        let consensus = Consensus::start(db, node, durability, raft, clock.clone()).await?;
+        Ok(Self { node: node.to_owned(), consensus, clock })
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn node(&self) -> &str {
@@ -52,7 +49,7 @@ impl Ledger {
     /// Proposes `cmd` (stamped with this node and the current time) and
     /// returns what applying it produced, once it is committed and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<Response> {
-        let entry = Entry { at_ms: now_ms(), node: self.node.clone(), cmd };
+        let entry = Entry { at_ms: self.clock.now_ms(), node: self.node.clone(), cmd };
         self.consensus.propose(entry).await
     }
 

@@ -1,5 +1,5 @@
 //! Topology changes the leader executes: adding a member, and handing
-//! leadership to a named voter. (Removal is `remove_from` in `mod.rs`.)
+//! leadership to a named voter, and removing a member.
 //!
 //! openraft 0.9 has no leadership-transfer call, and its followers refuse
 //! votes while the leader's lease (the longest election timeout) runs. So the
@@ -12,9 +12,10 @@
 
 use super::network::{self, Reply, Request};
 use super::proposer::Proposer;
-use super::{node_id, unavailable, Member, TypeConfig};
+use super::{node_id, unavailable, Consensus, Member, TypeConfig};
 use crate::error::WardenError;
 use openraft::{ChangeMembers, Raft};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// How long the target gets to catch up before a transfer gives up.
@@ -106,5 +107,73 @@ async fn ask_to_elect(target: &str) -> crate::Result<()> {
         Ok(Reply::Elect(Err(e))) => Err(unavailable(format!("{target} could not call an election: {e}"))),
         Ok(_) => Err(unavailable("unexpected reply to an election call")),
         Err(e) => Err(unavailable(format!("asking {target} to lead: {e}"))),
+    }
+}
+
+/// On the leader: removes `name` (voter or learner) from the group, refusing
+/// to remove the last voter. The removed node applies the new membership
+/// like any follower, and openraft lets only voters call elections.
+pub(crate) async fn remove_from(raft: &Raft<TypeConfig>, name: &str) -> crate::Result<()> {
+    let id = node_id(name);
+    let (known, voters) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        (membership.get_node(&id).is_some(), membership.voter_ids().collect::<BTreeSet<u64>>())
+    };
+    if !known {
+        return Err(WardenError::UnknownNode(name.to_owned()));
+    }
+    let change = if voters.contains(&id) {
+        if voters.len() == 1 {
+            return Err(WardenError::LastVoter(name.to_owned()));
+        }
+        ChangeMembers::RemoveVoters([id].into_iter().collect())
+    } else {
+        ChangeMembers::RemoveNodes([id].into_iter().collect())
+    };
+    raft.change_membership(change, false).await.map_err(|e| unavailable(format!("removing {name}: {e}")))?;
+    tracing::info!(member = name, "removed from the raft group");
+    Ok(())
+}
+
+impl Consensus {
+    /// Adds `name` as a learner, waits for it to catch up, then makes it a
+    /// voter. Only the leader can; others get `Unavailable`.
+    pub async fn add_voter(&self, name: &str) -> crate::Result<()> {
+        self::add_from(&self.raft, name).await
+    }
+
+    /// Adds `name` as a voter, through the leader.
+    pub async fn add_member(&self, name: &str) -> crate::Result<()> {
+        let request = Request::Add(name.to_owned());
+        let local = || self::add_from(&self.raft, name);
+        self.at_leader(request, "adding a member", local, |r| match r {
+            Reply::Add(done) => Some(done),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Removes `name` from the group (voter or learner), through the leader.
+    pub async fn remove_member(&self, name: &str) -> crate::Result<()> {
+        let request = Request::Remove(name.to_owned());
+        let local = || remove_from(&self.raft, name);
+        self.at_leader(request, "removing a member", local, |r| match r {
+            Reply::Remove(done) => Some(done),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Hands leadership to voter `name` (the leader does it); returns the new leader.
+    pub async fn transfer_leadership(&self, name: &str) -> crate::Result<String> {
+        let request = Request::Transfer(name.to_owned());
+        let local = || self::transfer_from(&self.raft, &self.proposer, name);
+        self.at_leader(request, "transferring leadership", local, |r| match r {
+            Reply::Transfer(done) => Some(done),
+            _ => None,
+        })
+        .await
     }
 }

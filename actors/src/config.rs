@@ -1,0 +1,115 @@
+//! How a node is configured: every knob an actor reads, with defaults that
+//! work. The `Runtime` carries the whole `NodeConfig`, so an actor takes what
+//! it needs from there and adding one needs no new plumbing.
+
+use crate::clock::Clock;
+use crate::consensus::{Durability, RaftSettings};
+use crate::domain::Capability;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default time a tier-2 action waits for its confirmation (contract.md).
+pub const DEFAULT_CONFIRM_TTL_MS: u64 = 300_000;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub capabilities: Vec<Capability>,
+    pub confirm_ttl_ms: u64,
+    /// Seed of the sim executors: the same seed replays the same outcomes.
+    pub sim_seed: u64,
+    pub supervisor: SupervisorConfig,
+    /// Lets `_sim.panic_attempts` crash the Executors actor (supervision tests).
+    pub fault_injection: bool,
+    pub registry: RegistryConfig,
+    pub raft: RaftSettings,
+    pub health: HealthConfig,
+    /// Where every time-based decision reads the time (a manual clock in tests).
+    pub clock: Clock,
+}
+
+impl NodeConfig {
+    pub fn new(name: &str, data_dir: impl Into<PathBuf>, capabilities: Vec<Capability>) -> Self {
+        Self {
+            name: name.to_owned(),
+            data_dir: data_dir.into(),
+            durability: Durability::Durable,
+            capabilities,
+            confirm_ttl_ms: DEFAULT_CONFIRM_TTL_MS,
+            sim_seed: 0,
+            supervisor: SupervisorConfig::default(),
+            fault_injection: false,
+            registry: RegistryConfig::default(),
+            raft: RaftSettings::default(),
+            health: HealthConfig::default(),
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Restart intensity and backoff of the node's supervisor.
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    /// Restarts of one child tolerated within `window`; one more escalates.
+    pub max_restarts: usize,
+    pub window: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            window: Duration::from_secs(30),
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Heartbeat timing of the Registry. The defaults declare a silent node down after 1 s.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    pub heartbeat: Duration,
+    pub suspect_after: Duration,
+    pub down_after: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(100),
+            suspect_after: Duration::from_millis(500),
+            down_after: Duration::from_millis(1_000),
+        }
+    }
+}
+
+/// What counts as unhealthy.
+#[derive(Clone, Debug)]
+pub struct HealthConfig {
+    /// Restarts are counted over this window…
+    pub restart_window: Duration,
+    /// …and this many in it make a restart loop.
+    pub restart_loop: u32,
+    /// A node this many entries behind the most advanced one is lagging.
+    pub lag_entries: u64,
+    /// The DLQ is growing when it is deeper than this long ago.
+    pub dlq_window: Duration,
+    pub report_every: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            restart_window: Duration::from_secs(60),
+            restart_loop: 3,
+            lag_entries: 1_000,
+            dlq_window: Duration::from_secs(60),
+            report_every: Duration::from_millis(500),
+        }
+    }
+}

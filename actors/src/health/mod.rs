@@ -1,0 +1,20 @@
+//! Health supervision. Every node keeps a `NodeReport` of itself — its
+//! supervision tree (each actor's state, restarts, last error), breakers not
+//! closed, background tasks, Raft role and applied index, disk use of its
+//! data dir, the DLQ's depth and growth — refreshed every `report_every` and
+//! sent with each Registry heartbeat. Any node can therefore judge the whole
+//! cluster from its own Registry table (`verdict`), with no fan-out: ok,
+//! degraded or critical, with a reason per finding.
+//!
+//! - `report`: `NodeReport`, what a node says of itself (plain data, carried by heartbeats).
+//! - `reporter`: the task that refreshes this node's report.
+//! - `verdict`: the pure judgement of the cluster from one node's view.
+
+pub mod report;
+mod reporter;
+mod verdict;
+
+pub use crate::config::HealthConfig;
+pub use report::{ActorReport, BreakerReport, NodeReport, ReportSlot};
+pub use reporter::{spawn_reporter, DlqTrend};
+pub use verdict::{verdict, ClusterHealth, NodeView, Reason, Severity, Verdict};

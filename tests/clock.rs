@@ -1,0 +1,125 @@
+//! Time-based behaviour driven by the node's clock: each test starts a node
+//! on a manual clock and moves time by advancing it, so windows of minutes
+//! pass at once and nothing here sleeps for them.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+use tempfile::TempDir;
+use warden_actors::breaker::BreakerState;
+use warden_actors::clock::{wall_ms, Clock};
+use warden_actors::domain::*;
+use warden_actors::{Node, NodeConfig};
+
+/// A node on a manual clock that stands at the current wall time.
+async fn start_on_manual_clock(dir: &TempDir, tune: impl FnOnce(&mut NodeConfig)) -> (Node, Clock) {
+    let clock = Clock::manual(wall_ms());
+    let mut config = config(dir);
+    config.clock = clock.clone();
+    tune(&mut config);
+    (Node::start(config).await.expect("node starts"), clock)
+}
+
+/// Polls `probe` until it yields, failing the test after `WAIT`.
+async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn failing() -> serde_json::Value {
+    json!({"_sim": {"fail": true}})
+}
+
+#[tokio::test]
+async fn a_confirmation_expires_when_the_clock_passes_its_deadline_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default TTL: five minutes, which this test never waits for.
+    let (node, clock) = start_on_manual_clock(&dir, |_| {}).await;
+    let ttl = Duration::from_millis(warden_actors::config::DEFAULT_CONFIRM_TTL_MS);
+    let t = turn(&node, Trust::Normal).await;
+    let early = submit(&node, &t, "email.send", json!({"to": "a@example.com"})).await;
+    clock.advance(ttl / 2);
+    let late = submit(&node, &t, "email.send", json!({"to": "b@example.com"})).await;
+    assert_eq!(late.confirm_deadline_ms, Some(clock.now_ms() + ttl.as_millis() as u64));
+
+    // Past the first deadline, not the second.
+    clock.advance(ttl / 2 + Duration::from_millis(1));
+    let expired = terminal(&node, &early.id).await;
+    assert_eq!(expired.state, ActionState::Expired);
+    assert!(expired.attempts.is_empty());
+    let confirmed = node.confirm(&late.id, true, "alice").await.expect("still awaiting its confirmation");
+    assert_eq!(confirmed.state, ActionState::Pending);
+    assert_eq!(terminal(&node, &late.id).await.state, ActionState::Succeeded);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_open_breaker_half_opens_only_once_its_window_has_passed_on_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let open_for = Duration::from_secs(60);
+    let (node, clock) = start_on_manual_clock(&dir, |c| {
+        let mut fragile = Capability::new("fragile.api", Tier::Observe);
+        fragile.max_attempts = 1;
+        fragile.breaker = BreakerSpec { failure_threshold: 2, open_ms: open_for.as_millis() as u64 };
+        c.capabilities = vec![fragile];
+    })
+    .await;
+    let t = turn(&node, Trust::Normal).await;
+    for _ in 0..2 {
+        let a = submit(&node, &t, "fragile.api", failing()).await;
+        assert_eq!(terminal(&node, &a.id).await.state, ActionState::DeadLettered);
+    }
+    let state = |views: Vec<warden_actors::breaker::BreakerView>| views[0].state;
+    assert_eq!(state(node.breakers().await.unwrap()), BreakerState::Open);
+
+    // Inside the window the breaker fails the call fast: the tool is not called.
+    clock.advance(open_for - Duration::from_millis(1));
+    let fast = submit(&node, &t, "fragile.api", ok_args()).await;
+    let fast = terminal(&node, &fast.id).await;
+    assert_eq!(fast.attempts[0].outcome, Some(AttemptOutcome::BreakerOpen));
+
+    // At the end of the window one probe goes through, and its success closes the breaker.
+    clock.advance(Duration::from_millis(1));
+    let probe = submit(&node, &t, "fragile.api", ok_args()).await;
+    assert_eq!(terminal(&node, &probe.id).await.state, ActionState::Succeeded);
+    assert_eq!(state(node.breakers().await.unwrap()), BreakerState::Closed);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dlq_growth_counts_only_entries_within_the_health_window_on_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::from_secs(600);
+    let (node, clock) = start_on_manual_clock(&dir, |c| {
+        c.health.dlq_window = window;
+        c.health.report_every = Duration::from_millis(10);
+    })
+    .await;
+    let t = turn(&node, Trust::Normal).await;
+    let a = submit(&node, &t, "fragile.api", failing()).await;
+    assert_eq!(terminal(&node, &a.id).await.state, ActionState::DeadLettered);
+    let report = until("a report showing the new DLQ entry", || {
+        let r = node.report();
+        (r.dlq_depth == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(report.dlq_growth, 1);
+
+    // Ten minutes later the entry is still there, but no longer growth.
+    clock.advance(window + Duration::from_secs(1));
+    let later = until("a report after the window", || {
+        let r = node.report();
+        (r.at_ms >= clock.now_ms()).then_some(r)
+    })
+    .await;
+    assert_eq!((later.dlq_depth, later.dlq_growth), (1, 0));
+    node.shutdown().await.unwrap();
+}
