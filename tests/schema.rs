@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use redb::ReadableTable;
 use warden_actors::store::META;
 use warden_actors::version::{META_STORAGE_SCHEMA, STORAGE_SCHEMA};
 use warden_actors::Node;
