@@ -7,8 +7,9 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::sync::Arc;
+use warden_actors::consensus::replay_log;
 use warden_actors::domain::*;
-use warden_actors::store::{open_database, replay_log, Store};
+use warden_actors::store::{open_database, Store};
 
 #[tokio::test]
 async fn replaying_the_log_rebuilds_identical_state() {

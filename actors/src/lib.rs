@@ -21,6 +21,7 @@ pub mod orchestrator;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
+pub mod report;
 pub mod runtime;
 pub mod sessions;
 pub mod store;

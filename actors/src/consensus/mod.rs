@@ -10,6 +10,7 @@
 //! - `membership`: add, remove, leadership transfer (executed by the leader).
 //! - `leadership`: `leader.changed` events, elections on the leader's loss.
 //! - `status`: this node's view of the group.
+//! - `replay`: rebuilding state from the log (what the determinism test does).
 //! - `network`: the client side of Raft RPCs over the cluster transport;
 //!   `rpc`: the `RaftRpc` actor that serves them.
 //!
@@ -24,6 +25,7 @@ mod log_store;
 mod membership;
 mod network;
 mod proposer;
+mod replay;
 mod routing;
 mod rpc;
 mod settings;
@@ -36,6 +38,7 @@ pub use log_store::LogStore;
 pub use network::RaftRpcMsg;
 pub use network::{rpc_actor_name, RAFT_GROUP};
 pub use proposer::{Proposer, Refused};
+pub use replay::{log_entries, replay_log};
 pub use rpc::{child as rpc_child, RaftRpc, RaftRpcArgs, NAME as RPC_NAME};
 pub use settings::{Durability, RaftSettings};
 pub use state_machine::StateStore;

@@ -6,15 +6,16 @@
 //! cluster from its own Registry table (`verdict`), with no fan-out: ok,
 //! degraded or critical, with a reason per finding.
 //!
-//! - `report`: `NodeReport`, what a node says of itself (plain data, carried by heartbeats).
+//! `NodeReport`, what a node says of itself, is plain data in `crate::report`
+//! (the runtime and the Registry hold it without depending on this module).
+//!
 //! - `reporter`: the task that refreshes this node's report.
 //! - `verdict`: the pure judgement of the cluster from one node's view.
 
-pub mod report;
 mod reporter;
 mod verdict;
 
 pub use crate::config::HealthConfig;
-pub use report::{ActorReport, BreakerReport, NodeReport, ReportSlot};
+pub use crate::report::{ActorReport, BreakerReport, NodeReport, ReportSlot};
 pub use reporter::{spawn_reporter, DlqTrend};
 pub use verdict::{verdict, ClusterHealth, NodeView, Reason, Severity, Verdict};

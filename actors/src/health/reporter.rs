@@ -3,12 +3,12 @@
 //! use, and the DLQ's depth and its growth over the DLQ window. Windows are
 //! measured on the node's clock.
 
-use super::report::{ActorReport, BreakerReport, NodeReport};
 use crate::breaker::{self, BreakerMsg, BreakerState};
 use crate::config::HealthConfig;
 use crate::directory::{call, ChildState};
 use crate::domain::ActionState;
 use crate::pipeline::ATTEMPT_TASK_PREFIX;
+use crate::report::{ActorReport, BreakerReport, NodeReport};
 use crate::runtime::Runtime;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

@@ -1,10 +1,10 @@
 //! The cluster's health judged from one node's view: pure, so every rule is
 //! unit-tested.
 
-use super::report::NodeReport;
 use crate::config::HealthConfig;
 use crate::consensus::RaftStatus;
 use crate::registry::{PeerHealth, PeerState};
+use crate::report::NodeReport;
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -166,7 +166,7 @@ fn judge_report(found: &mut Findings, r: &NodeReport, most_applied: u64, config:
 mod tests {
     use super::*;
     use crate::consensus::MemberStatus;
-    use crate::health::report::{ActorReport, BreakerReport};
+    use crate::report::{ActorReport, BreakerReport};
 
     fn report(node: &str, applied: u64) -> NodeReport {
         let actor = |name: &str| ActorReport {

@@ -647,33 +647,6 @@ fn replay_dlq(
     Ok((action, entry))
 }
 
-/// Applies every entry of `source`'s log to `target` (a fresh database), in
-/// batches: how a replica rebuilds state from a log. Returns entries applied.
-pub fn replay_log(source: &super::Store, target: &redb::Database) -> Result<u64> {
-    const BATCH: usize = 1_024;
-    let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
-    let mut next = 1;
-    loop {
-        let entries = source.log_entries(next, BATCH)?;
-        let Some(&(last, _)) = entries.last() else { return Ok(machine.last_index) };
-        let txn = target.begin_write()?;
-        {
-            let mut tables = Tables::open(&txn)?;
-            for (index, commands) in &entries {
-                assert!(*index > machine.last_index, "the log is in index order");
-                machine.skip(*index);
-                for command in commands {
-                    // A rejected command is rejected again, identically: that is part of determinism.
-                    drop(machine.apply_at(&mut tables, *index, command)?);
-                }
-            }
-            machine.save(&mut tables)?;
-        }
-        txn.commit()?;
-        next = last + 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

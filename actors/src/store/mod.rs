@@ -11,7 +11,7 @@ mod query;
 mod snapshot;
 mod tables;
 
-pub use machine::{replay_log, Applied, StateMachine};
+pub use machine::{Applied, StateMachine};
 pub use query::{RecallQuery, Store, TimelineQuery};
 pub use snapshot::StateSnapshot;
 pub use tables::{decode, encode, open_database, Tables, LOG, META, RAFT_META};

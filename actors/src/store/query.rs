@@ -325,19 +325,14 @@ impl Store {
         Ok((index, format!("{:x}", h.finalize())))
     }
 
-    /// Up to `limit` log entries from `from_index` on: the commands of each
-    /// (none for a blank or membership entry).
-    pub fn log_entries(&self, from_index: u64, limit: usize) -> Result<Vec<(u64, Vec<crate::command::Entry>)>> {
+    /// Up to `limit` rows of the Raft log from `from_index` on, as stored
+    /// (consensus decodes them: the store does not know openraft's types).
+    pub fn raw_log(&self, from_index: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         self.read(|r| {
             let mut out = Vec::new();
             for row in r.open_table(LOG)?.range(from_index..)?.take(limit) {
                 let (k, v) = row?;
-                let entry: crate::consensus::RaftEntry = decode(v.value())?;
-                let commands = match entry.payload {
-                    openraft::EntryPayload::Normal(commands) => commands,
-                    _ => Vec::new(),
-                };
-                out.push((k.value(), commands));
+                out.push((k.value(), v.value().to_vec()));
             }
             Ok(out)
         })
