@@ -12,14 +12,13 @@
 //! sessions never time out (a frozen peer stays "connected"), which is why
 //! liveness is judged here, from the heartbeats alone.
 
-use crate::domain::EventKind;
+use crate::domain::{DownCause, EventData};
 use crate::health::{NodeReport, ReportSlot};
 use crate::ids::CorrelationId;
 use crate::store::{now_ms, Ledger, Store};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,9 +159,9 @@ pub struct RegistryState {
 }
 
 impl RegistryState {
-    fn record(&self, kind: EventKind, peer: &str, data: serde_json::Value) {
-        tracing::info!(node = %self.args.node, peer, kind = kind.as_str(), "membership changed");
-        self.args.ledger.record_detached(kind, CorrelationId(format!("node:{peer}")), data);
+    fn record(&self, peer: &str, data: EventData) {
+        tracing::info!(node = %self.args.node, peer, kind = data.kind().as_str(), "membership changed");
+        self.args.ledger.record_detached(CorrelationId(format!("node:{peer}")), data);
     }
 
     fn heard(&mut self, hb: Heartbeat) {
@@ -182,7 +181,7 @@ impl RegistryState {
                     report: hb.report.clone().map(|r| *r),
                 };
                 self.peers.insert(hb.from.clone(), peer);
-                self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": false}));
+                self.record(&hb.from, EventData::NodeJoined { node: hb.from.clone(), rejoined: false });
             }
             Some(peer) => {
                 let was = peer.state;
@@ -194,7 +193,7 @@ impl RegistryState {
                 peer.state = PeerState::Up;
                 if was == PeerState::Down {
                     peer.rejoins += 1;
-                    self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": true}));
+                    self.record(&hb.from, EventData::NodeJoined { node: hb.from.clone(), rejoined: true });
                 }
             }
         }
@@ -220,8 +219,13 @@ impl RegistryState {
             }
         }
         for (name, state, silence) in changes {
-            let kind = if state == PeerState::Down { EventKind::NodeDown } else { EventKind::NodeSuspect };
-            self.record(kind, &name, json!({"node": name, "silence_ms": silence.as_millis() as u64}));
+            let (node, silence_ms) = (name.clone(), silence.as_millis() as u64);
+            let data = if state == PeerState::Down {
+                EventData::NodeDown { node, silence_ms, cause: None }
+            } else {
+                EventData::NodeSuspect { node, silence_ms }
+            };
+            self.record(&name, data);
         }
     }
 
@@ -233,7 +237,8 @@ impl RegistryState {
         }
         peer.state = PeerState::Down;
         let silence = peer.last_seen.elapsed().as_millis() as u64;
-        self.record(EventKind::NodeDown, name, json!({"node": name, "silence_ms": silence, "cause": "session_closed"}));
+        let cause = Some(DownCause::SessionClosed);
+        self.record(name, EventData::NodeDown { node: name.to_owned(), silence_ms: silence, cause });
     }
 
     /// Every known service with its live hosts and the one it is placed on.
@@ -268,10 +273,15 @@ impl RegistryState {
         for p in self.placements() {
             let before = self.placed.insert(p.service.clone(), p.node.clone());
             if let Some(before) = before.filter(|b| *b != p.node) {
-                let data = json!({"service": p.service, "from": before, "to": p.node, "node": before});
+                let data = EventData::ServiceMoved {
+                    service: p.service.clone(),
+                    from: before.clone(),
+                    to: p.node.clone(),
+                    node: before.clone(),
+                };
                 tracing::info!(service = %p.service, from = ?before, to = ?p.node, "service re-placed");
                 let correlation_id = CorrelationId(format!("service:{}", p.service));
-                self.args.ledger.record_detached(EventKind::ServiceMoved, correlation_id, data);
+                self.args.ledger.record_detached(correlation_id, data);
             }
         }
     }

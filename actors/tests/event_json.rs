@@ -9,7 +9,7 @@ use warden_actors::breaker::BreakerState;
 use warden_actors::command::{Command, Entry};
 use warden_actors::domain::*;
 use warden_actors::ids::*;
-use warden_actors::store::{open_database, StateMachine, Tables};
+use warden_actors::store::{open_database, StateMachine, Store, Tables, TimelineQuery};
 
 fn decision(verdict: Verdict, tier: Tier) -> Decision {
     Decision { decision: verdict, tier, reasons: vec!["tier rule".into()], policy_hash: "p1".into() }
@@ -39,49 +39,44 @@ fn finish(id: &str, attempt: u32, outcome: AttemptOutcome) -> Command {
 
 /// The data each node-level emit site records, one or more shapes per kind.
 fn node_level_events() -> Vec<Command> {
-    let record = |kind, cid: &str, data| Command::RecordEvent { kind, correlation_id: CorrelationId(cid.into()), data };
+    let record = |cid: &str, data| Command::RecordEvent { correlation_id: CorrelationId(cid.into()), data };
+    let s = |v: &str| v.to_owned();
     vec![
         // breaker.rs
         record(
-            EventKind::BreakerChanged,
             "breaker:files.write",
-            json!({"capability": "files.write", "state": BreakerState::HalfOpen}),
+            EventData::BreakerChanged { capability: s("files.write"), state: BreakerState::HalfOpen },
         ),
         // supervisor.rs
-        record(
-            EventKind::ActorRestarted,
-            "cid_restart",
-            json!({"actor": "warden.executors", "recent_restarts": 2_usize}),
-        ),
+        record("cid_restart", EventData::ActorRestarted { actor: s("warden.executors"), recent_restarts: 2 }),
         // node.rs
-        record(EventKind::NodeStarted, "node:a", json!({"node": "a", "capabilities": 4_usize})),
+        record("node:a", EventData::NodeStarted { node: s("a"), capabilities: 4 }),
         // registry.rs
-        record(EventKind::NodeJoined, "node:b", json!({"node": "b", "rejoined": false})),
-        record(EventKind::NodeSuspect, "node:b", json!({"node": "b", "silence_ms": 512_u64})),
-        record(EventKind::NodeDown, "node:b", json!({"node": "b", "silence_ms": 1_003_u64})),
-        record(EventKind::NodeDown, "node:c", json!({"node": "c", "silence_ms": 40_u64, "cause": "session_closed"})),
+        record("node:b", EventData::NodeJoined { node: s("b"), rejoined: false }),
+        record("node:b", EventData::NodeSuspect { node: s("b"), silence_ms: 512 }),
+        record("node:b", EventData::NodeDown { node: s("b"), silence_ms: 1_003, cause: None }),
+        record("node:c", EventData::NodeDown { node: s("c"), silence_ms: 40, cause: Some(DownCause::SessionClosed) }),
         record(
-            EventKind::ServiceMoved,
             "service:files.write",
-            json!({"service": "files.write", "from": Some("b"), "to": Some("c"), "node": Some("b")}),
+            EventData::ServiceMoved {
+                service: s("files.write"),
+                from: Some(s("b")),
+                to: Some(s("c")),
+                node: Some(s("b")),
+            },
         ),
         record(
-            EventKind::ServiceMoved,
             "service:files.read",
-            json!({"service": "files.read", "from": Some("c"), "to": None::<String>, "node": Some("c")}),
+            EventData::ServiceMoved { service: s("files.read"), from: Some(s("c")), to: None, node: Some(s("c")) },
         ),
         // consensus/mod.rs
-        record(
-            EventKind::LeaderChanged,
-            "raft:leader",
-            json!({"leader": "a", "term": 1_u64, "previous": None::<String>}),
-        ),
-        record(EventKind::LeaderChanged, "raft:leader", json!({"leader": "b", "term": 2_u64, "previous": Some("a")})),
+        record("raft:leader", EventData::LeaderChanged { leader: s("a"), term: 1, previous: None }),
+        record("raft:leader", EventData::LeaderChanged { leader: s("b"), term: 2, previous: Some(s("a")) }),
         // orchestrator.rs
-        record(EventKind::LeaderTransfer, "node:a", json!({"from": "a", "to": "b", "why": "drain"})),
-        record(EventKind::LeaderTransfer, "node:b", json!({"from": "a", "to": "b", "why": "requested"})),
-        record(EventKind::MemberAdded, "node:d", json!({"node": "d", "by": "a"})),
-        record(EventKind::MemberRemoved, "node:d", json!({"node": "d", "by": "a"})),
+        record("node:a", EventData::LeaderTransfer { from: Some(s("a")), to: s("b"), why: TransferReason::Drain }),
+        record("node:b", EventData::LeaderTransfer { from: Some(s("a")), to: s("b"), why: TransferReason::Requested }),
+        record("node:d", EventData::MemberAdded { node: s("d"), by: s("a") }),
+        record("node:d", EventData::MemberRemoved { node: s("d"), by: s("a") }),
     ]
 }
 
@@ -163,25 +158,33 @@ fn workflow() -> Vec<Command> {
     ]
 }
 
+/// Applies the workflow, then the node-level events, in one committed
+/// transaction; returns every event recorded, in seq order.
+fn record_every_kind(db: &redb::Database) -> Vec<Event> {
+    let txn = db.begin_write().unwrap();
+    let mut events = Vec::new();
+    {
+        let mut tables = Tables::open(&txn).unwrap();
+        let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
+        for (i, cmd) in workflow().into_iter().chain(node_level_events()).enumerate() {
+            let i = i as u64;
+            // 200 ms apart, so the expiring confirmation (ttl 500 ms) is due when expired.
+            let entry = Entry { at_ms: 1_700_000_000_000 + 200 * i, node: ["a", "b"][i as usize % 2].into(), cmd };
+            events.extend(machine.apply_at(&mut tables, i + 1, &entry).unwrap().unwrap().events);
+        }
+        machine.save(&mut tables).unwrap();
+    }
+    txn.commit().unwrap();
+    events
+}
+
 /// Every event the commands record, as serde_json writes it (SSE, graph),
 /// and as a `Value` (what `GET /v1/timeline` embeds in its reply).
 fn event_json() -> Vec<(String, serde_json::Value)> {
     let dir = tempfile::tempdir().unwrap();
     let db = open_database(&dir.path().join("events.redb")).unwrap();
-    let txn = db.begin_write().unwrap();
-    let mut tables = Tables::open(&txn).unwrap();
-    let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
-    let mut out = Vec::new();
-    for (i, cmd) in workflow().into_iter().chain(node_level_events()).enumerate() {
-        let i = i as u64;
-        // 200 ms apart, so the expiring confirmation (ttl 500 ms) is due when expired.
-        let entry = Entry { at_ms: 1_700_000_000_000 + 200 * i, node: ["a", "b"][i as usize % 2].into(), cmd };
-        let applied = machine.apply_at(&mut tables, i + 1, &entry).unwrap().unwrap();
-        out.extend(
-            applied.events.iter().map(|e| (serde_json::to_string(e).unwrap(), serde_json::to_value(e).unwrap())),
-        );
-    }
-    out
+    let events = record_every_kind(&db);
+    events.iter().map(|e| (serde_json::to_string(e).unwrap(), serde_json::to_value(e).unwrap())).collect()
 }
 
 const EXPECTED: &str = r#"
@@ -261,4 +264,16 @@ fn the_pinned_events_cover_every_kind() {
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(kinds.len(), 28, "{kinds:?}");
+}
+
+#[test]
+fn every_event_kind_reads_back_from_the_store_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(open_database(&dir.path().join("events.redb")).unwrap());
+    let recorded = record_every_kind(&db);
+    let store = Store::new(db);
+    let read = store.timeline(&TimelineQuery { limit: Some(recorded.len()), ..Default::default() }).unwrap();
+    assert_eq!(read, recorded);
+    let graph = store.events_by_correlation(&CorrelationId("cid_1".into()), None).unwrap();
+    assert_eq!(graph, recorded.into_iter().filter(|e| e.correlation_id.as_str() == "cid_1").collect::<Vec<_>>());
 }

@@ -21,7 +21,7 @@ pub use proposer::{Proposer, Refused};
 pub use state_machine::StateStore;
 
 use crate::command::{Command, Entry, Response};
-use crate::domain::{Action, Event, EventKind};
+use crate::domain::{Action, Event, EventData};
 use crate::error::WardenError;
 use crate::ids::{ActionId, CorrelationId};
 use crate::limits::{EVENT_BROADCAST_CAPACITY, SNAPSHOT_CHUNK_BYTES};
@@ -627,12 +627,9 @@ impl Consensus {
                 let name = consensus.member_name(leader);
                 tracing::info!(node = %consensus.name, leader = ?name, term, "raft leader");
                 if state == ServerState::Leader && leader == consensus.id {
-                    let data = serde_json::json!({"leader": consensus.name, "term": term, "previous": previous});
-                    let cmd = Command::RecordEvent {
-                        kind: EventKind::LeaderChanged,
-                        correlation_id: CorrelationId("raft:leader".into()),
-                        data,
-                    };
+                    let data =
+                        EventData::LeaderChanged { leader: consensus.name.clone(), term, previous: previous.clone() };
+                    let cmd = Command::RecordEvent { correlation_id: CorrelationId("raft:leader".into()), data };
                     let entry = Entry { at_ms: now_ms(), node: consensus.name.clone(), cmd };
                     let proposer = consensus.proposer.clone();
                     tokio::spawn(async move {

@@ -10,7 +10,7 @@ use crate::error::{Result, WardenError};
 use crate::ids::*;
 use crate::limits::MAX_BACKOFF_MS;
 use redb::ReadableTable;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// What one applied command produced: its response, the events it recorded
 /// (in seq order) and the action it made terminal, if any.
@@ -35,31 +35,6 @@ pub struct StateMachine {
 /// A session's `last_activity_ms` is rewritten at most this often.
 pub const SESSION_ACTIVITY_RESOLUTION_MS: u64 = 1_000;
 
-/// Whose events these are: the turn (and session) an event belongs to.
-struct Scope {
-    session_id: Option<SessionId>,
-    turn_id: Option<TurnId>,
-    correlation_id: CorrelationId,
-}
-
-impl Scope {
-    fn of_turn(turn: &Turn) -> Self {
-        Self {
-            session_id: Some(turn.session_id.clone()),
-            turn_id: Some(turn.id.clone()),
-            correlation_id: turn.correlation_id.clone(),
-        }
-    }
-
-    fn of_action(action: &Action) -> Self {
-        Self {
-            session_id: Some(action.session_id.clone()),
-            turn_id: Some(action.turn_id.clone()),
-            correlation_id: action.correlation_id.clone(),
-        }
-    }
-}
-
 /// Collects the events of one command while it is applied.
 struct Recorder<'e> {
     sm: &'e mut StateMachine,
@@ -71,36 +46,26 @@ impl Recorder<'_> {
     fn emit(
         &mut self,
         t: &mut Tables<'_>,
-        kind: EventKind,
-        scope: &Scope,
+        scope: EventScope,
         action_id: Option<&ActionId>,
         causation_seq: Option<u64>,
-        data: Value,
+        data: EventData,
     ) -> Result<u64> {
         let seq = self.sm.next_seq;
         self.sm.next_seq += 1;
         self.sm.last_ts = self.sm.last_ts.max(self.entry.at_ms);
-        let event = Event {
-            seq,
-            ts: self.sm.last_ts,
-            node: self.entry.node.clone(),
-            kind,
-            session_id: scope.session_id.clone(),
-            turn_id: scope.turn_id.clone(),
-            correlation_id: scope.correlation_id.clone(),
-            action_id: action_id.cloned(),
-            causation_seq,
-            data,
-        };
-        t.events.insert(seq, encode(&event)?.as_slice())?;
+        let node = self.entry.node.clone();
+        let event = Event::new(seq, self.sm.last_ts, node, scope, action_id.cloned(), causation_seq, data);
+        t.events.insert(seq, encode_event(&event)?.as_slice())?;
         t.events_by_correlation.insert((event.correlation_id.as_str(), seq), ())?;
         self.events.push(event);
         Ok(seq)
     }
 
     /// Emits an event about `action` caused by its latest one, and makes it the latest.
-    fn emit_for(&mut self, t: &mut Tables<'_>, action: &mut Action, kind: EventKind, data: Value) -> Result<u64> {
-        let seq = self.emit(t, kind, &Scope::of_action(action), Some(&action.id), Some(action.last_event_seq), data)?;
+    fn emit_for(&mut self, t: &mut Tables<'_>, action: &mut Action, data: EventData) -> Result<u64> {
+        let scope = EventScope::of_action(action);
+        let seq = self.emit(t, scope, Some(&action.id), Some(action.last_event_seq), data)?;
         action.last_event_seq = seq;
         Ok(seq)
     }
@@ -153,10 +118,10 @@ impl StateMachine {
             Command::RecordModelCall { turn_id, model, latency_ms, ok, prompt_tokens, completion_tokens } => {
                 let turn = turn_of(t, turn_id)?;
                 touch_session(t, &turn.session_id, at)?;
-                let data = json!({"model": model, "latency_ms": latency_ms, "ok": ok,
-                    "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens});
-                let seq =
-                    rec.emit(t, EventKind::ModelCall, &Scope::of_turn(&turn), None, Some(turn.opened_seq), data)?;
+                let (model, latency_ms, ok) = (model.clone(), *latency_ms, *ok);
+                let (prompt_tokens, completion_tokens) = (*prompt_tokens, *completion_tokens);
+                let data = EventData::ModelCall { model, latency_ms, ok, prompt_tokens, completion_tokens };
+                let seq = rec.emit(t, EventScope::of_turn(&turn), None, Some(turn.opened_seq), data)?;
                 (Response::Recorded { seq }, None)
             }
             Command::PutMemory { ns, key, value, tags, turn_id, correlation_id } => {
@@ -166,9 +131,8 @@ impl StateMachine {
             Command::RecordRecall { turn_id, ns, query, hits } => {
                 let turn = turn_of(t, turn_id)?;
                 touch_session(t, &turn.session_id, at)?;
-                let data = json!({"ns": ns, "query": query, "hits": hits});
-                let seq =
-                    rec.emit(t, EventKind::MemoryRecall, &Scope::of_turn(&turn), None, Some(turn.opened_seq), data)?;
+                let data = EventData::MemoryRecall { ns: ns.clone(), query: query.clone(), hits: hits.clone() };
+                let seq = rec.emit(t, EventScope::of_turn(&turn), None, Some(turn.opened_seq), data)?;
                 (Response::Recorded { seq }, None)
             }
             Command::SubmitAction {
@@ -220,19 +184,18 @@ impl StateMachine {
                 }
                 action.state = if *approve { ActionState::Pending } else { ActionState::Rejected };
                 action.confirmed_by = Some(by.clone());
-                rec.emit_for(t, &mut action, EventKind::ConfirmationGiven, json!({"approve": approve, "by": by}))?;
+                rec.emit_for(t, &mut action, EventData::ConfirmationGiven { approve: *approve, by: by.clone() })?;
                 let terminal = save_action(t, &action, at)?;
                 (Response::Action { action: Box::new(action), created: false }, terminal)
             }
             Command::ExpireConfirmation { action_id } => {
                 let mut action = action_of(t, action_id)?;
-                let due = action.confirm_deadline_ms.is_some_and(|d| at >= d);
-                if action.state != ActionState::AwaitingConfirmation || !due {
-                    return Err(WardenError::WrongState(action_id.to_string()));
-                }
+                let deadline_ms = match action.confirm_deadline_ms {
+                    Some(d) if action.state == ActionState::AwaitingConfirmation && at >= d => d,
+                    _ => return Err(WardenError::WrongState(action_id.to_string())),
+                };
                 action.state = ActionState::Expired;
-                let data = json!({"deadline_ms": action.confirm_deadline_ms});
-                rec.emit_for(t, &mut action, EventKind::ConfirmationExpired, data)?;
+                rec.emit_for(t, &mut action, EventData::ConfirmationExpired { deadline_ms })?;
                 let terminal = save_action(t, &action, at)?;
                 (Response::Action { action: Box::new(action), created: false }, terminal)
             }
@@ -261,15 +224,14 @@ impl StateMachine {
                 }
                 let record = NodeRecord { name: node.clone(), draining: *draining, shutdown: *shutdown, since_ms: at };
                 store(&mut t.nodes, node, &record)?;
-                let scope =
-                    Scope { session_id: None, turn_id: None, correlation_id: CorrelationId(format!("node:{node}")) };
-                let data = json!({"node": node, "draining": draining, "shutdown": shutdown});
-                let seq = rec.emit(t, EventKind::NodeDraining, &scope, None, None, data)?;
+                let scope = EventScope::correlated(CorrelationId(format!("node:{node}")));
+                let data = EventData::NodeDraining { node: node.clone(), draining: *draining, shutdown: *shutdown };
+                let seq = rec.emit(t, scope, None, None, data)?;
                 (Response::Recorded { seq }, None)
             }
-            Command::RecordEvent { kind, correlation_id, data } => {
-                let scope = Scope { session_id: None, turn_id: None, correlation_id: correlation_id.clone() };
-                let seq = rec.emit(t, *kind, &scope, None, None, data.clone())?;
+            Command::RecordEvent { correlation_id, data } => {
+                let scope = EventScope::correlated(correlation_id.clone());
+                let seq = rec.emit(t, scope, None, None, data.clone())?;
                 (Response::Recorded { seq }, None)
             }
         };
@@ -348,13 +310,13 @@ fn open_turn(
     }
     session.turns += 1;
     session.last_activity_ms = session.last_activity_ms.max(at);
-    let scope = Scope {
+    let scope = EventScope {
         session_id: Some(session_id.clone()),
         turn_id: Some(turn_id.clone()),
         correlation_id: correlation_id.clone(),
     };
-    let data = json!({"summary": summary, "trust": session.trust});
-    let opened_seq = rec.emit(t, EventKind::TurnOpened, &scope, None, None, data)?;
+    let data = EventData::TurnOpened { summary: summary.clone(), trust: session.trust };
+    let opened_seq = rec.emit(t, scope, None, None, data)?;
     let turn = Turn {
         id: turn_id.clone(),
         session_id: session_id.clone(),
@@ -396,12 +358,13 @@ fn put_memory(
     let (scope, cause) = match &turn {
         Some(turn) => {
             touch_session(t, &turn.session_id, at)?;
-            (Scope::of_turn(turn), Some(turn.opened_seq))
+            (EventScope::of_turn(turn), Some(turn.opened_seq))
         }
-        None => (Scope { session_id: None, turn_id: None, correlation_id: correlation_id.clone() }, None),
+        None => (EventScope::correlated(correlation_id.clone()), None),
     };
-    let data = json!({"ns": ns, "key": key, "version": item.version, "tags": tags});
-    rec.emit(t, EventKind::MemoryWrite, &scope, None, cause, data)?;
+    let data =
+        EventData::MemoryWrite { ns: ns.to_owned(), key: key.to_owned(), version: item.version, tags: tags.to_vec() };
+    rec.emit(t, scope, None, cause, data)?;
     Ok(item)
 }
 
@@ -457,13 +420,17 @@ fn create_action(
         last_error: None,
         last_event_seq: cause,
     };
-    let submitted = json!({"capability": action.capability, "args": action.args,
-        "idempotency_key": action.idempotency_key, "replay_of": action.replay_of});
-    rec.emit_for(t, &mut action, EventKind::ActionSubmitted, submitted)?;
-    let decided = serde_json::to_value(&action.decision).unwrap_or_default();
-    rec.emit_for(t, &mut action, EventKind::PolicyDecided, decided)?;
-    if let Some(deadline) = deadline {
-        rec.emit_for(t, &mut action, EventKind::ConfirmationRequested, json!({"deadline_ms": deadline}))?;
+    let submitted = EventData::ActionSubmitted {
+        capability: action.capability.clone(),
+        args: action.args.clone(),
+        idempotency_key: action.idempotency_key.clone(),
+        replay_of: action.replay_of.clone(),
+    };
+    rec.emit_for(t, &mut action, submitted)?;
+    let Decision { decision, tier, reasons, policy_hash } = action.decision.clone();
+    rec.emit_for(t, &mut action, EventData::PolicyDecided { decision, tier, reasons, policy_hash })?;
+    if let Some(deadline_ms) = deadline {
+        rec.emit_for(t, &mut action, EventData::ConfirmationRequested { deadline_ms })?;
     }
     t.idempotency.insert(action.idempotency_key.0.as_str(), action.id.as_str())?;
     save_action(t, &action, at)?;
@@ -498,15 +465,21 @@ fn dispatch(
         let last = action.attempts.last_mut().expect("a running action has an attempt");
         last.outcome = Some(AttemptOutcome::Interrupted);
         last.finished_ms = Some(at);
-        let data = json!({"interrupted_attempt": last.number, "from": last.node, "to": node, "attempt": attempt,
-            "reason": reason, "running_ms": at.saturating_sub(last.started_ms)});
-        rec.emit_for(t, &mut action, EventKind::ActionTakeover, data)?;
+        let data = EventData::ActionTakeover {
+            interrupted_attempt: last.number,
+            from: last.node.clone(),
+            to: node.to_owned(),
+            attempt,
+            reason: reason.map(str::to_owned),
+            running_ms: at.saturating_sub(last.started_ms),
+        };
+        rec.emit_for(t, &mut action, data)?;
     }
     action.attempts.push(Attempt::started(attempt, node, at));
     action.state = ActionState::Running;
     action.not_before_ms = None;
-    let data = json!({"attempt": attempt, "node": node, "by": rec.entry.node, "takeover": takeover});
-    rec.emit_for(t, &mut action, EventKind::ActionDispatched, data)?;
+    let data = EventData::ActionDispatched { attempt, node: node.to_owned(), by: rec.entry.node.clone(), takeover };
+    rec.emit_for(t, &mut action, data)?;
     save_action(t, &action, at)?;
     Ok(action)
 }
@@ -548,20 +521,19 @@ fn finish_attempt(
     if error.is_some() {
         action.last_error = error.clone();
     }
-    let data = json!({"attempt": attempt, "outcome": outcome, "latency_ms": latency_ms, "node": rec.entry.node,
-        "capability": action.capability});
-    rec.emit_for(t, &mut action, EventKind::ActionAttempt, data)?;
+    let (node, capability) = (rec.entry.node.clone(), action.capability.clone());
+    let data = EventData::ActionAttempt { attempt, outcome: outcome.clone(), latency_ms, node, capability };
+    rec.emit_for(t, &mut action, data)?;
 
     let mut retry_after_ms = None;
     match outcome {
         AttemptOutcome::Succeeded => {
             action.state = ActionState::Succeeded;
-            rec.emit_for(t, &mut action, EventKind::ActionSucceeded, json!({"attempts": attempt}))?;
+            rec.emit_for(t, &mut action, EventData::ActionSucceeded { attempts: attempt })?;
         }
         AttemptOutcome::Permanent { .. } => {
             action.state = ActionState::Failed;
-            let data = json!({"error": error, "permanent": true, "attempts": attempt});
-            rec.emit_for(t, &mut action, EventKind::ActionFailed, data)?;
+            rec.emit_for(t, &mut action, EventData::ActionFailed { error, permanent: true, attempts: attempt })?;
         }
         _ if action.failures() < action.max_attempts => {
             action.state = ActionState::Pending;
@@ -572,11 +544,12 @@ fn finish_attempt(
         }
         _ => {
             action.state = ActionState::DeadLettered;
-            let data = json!({"error": error, "permanent": false, "attempts": attempt});
-            let failed_seq = rec.emit_for(t, &mut action, EventKind::ActionFailed, data)?;
+            let data = EventData::ActionFailed { error: error.clone(), permanent: false, attempts: attempt };
+            let failed_seq = rec.emit_for(t, &mut action, data)?;
             let dlq_id = DlqId(format!("dlq_{}", action.id.as_str().trim_start_matches("act_")));
-            let data = json!({"dlq_id": dlq_id, "attempts": action.attempts.len(), "error": error});
-            let entered_seq = rec.emit_for(t, &mut action, EventKind::DlqEntered, data)?;
+            let attempts = action.attempts.len() as u32;
+            let data = EventData::DlqEntered { dlq_id: dlq_id.clone(), attempts, error };
+            let entered_seq = rec.emit_for(t, &mut action, data)?;
             debug_assert!(entered_seq > failed_seq);
             let entry = DlqEntry {
                 id: dlq_id,
@@ -626,10 +599,13 @@ fn replay_dlq(
     }
     let original = action_of(t, &entry.action_id)?;
     let turn = turn_of(t, &original.turn_id)?;
-    let scope = Scope::of_action(&original);
-    let data = json!({"dlq_id": dlq_id, "action_id": new_id, "original_action_id": original.id});
-    let replayed_seq =
-        rec.emit(t, EventKind::DlqReplayed, &scope, Some(&original.id), Some(entry.entered_seq), data)?;
+    let scope = EventScope::of_action(&original);
+    let data = EventData::DlqReplayed {
+        dlq_id: dlq_id.clone(),
+        action_id: new_id.clone(),
+        original_action_id: original.id.clone(),
+    };
+    let replayed_seq = rec.emit(t, scope, Some(&original.id), Some(entry.entered_seq), data)?;
     let spec = NewAction {
         id: new_id,
         capability: &original.capability,
@@ -716,7 +692,7 @@ mod tests {
             action_id: ActionId(id.into()),
             turn_id: turn.clone(),
             capability: "x".into(),
-            args: json!({}),
+            args: serde_json::json!({}),
             idempotency_key: None,
             decision,
             max_attempts: 3,
@@ -755,7 +731,8 @@ mod tests {
         let Ok(Applied { events, .. }) = &results[3] else { panic!("takeover rejected: {:?}", results[3]) };
         let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [EventKind::ActionTakeover, EventKind::ActionDispatched]);
-        assert_eq!((events[0].data["from"].as_str(), events[0].data["to"].as_str()), (Some("a"), Some("b")));
+        let EventData::ActionTakeover { from, to, .. } = &events[0].data else { panic!("{:?}", events[0]) };
+        assert_eq!((from.as_str(), to.as_str()), ("a", "b"));
         assert!(matches!(results[4], Err(WardenError::StaleAttempt { .. })));
         assert!(matches!(results[5], Err(WardenError::StaleAttempt { .. })));
         let Ok(Applied { response: Response::AttemptDone { action, .. }, .. }) = &results[6] else {

@@ -1,8 +1,10 @@
 //! Table layout. Records are MessagePack (named fields, so they evolve).
 
+use crate::domain::{Event, EventData, EventScope};
 use crate::error::Result;
+use crate::ids::{ActionId, CorrelationId, SessionId, TurnId};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 
 type Bytes = &'static [u8];
@@ -87,6 +89,55 @@ impl<'t> Tables<'t> {
             events_by_correlation: txn.open_table(EVENTS_BY_CORRELATION)?,
         })
     }
+}
+
+/// An event as stored: the header and the typed data (`EventData`'s derived
+/// encoding), the kind implied by the data. Borrowed to write, owned to read.
+#[derive(Serialize)]
+struct StoredEventRef<'a> {
+    seq: u64,
+    ts: u64,
+    node: &'a str,
+    session_id: &'a Option<SessionId>,
+    turn_id: &'a Option<TurnId>,
+    correlation_id: &'a CorrelationId,
+    action_id: &'a Option<ActionId>,
+    causation_seq: Option<u64>,
+    data: &'a EventData,
+}
+
+#[derive(Deserialize)]
+struct StoredEvent {
+    seq: u64,
+    ts: u64,
+    node: String,
+    session_id: Option<SessionId>,
+    turn_id: Option<TurnId>,
+    correlation_id: CorrelationId,
+    action_id: Option<ActionId>,
+    causation_seq: Option<u64>,
+    data: EventData,
+}
+
+pub fn encode_event(e: &Event) -> Result<Vec<u8>> {
+    encode(&StoredEventRef {
+        seq: e.seq,
+        ts: e.ts,
+        node: &e.node,
+        session_id: &e.session_id,
+        turn_id: &e.turn_id,
+        correlation_id: &e.correlation_id,
+        action_id: &e.action_id,
+        causation_seq: e.causation_seq,
+        data: &e.data,
+    })
+}
+
+pub fn decode_event(bytes: &[u8]) -> Result<Event> {
+    let StoredEvent { seq, ts, node, session_id, turn_id, correlation_id, action_id, causation_seq, data } =
+        decode(bytes)?;
+    let scope = EventScope { session_id, turn_id, correlation_id };
+    Ok(Event::new(seq, ts, node, scope, action_id, causation_seq, data))
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
