@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use warden_actors::breaker::BreakerState;
-use warden_actors::domain::{Event, EventKind};
+use warden_actors::domain::{Event, EventData, Verdict};
 use warden_actors::Node;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,17 +102,17 @@ impl Metrics {
 
     fn observe(&self, node: &Node, event: &Event) {
         self.last_seq.store(event.seq, Ordering::Relaxed);
-        let terminal = match event.kind {
-            EventKind::ActionAttempt => {
-                if let (Some(cap), Some(ms)) = (event.data["capability"].as_str(), event.data["latency_ms"].as_u64()) {
-                    let labels = CapabilityLabels { capability: cap.to_owned() };
-                    self.attempt_latency.get_or_create(&labels).observe(ms as f64 / 1000.0);
-                }
+        let terminal = match &event.data {
+            EventData::ActionAttempt { capability, latency_ms, .. } => {
+                let labels = CapabilityLabels { capability: capability.clone() };
+                self.attempt_latency.get_or_create(&labels).observe(*latency_ms as f64 / 1000.0);
                 false
             }
-            EventKind::ActionSucceeded | EventKind::ActionFailed | EventKind::ConfirmationExpired => true,
-            EventKind::PolicyDecided => event.data["decision"] == "deny",
-            EventKind::ConfirmationGiven => event.data["approve"] == false,
+            EventData::ActionSucceeded { .. }
+            | EventData::ActionFailed { .. }
+            | EventData::ConfirmationExpired { .. } => true,
+            EventData::PolicyDecided { decision, .. } => *decision == Verdict::Deny,
+            EventData::ConfirmationGiven { approve, .. } => !approve,
             _ => false,
         };
         if !terminal {

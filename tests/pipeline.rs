@@ -188,18 +188,20 @@ async fn breaker_opens_after_threshold_fails_fast_half_opens_and_closes() {
     let mut events = node.subscribe();
     let probe = submit(&node, &t, "fragile.api", ok_args()).await;
     assert_eq!(terminal(&node, &probe.id).await.state, ActionState::Succeeded);
-    next_event(&mut events, |e| e.kind == EventKind::BreakerChanged && e.data["state"] == "closed").await;
+    next_event(&mut events, |e| matches!(e.data, EventData::BreakerChanged { state: BreakerState::Closed, .. })).await;
     assert_eq!(breaker_state().await.unwrap().state, BreakerState::Closed);
 
-    let changes: Vec<String> = node
+    let changes: Vec<BreakerState> = node
         .timeline(Default::default())
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == EventKind::BreakerChanged)
-        .map(|e| e.data["state"].as_str().unwrap().to_owned())
+        .filter_map(|e| match e.data {
+            EventData::BreakerChanged { state, .. } => Some(state),
+            _ => None,
+        })
         .collect();
-    assert_eq!(changes, ["open", "half_open", "closed"]);
+    assert_eq!(changes, [BreakerState::Open, BreakerState::HalfOpen, BreakerState::Closed]);
     node.shutdown().await.unwrap();
 }
 

@@ -78,7 +78,7 @@ async fn in_flight_actions_finish_after_a_restart_with_the_same_idempotency_key(
         .filter(|e| e.kind == EventKind::ActionDispatched && e.action_id.as_ref() == Some(&a.id))
         .collect();
     assert_eq!(dispatches.len(), 2);
-    assert_eq!(dispatches[1].data["takeover"], true);
+    assert!(matches!(dispatches[1].data, EventData::ActionDispatched { takeover: true, .. }), "{:?}", dispatches[1]);
 
     // A confirmation that was pending survives too, and can still be given.
     assert_eq!(node.action(&waiting.id).unwrap().state, ActionState::AwaitingConfirmation);

@@ -5,24 +5,16 @@
 
 use crate::clock::Clock;
 use crate::directory::{ActorName, ChildSpec};
-use crate::domain::{BreakerSpec, Capability, EventKind};
+pub use crate::domain::BreakerState;
+use crate::domain::{BreakerSpec, Capability, EventData};
 use crate::ids::CorrelationId;
 use crate::ledger::Ledger;
 use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use serde::Serialize;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
 
 /// One capability's breaker.
 #[derive(Debug)]
@@ -171,8 +163,8 @@ pub struct BreakersState {
 impl BreakersState {
     fn changed(&self, capability: &str, to: BreakerState) {
         tracing::info!(capability, state = ?to, "breaker changed");
-        let data = json!({"capability": capability, "state": to});
-        self.ledger.record_detached(EventKind::BreakerChanged, CorrelationId(format!("breaker:{capability}")), data);
+        let data = EventData::BreakerChanged { capability: capability.to_owned(), state: to };
+        self.ledger.record_detached(CorrelationId(format!("breaker:{capability}")), data);
     }
 }
 

@@ -103,9 +103,8 @@ pub enum Command {
     },
     /// A node-level fact worth a timeline event (restart, breaker change, start).
     RecordEvent {
-        kind: EventKind,
         correlation_id: CorrelationId,
-        data: Value,
+        data: EventData,
     },
 }
 

@@ -1,10 +1,14 @@
 //! The domain model: capabilities and their policy tiers, actions and their
 //! state machine, attempts, dead-letter entries, memory items, sessions, turns
-//! and timeline events. Plain data: no actor, storage or clock lives here.
+//! and timeline events (`event`). Plain data: no actor, storage or clock lives here.
+
+mod event;
 
 use crate::ids::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use event::{DownCause, Event, EventData, EventKind, EventScope, TransferReason};
 
 /// Policy tier of a capability (contract.md, "Domain rules").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -71,6 +75,15 @@ impl Default for SloSpec {
     fn default() -> Self {
         Self { p95_ms: 1000, error_budget: 0.01 }
     }
+}
+
+/// Where a capability's circuit breaker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
 }
 
 /// Circuit-breaker settings of one capability.
@@ -420,116 +433,4 @@ pub struct Turn {
     pub opened_ms: u64,
     /// Seq of the `turn.opened` event: the root of the turn's causal graph.
     pub opened_seq: u64,
-}
-
-/// What kind of thing an event records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum EventKind {
-    #[serde(rename = "turn.opened")]
-    TurnOpened,
-    #[serde(rename = "model.call")]
-    ModelCall,
-    #[serde(rename = "memory.write")]
-    MemoryWrite,
-    #[serde(rename = "memory.recall")]
-    MemoryRecall,
-    #[serde(rename = "action.submitted")]
-    ActionSubmitted,
-    #[serde(rename = "policy.decided")]
-    PolicyDecided,
-    #[serde(rename = "confirmation.requested")]
-    ConfirmationRequested,
-    #[serde(rename = "confirmation.given")]
-    ConfirmationGiven,
-    #[serde(rename = "confirmation.expired")]
-    ConfirmationExpired,
-    #[serde(rename = "action.dispatched")]
-    ActionDispatched,
-    #[serde(rename = "action.takeover")]
-    ActionTakeover,
-    #[serde(rename = "action.attempt")]
-    ActionAttempt,
-    #[serde(rename = "action.succeeded")]
-    ActionSucceeded,
-    #[serde(rename = "action.failed")]
-    ActionFailed,
-    #[serde(rename = "dlq.entered")]
-    DlqEntered,
-    #[serde(rename = "dlq.replayed")]
-    DlqReplayed,
-    #[serde(rename = "breaker.changed")]
-    BreakerChanged,
-    #[serde(rename = "actor.restarted")]
-    ActorRestarted,
-    #[serde(rename = "node.started")]
-    NodeStarted,
-    #[serde(rename = "node.joined")]
-    NodeJoined,
-    #[serde(rename = "node.suspect")]
-    NodeSuspect,
-    #[serde(rename = "node.down")]
-    NodeDown,
-    #[serde(rename = "service.moved")]
-    ServiceMoved,
-    #[serde(rename = "leader.changed")]
-    LeaderChanged,
-    #[serde(rename = "leader.transfer")]
-    LeaderTransfer,
-    #[serde(rename = "member.added")]
-    MemberAdded,
-    #[serde(rename = "member.removed")]
-    MemberRemoved,
-    #[serde(rename = "node.draining")]
-    NodeDraining,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TurnOpened => "turn.opened",
-            Self::ModelCall => "model.call",
-            Self::MemoryWrite => "memory.write",
-            Self::MemoryRecall => "memory.recall",
-            Self::ActionSubmitted => "action.submitted",
-            Self::PolicyDecided => "policy.decided",
-            Self::ConfirmationRequested => "confirmation.requested",
-            Self::ConfirmationGiven => "confirmation.given",
-            Self::ConfirmationExpired => "confirmation.expired",
-            Self::ActionDispatched => "action.dispatched",
-            Self::ActionTakeover => "action.takeover",
-            Self::ActionAttempt => "action.attempt",
-            Self::ActionSucceeded => "action.succeeded",
-            Self::ActionFailed => "action.failed",
-            Self::DlqEntered => "dlq.entered",
-            Self::DlqReplayed => "dlq.replayed",
-            Self::BreakerChanged => "breaker.changed",
-            Self::ActorRestarted => "actor.restarted",
-            Self::NodeStarted => "node.started",
-            Self::NodeJoined => "node.joined",
-            Self::NodeSuspect => "node.suspect",
-            Self::NodeDown => "node.down",
-            Self::ServiceMoved => "service.moved",
-            Self::LeaderChanged => "leader.changed",
-            Self::LeaderTransfer => "leader.transfer",
-            Self::MemberAdded => "member.added",
-            Self::MemberRemoved => "member.removed",
-            Self::NodeDraining => "node.draining",
-        }
-    }
-}
-
-/// One timeline event. `seq` is its place in the log order; `causation_seq`
-/// names the event that caused it, so a correlation id yields a causal graph.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub seq: u64,
-    pub ts: u64,
-    pub node: String,
-    pub kind: EventKind,
-    pub session_id: Option<SessionId>,
-    pub turn_id: Option<TurnId>,
-    pub correlation_id: CorrelationId,
-    pub action_id: Option<ActionId>,
-    pub causation_seq: Option<u64>,
-    pub data: Value,
 }

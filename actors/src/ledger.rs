@@ -7,7 +7,7 @@
 use crate::clock::Clock;
 use crate::command::{Command, Entry, Response};
 use crate::consensus::{Consensus, Durability, RaftSettings};
-use crate::domain::{Action, Event, EventKind};
+use crate::domain::{Action, Event, EventData};
 use crate::error::Result;
 use crate::ids::{ActionId, CorrelationId};
 use redb::Database;
@@ -55,10 +55,11 @@ impl Ledger {
 
     /// Records a node-level event without waiting for the commit: for actors
     /// that must not block their mailbox on the log. A failure is logged.
-    pub fn record_detached(self: &Arc<Self>, kind: EventKind, correlation_id: CorrelationId, data: serde_json::Value) {
+    pub fn record_detached(self: &Arc<Self>, correlation_id: CorrelationId, data: EventData) {
         let ledger = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = ledger.propose(Command::RecordEvent { kind, correlation_id, data }).await {
+            let kind = data.kind();
+            if let Err(e) = ledger.propose(Command::RecordEvent { correlation_id, data }).await {
                 tracing::warn!(kind = kind.as_str(), error = %e, "could not record an event");
             }
         });

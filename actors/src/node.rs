@@ -27,7 +27,6 @@ use crate::{executor, version};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, Message};
 use serde::Serialize;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,9 +115,8 @@ impl Node {
             .map_err(|e| WardenError::Unavailable(format!("supervision tree did not start: {e}")))?;
         // Not awaited: a node that joins a cluster has no leader until it is added.
         ledger.record_detached(
-            EventKind::NodeStarted,
             CorrelationId(format!("node:{}", config.name)),
-            json!({"node": config.name, "capabilities": catalog.all().len()}),
+            EventData::NodeStarted { node: config.name.clone(), capabilities: catalog.all().len() as u32 },
         );
         ledger.consensus().watch_leadership();
         orchestrator::end_stop_drain(&rt);

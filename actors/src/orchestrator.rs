@@ -6,14 +6,13 @@
 
 use crate::command::Command;
 use crate::directory::call;
-use crate::domain::{ActiveAction, EventKind};
+use crate::domain::{ActiveAction, EventData, TransferReason};
 use crate::error::{Result, WardenError};
 use crate::ids::CorrelationId;
 use crate::pipeline::may_run;
 use crate::registry::{self, PeerState, PeerTable, RegistryMsg};
 use crate::runtime::Runtime;
 use serde::Serialize;
-use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +31,9 @@ async fn peers(rt: &Runtime) -> Result<PeerTable> {
     call(&rt.directory.get(registry::NAME)?, RegistryMsg::Peers).await
 }
 
-async fn record(rt: &Runtime, kind: EventKind, node: &str, data: Value) -> Result<()> {
+async fn record(rt: &Runtime, node: &str, data: EventData) -> Result<()> {
     let correlation_id = CorrelationId(format!("node:{node}"));
-    rt.ledger.propose(Command::RecordEvent { kind, correlation_id, data }).await.map(|_| ())
+    rt.ledger.propose(Command::RecordEvent { correlation_id, data }).await.map(|_| ())
 }
 
 /// Whether `name` is this node or a peer the Registry sees up.
@@ -66,13 +65,13 @@ pub async fn add_node(rt: &Runtime, name: &str) -> Result<()> {
         )));
     }
     consensus.add_member(name).await?;
-    record(rt, EventKind::MemberAdded, name, json!({"node": name, "by": rt.node})).await
+    record(rt, name, EventData::MemberAdded { node: name.to_owned(), by: rt.node.clone() }).await
 }
 
 /// Removes a member through the leader.
 pub async fn remove_node(rt: &Runtime, name: &str) -> Result<()> {
     rt.ledger.consensus().remove_member(name).await?;
-    record(rt, EventKind::MemberRemoved, name, json!({"node": name, "by": rt.node})).await
+    record(rt, name, EventData::MemberRemoved { node: name.to_owned(), by: rt.node.clone() }).await
 }
 
 /// Starts (`on`) or ends draining `name`. Draining places nothing new on it,
@@ -104,7 +103,9 @@ pub async fn drain(rt: &Runtime, name: &str, on: bool) -> Result<DrainReport> {
     let mut leader = consensus.status().leader;
     if on && leader.as_deref() == Some(name) {
         let next = successor(rt, &table, name)?;
-        record(rt, EventKind::LeaderTransfer, name, json!({"from": name, "to": next, "why": "drain"})).await?;
+        let data =
+            EventData::LeaderTransfer { from: Some(name.to_owned()), to: next.clone(), why: TransferReason::Drain };
+        record(rt, name, data).await?;
         leader = Some(consensus.transfer_leadership(&next).await?);
     }
     let running = ActiveAction::running_per_node(&rt.store.active_summaries()?).get(name).copied().unwrap_or(0);
@@ -142,7 +143,8 @@ pub async fn transfer_leadership(rt: &Runtime, name: &str) -> Result<String> {
     if from.as_deref() == Some(name) {
         return Ok(name.to_owned());
     }
-    record(rt, EventKind::LeaderTransfer, name, json!({"from": from, "to": name, "why": "requested"})).await?;
+    let data = EventData::LeaderTransfer { from, to: name.to_owned(), why: TransferReason::Requested };
+    record(rt, name, data).await?;
     consensus.transfer_leadership(name).await
 }
 

@@ -16,7 +16,7 @@ pub use crate::config::RegistryConfig;
 
 use crate::clock::Clock;
 use crate::directory::{ActorName, ChildSpec};
-use crate::domain::EventKind;
+use crate::domain::{DownCause, EventData};
 use crate::ids::CorrelationId;
 use crate::ledger::Ledger;
 use crate::report::{NodeReport, ReportSlot};
@@ -26,7 +26,6 @@ use crate::version::{check_wire, WIRE_SCHEMA};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -176,9 +175,9 @@ pub struct RegistryState {
 }
 
 impl RegistryState {
-    fn record(&self, kind: EventKind, peer: &str, data: serde_json::Value) {
-        tracing::info!(node = %self.args.node, peer, kind = kind.as_str(), "membership changed");
-        self.args.ledger.record_detached(kind, CorrelationId(format!("node:{peer}")), data);
+    fn record(&self, peer: &str, data: EventData) {
+        tracing::info!(node = %self.args.node, peer, kind = data.kind().as_str(), "membership changed");
+        self.args.ledger.record_detached(CorrelationId(format!("node:{peer}")), data);
     }
 
     fn heard(&mut self, hb: Heartbeat) {
@@ -205,7 +204,7 @@ impl RegistryState {
                     report: hb.report.clone().map(|r| *r),
                 };
                 self.peers.insert(hb.from.clone(), peer);
-                self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": false}));
+                self.record(&hb.from, EventData::NodeJoined { node: hb.from.clone(), rejoined: false });
             }
             Some(peer) => {
                 let was = peer.state;
@@ -217,7 +216,7 @@ impl RegistryState {
                 peer.state = PeerState::Up;
                 if was == PeerState::Down {
                     peer.rejoins += 1;
-                    self.record(EventKind::NodeJoined, &hb.from, json!({"node": hb.from, "rejoined": true}));
+                    self.record(&hb.from, EventData::NodeJoined { node: hb.from.clone(), rejoined: true });
                 }
             }
         }
@@ -243,8 +242,13 @@ impl RegistryState {
             }
         }
         for (name, state, silence) in changes {
-            let kind = if state == PeerState::Down { EventKind::NodeDown } else { EventKind::NodeSuspect };
-            self.record(kind, &name, json!({"node": name, "silence_ms": silence.as_millis() as u64}));
+            let (node, silence_ms) = (name.clone(), silence.as_millis() as u64);
+            let data = if state == PeerState::Down {
+                EventData::NodeDown { node, silence_ms, cause: None }
+            } else {
+                EventData::NodeSuspect { node, silence_ms }
+            };
+            self.record(&name, data);
         }
     }
 
@@ -256,7 +260,8 @@ impl RegistryState {
         }
         peer.state = PeerState::Down;
         let silence = peer.last_seen.elapsed().as_millis() as u64;
-        self.record(EventKind::NodeDown, name, json!({"node": name, "silence_ms": silence, "cause": "session_closed"}));
+        let cause = Some(DownCause::SessionClosed);
+        self.record(name, EventData::NodeDown { node: name.to_owned(), silence_ms: silence, cause });
     }
 
     /// Every known service with its live hosts and the one it is placed on.
@@ -291,10 +296,15 @@ impl RegistryState {
         for p in self.placements() {
             let before = self.placed.insert(p.service.clone(), p.node.clone());
             if let Some(before) = before.filter(|b| *b != p.node) {
-                let data = json!({"service": p.service, "from": before, "to": p.node, "node": before});
+                let data = EventData::ServiceMoved {
+                    service: p.service.clone(),
+                    from: before.clone(),
+                    to: p.node.clone(),
+                    node: before.clone(),
+                };
                 tracing::info!(service = %p.service, from = ?before, to = ?p.node, "service re-placed");
                 let correlation_id = CorrelationId(format!("service:{}", p.service));
-                self.args.ledger.record_detached(EventKind::ServiceMoved, correlation_id, data);
+                self.args.ledger.record_detached(correlation_id, data);
             }
         }
     }

@@ -10,12 +10,11 @@ pub use crate::directory::{ChildSpec, StartFuture};
 
 use crate::clock::Clock;
 use crate::directory::Directory;
-use crate::domain::EventKind;
+use crate::domain::EventData;
 use crate::ids::CorrelationId;
 use crate::ledger::Ledger;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
 use ractor_cluster::RactorMessage;
-use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,9 +121,9 @@ impl Actor for NodeSupervisor {
                 }
                 match state.start_child(&myself, &spec).await {
                     Ok(()) => {
-                        let restarts = state.recent.get(name).map_or(0, VecDeque::len);
-                        let data = json!({"actor": name, "recent_restarts": restarts});
-                        state.args.ledger.record_detached(EventKind::ActorRestarted, CorrelationId::generate(), data);
+                        let restarts = state.recent.get(name).map_or(0, VecDeque::len) as u32;
+                        let data = EventData::ActorRestarted { actor: name.to_owned(), recent_restarts: restarts };
+                        state.args.ledger.record_detached(CorrelationId::generate(), data);
                     }
                     Err(e) => state.on_child_down(&myself, name, format!("restart failed: {e}")),
                 }

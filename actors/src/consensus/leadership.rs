@@ -4,7 +4,7 @@
 
 use super::{node_id, Consensus};
 use crate::command::{Command, Entry};
-use crate::domain::EventKind;
+use crate::domain::EventData;
 use crate::ids::CorrelationId;
 use openraft::ServerState;
 use std::sync::Arc;
@@ -35,12 +35,9 @@ impl Consensus {
                 let name = consensus.member_name(leader);
                 tracing::info!(node = %consensus.name, leader = ?name, term, "raft leader");
                 if state == ServerState::Leader && leader == consensus.id {
-                    let data = serde_json::json!({"leader": consensus.name, "term": term, "previous": previous});
-                    let cmd = Command::RecordEvent {
-                        kind: EventKind::LeaderChanged,
-                        correlation_id: CorrelationId("raft:leader".into()),
-                        data,
-                    };
+                    let data =
+                        EventData::LeaderChanged { leader: consensus.name.clone(), term, previous: previous.clone() };
+                    let cmd = Command::RecordEvent { correlation_id: CorrelationId("raft:leader".into()), data };
                     let entry = Entry { at_ms: consensus.clock.now_ms(), node: consensus.name.clone(), cmd };
                     let proposer = consensus.proposer.clone();
                     tokio::spawn(async move {

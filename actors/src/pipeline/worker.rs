@@ -16,7 +16,7 @@ use crate::backoff;
 use crate::breaker::{self, BreakerMsg};
 use crate::command::Command;
 use crate::directory::{call, call_within, ActorName, ChildSpec};
-use crate::domain::{Action, ActionState, ActiveAction, AttemptOutcome, EventKind};
+use crate::domain::{Action, ActionState, ActiveAction, AttemptOutcome, EventData};
 use crate::error::WardenError;
 use crate::executor::{self, ExecRequest, ExecResult, ExecutorMsg};
 use crate::ids::ActionId;
@@ -207,7 +207,7 @@ fn forward_dispatches(rt: &Runtime, myself: ActorRef<WorkerMsg>) {
     tokio::spawn(async move {
         loop {
             let msg = match events.recv().await {
-                Ok(e) if e.kind == EventKind::ActionDispatched && e.data["node"].as_str() == Some(me.as_str()) => {
+                Ok(e) if matches!(&e.data, EventData::ActionDispatched { node, .. } if *node == me) => {
                     e.action_id.clone().map(WorkerMsg::Run)
                 }
                 Ok(_) => None,

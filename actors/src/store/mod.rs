@@ -2,10 +2,12 @@
 //! in one redb database under the node's data dir.
 //!
 //! - `tables`: table definitions and typed record helpers.
-//! - `machine`: the deterministic state machine (`apply`).
+//! - `machine`: the deterministic state machine (`apply`), which routes each
+//!   command to its handler in `apply/` (one file per domain).
 //! - `snapshot`: the whole state as one value (Raft snapshots).
 //! - `query`: read-only views (MVCC snapshots, never blocked by the writer).
 
+mod apply;
 mod machine;
 mod query;
 mod snapshot;

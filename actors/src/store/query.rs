@@ -44,7 +44,7 @@ fn first_seq_at(events: &impl ReadableTable<u64, &'static [u8]>, at: u64) -> Res
     let Some(last) = events.last()?.map(|(k, _)| k.value()) else { return Ok(1) };
     let ts_of = |seq: u64| -> Result<u64> {
         let g = events.get(seq)?.ok_or_else(|| crate::WardenError::Storage(format!("event {seq} is missing")))?;
-        Ok(decode::<Event>(g.value())?.ts)
+        Ok(decode_event(g.value())?.ts)
     };
     let (mut lo, mut hi) = (1u64, last + 1);
     while lo < hi {
@@ -220,7 +220,7 @@ impl Store {
 
     pub fn event(&self, seq: u64) -> Result<Option<Event>> {
         self.read(|r| match r.open_table(EVENTS)?.get(seq)? {
-            Some(g) => Ok(Some(decode(g.value())?)),
+            Some(g) => Ok(Some(decode_event(g.value())?)),
             None => Ok(None),
         })
     }
@@ -234,7 +234,7 @@ impl Store {
             let mut out = Vec::new();
             if q.from_ms.is_none() && q.to_ms.is_none() {
                 for row in events.range(after.saturating_add(1)..)?.take(limit) {
-                    out.push(decode(row?.1.value())?);
+                    out.push(decode_event(row?.1.value())?);
                 }
                 return Ok(out);
             }
@@ -246,7 +246,7 @@ impl Store {
                 None => u64::MAX,
             };
             for row in events.range(first..end.max(first))?.take(limit) {
-                out.push(decode(row?.1.value())?);
+                out.push(decode_event(row?.1.value())?);
             }
             Ok(out)
         })
@@ -262,7 +262,7 @@ impl Store {
             for row in index.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))?.take(limit) {
                 let (_, seq) = row?.0.value();
                 if let Some(g) = events.get(seq)? {
-                    out.push(decode(g.value())?);
+                    out.push(decode_event(g.value())?);
                 }
             }
             Ok(out)

@@ -1,8 +1,10 @@
 //! Table layout. Records are MessagePack (named fields, so they evolve).
 
+use crate::domain::*;
 use crate::error::Result;
+use crate::ids::*;
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 
 type Bytes = &'static [u8];
@@ -56,19 +58,22 @@ pub fn open_database(path: &Path) -> Result<Database> {
 }
 
 /// Every table, opened once per write transaction (opening per command would
-/// cost more than the inserts).
+/// cost more than the inserts). The state machine reads and writes through
+/// its typed methods, and every write is counted, so that `apply` can assert
+/// that a rejected command wrote nothing.
 pub struct Tables<'t> {
-    pub meta: redb::Table<'t, &'static str, u64>,
-    pub sessions: redb::Table<'t, &'static str, Bytes>,
-    pub turns: redb::Table<'t, &'static str, Bytes>,
-    pub actions: redb::Table<'t, &'static str, Bytes>,
-    pub active: redb::Table<'t, &'static str, Bytes>,
-    pub idempotency: redb::Table<'t, &'static str, &'static str>,
-    pub dlq: redb::Table<'t, &'static str, Bytes>,
-    pub nodes: redb::Table<'t, &'static str, Bytes>,
-    pub memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
-    pub events: redb::Table<'t, u64, Bytes>,
-    pub events_by_correlation: redb::Table<'t, (&'static str, u64), ()>,
+    meta: redb::Table<'t, &'static str, u64>,
+    sessions: redb::Table<'t, &'static str, Bytes>,
+    turns: redb::Table<'t, &'static str, Bytes>,
+    actions: redb::Table<'t, &'static str, Bytes>,
+    active: redb::Table<'t, &'static str, Bytes>,
+    idempotency: redb::Table<'t, &'static str, &'static str>,
+    dlq: redb::Table<'t, &'static str, Bytes>,
+    nodes: redb::Table<'t, &'static str, Bytes>,
+    memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
+    events: redb::Table<'t, u64, Bytes>,
+    events_by_correlation: redb::Table<'t, (&'static str, u64), ()>,
+    writes: u64,
 }
 
 impl<'t> Tables<'t> {
@@ -85,8 +90,159 @@ impl<'t> Tables<'t> {
             memory: txn.open_table(MEMORY)?,
             events: txn.open_table(EVENTS)?,
             events_by_correlation: txn.open_table(EVENTS_BY_CORRELATION)?,
+            writes: 0,
         })
     }
+
+    /// How many writes went through these tables since they were opened.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    pub fn session(&self, id: &SessionId) -> Result<Option<Session>> {
+        load(&self.sessions, id.as_str())
+    }
+
+    pub fn turn(&self, id: &TurnId) -> Result<Option<Turn>> {
+        load(&self.turns, id.as_str())
+    }
+
+    pub fn action(&self, id: &ActionId) -> Result<Option<Action>> {
+        load(&self.actions, id.as_str())
+    }
+
+    pub fn has_action(&self, id: &ActionId) -> Result<bool> {
+        Ok(self.actions.get(id.as_str())?.is_some())
+    }
+
+    /// The latest action carrying `key`.
+    pub fn action_with_key(&self, key: &IdempotencyKey) -> Result<Option<Action>> {
+        let Some(id) = self.idempotency.get(key.0.as_str())?.map(|g| g.value().to_owned()) else {
+            return Ok(None);
+        };
+        load(&self.actions, &id)
+    }
+
+    pub fn dlq_entry(&self, id: &DlqId) -> Result<Option<DlqEntry>> {
+        load(&self.dlq, id.as_str())
+    }
+
+    pub fn node(&self, name: &str) -> Result<Option<NodeRecord>> {
+        load(&self.nodes, name)
+    }
+
+    pub fn memory_item(&self, ns: &str, key: &str) -> Result<Option<MemoryItem>> {
+        self.memory.get((ns, key))?.map(|g| decode(g.value())).transpose()
+    }
+
+    pub fn put_meta(&mut self, key: &str, value: u64) -> Result<()> {
+        self.writes += 1;
+        self.meta.insert(key, value)?;
+        Ok(())
+    }
+
+    pub fn put_session(&mut self, session: &Session) -> Result<()> {
+        self.writes += 1;
+        store(&mut self.sessions, session.id.as_str(), session)
+    }
+
+    pub fn put_turn(&mut self, turn: &Turn) -> Result<()> {
+        self.writes += 1;
+        store(&mut self.turns, turn.id.as_str(), turn)
+    }
+
+    /// Writes the action and keeps the index of non-terminal actions in step
+    /// (an action enters it once, when created, and leaves it once, when terminal).
+    pub fn put_action(&mut self, action: &Action) -> Result<()> {
+        self.writes += 1;
+        store(&mut self.actions, action.id.as_str(), action)?;
+        if action.state.is_terminal() {
+            self.active.remove(action.id.as_str())?;
+            Ok(())
+        } else {
+            store(&mut self.active, action.id.as_str(), &ActiveAction::of(action))
+        }
+    }
+
+    /// Makes `id` the latest action carrying `key`.
+    pub fn put_idempotency_key(&mut self, key: &IdempotencyKey, id: &ActionId) -> Result<()> {
+        self.writes += 1;
+        self.idempotency.insert(key.0.as_str(), id.as_str())?;
+        Ok(())
+    }
+
+    pub fn put_dlq_entry(&mut self, entry: &DlqEntry) -> Result<()> {
+        self.writes += 1;
+        store(&mut self.dlq, entry.id.as_str(), entry)
+    }
+
+    pub fn put_node(&mut self, record: &NodeRecord) -> Result<()> {
+        self.writes += 1;
+        store(&mut self.nodes, record.name.as_str(), record)
+    }
+
+    pub fn put_memory_item(&mut self, item: &MemoryItem) -> Result<()> {
+        self.writes += 1;
+        self.memory.insert((item.ns.as_str(), item.key.as_str()), encode(item)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Writes the event and its entry in the index by correlation id.
+    pub fn put_event(&mut self, event: &Event) -> Result<()> {
+        self.writes += 1;
+        self.events.insert(event.seq, encode_event(event)?.as_slice())?;
+        self.events_by_correlation.insert((event.correlation_id.as_str(), event.seq), ())?;
+        Ok(())
+    }
+}
+
+/// An event as stored: the header and the typed data (`EventData`'s derived
+/// encoding), the kind implied by the data. Borrowed to write, owned to read.
+#[derive(Serialize)]
+struct StoredEventRef<'a> {
+    seq: u64,
+    ts: u64,
+    node: &'a str,
+    session_id: &'a Option<SessionId>,
+    turn_id: &'a Option<TurnId>,
+    correlation_id: &'a CorrelationId,
+    action_id: &'a Option<ActionId>,
+    causation_seq: Option<u64>,
+    data: &'a EventData,
+}
+
+#[derive(Deserialize)]
+struct StoredEvent {
+    seq: u64,
+    ts: u64,
+    node: String,
+    session_id: Option<SessionId>,
+    turn_id: Option<TurnId>,
+    correlation_id: CorrelationId,
+    action_id: Option<ActionId>,
+    causation_seq: Option<u64>,
+    data: EventData,
+}
+
+pub fn encode_event(e: &Event) -> Result<Vec<u8>> {
+    encode(&StoredEventRef {
+        seq: e.seq,
+        ts: e.ts,
+        node: &e.node,
+        session_id: &e.session_id,
+        turn_id: &e.turn_id,
+        correlation_id: &e.correlation_id,
+        action_id: &e.action_id,
+        causation_seq: e.causation_seq,
+        data: &e.data,
+    })
+}
+
+pub fn decode_event(bytes: &[u8]) -> Result<Event> {
+    let StoredEvent { seq, ts, node, session_id, turn_id, correlation_id, action_id, causation_seq, data } =
+        decode(bytes)?;
+    let scope = EventScope { session_id, turn_id, correlation_id };
+    Ok(Event::new(seq, ts, node, scope, action_id, causation_seq, data))
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -106,7 +262,7 @@ pub fn load<T: DeserializeOwned>(table: &impl ReadableTable<&'static str, Bytes>
 }
 
 /// Encodes and writes one record of a string-keyed table.
-pub fn store<T: Serialize>(table: &mut redb::Table<'_, &'static str, Bytes>, key: &str, value: &T) -> Result<()> {
+fn store<T: Serialize>(table: &mut redb::Table<'_, &'static str, Bytes>, key: &str, value: &T) -> Result<()> {
     table.insert(key, encode(value)?.as_slice())?;
     Ok(())
 }

@@ -1,0 +1,168 @@
+//! The commands of the state machine, one file per domain (in the style of
+//! mini-redis's `cmd/`). Each command is a check phase, which reads and may
+//! reject, then a write phase, which cannot fail except on storage. The checks
+//! are functions of `&Tables`, so they cannot write; `StateMachine::apply`
+//! asserts that a rejected command wrote nothing.
+
+pub(super) mod actions;
+pub(super) mod dlq;
+pub(super) mod events;
+pub(super) mod memory;
+pub(super) mod nodes;
+pub(super) mod sessions;
+
+use super::machine::StateMachine;
+use super::tables::Tables;
+use crate::command::{Entry, Response};
+use crate::domain::*;
+use crate::error::{Result, WardenError};
+use crate::ids::*;
+
+/// What a command produced: its response, and the action it made terminal.
+pub(super) type Outcome = (Response, Option<Action>);
+
+/// A session's `last_activity_ms` is rewritten at most this often.
+const SESSION_ACTIVITY_RESOLUTION_MS: u64 = 1_000;
+
+/// Records the events of one command while it is applied.
+pub(super) struct Recorder<'e> {
+    sm: &'e mut StateMachine,
+    entry: &'e Entry,
+    events: Vec<Event>,
+}
+
+impl<'e> Recorder<'e> {
+    pub(super) fn new(sm: &'e mut StateMachine, entry: &'e Entry) -> Self {
+        Self { sm, entry, events: Vec::new() }
+    }
+
+    /// When the command was proposed.
+    pub(super) fn at(&self) -> u64 {
+        self.entry.at_ms
+    }
+
+    /// The node that proposed the command.
+    pub(super) fn node(&self) -> &str {
+        &self.entry.node
+    }
+
+    pub(super) fn into_events(self) -> Vec<Event> {
+        self.events
+    }
+
+    /// Records an event; returns its seq.
+    pub(super) fn emit(
+        &mut self,
+        t: &mut Tables<'_>,
+        scope: EventScope,
+        action_id: Option<&ActionId>,
+        causation_seq: Option<u64>,
+        data: EventData,
+    ) -> Result<u64> {
+        let seq = self.sm.next_seq;
+        self.sm.next_seq += 1;
+        self.sm.last_ts = self.sm.last_ts.max(self.entry.at_ms);
+        let node = self.entry.node.clone();
+        let event = Event::new(seq, self.sm.last_ts, node, scope, action_id.cloned(), causation_seq, data);
+        t.put_event(&event)?;
+        self.events.push(event);
+        Ok(seq)
+    }
+
+    /// Records an event about `action` caused by its latest one, and makes it the latest.
+    pub(super) fn emit_for(&mut self, t: &mut Tables<'_>, action: &mut Action, data: EventData) -> Result<u64> {
+        let scope = EventScope::of_action(action);
+        let seq = self.emit(t, scope, Some(&action.id), Some(action.last_event_seq), data)?;
+        action.last_event_seq = seq;
+        Ok(seq)
+    }
+}
+
+pub(super) fn turn_of(t: &Tables<'_>, id: &TurnId) -> Result<Turn> {
+    t.turn(id)?.ok_or_else(|| WardenError::UnknownTurn(id.to_string()))
+}
+
+pub(super) fn action_of(t: &Tables<'_>, id: &ActionId) -> Result<Action> {
+    t.action(id)?.ok_or_else(|| WardenError::UnknownAction(id.to_string()))
+}
+
+/// Notes activity in a session, at most once per `SESSION_ACTIVITY_RESOLUTION_MS`.
+pub(super) fn touch_session(t: &mut Tables<'_>, id: &SessionId, at: u64) -> Result<()> {
+    if let Some(mut session) = t.session(id)? {
+        if at >= session.last_activity_ms + SESSION_ACTIVITY_RESOLUTION_MS {
+            session.last_activity_ms = at;
+            t.put_session(&session)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `action` as of time `at`; returns it when it has just become terminal.
+pub(super) fn save_action(t: &mut Tables<'_>, action: &Action, at: u64) -> Result<Option<Action>> {
+    let mut action = action.clone();
+    action.updated_ms = at;
+    t.put_action(&action)?;
+    Ok(action.state.is_terminal().then_some(action))
+}
+
+pub(super) fn state_name(state: ActionState) -> String {
+    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Helpers for the handlers' unit tests: commands applied to a fresh database.
+#[cfg(test)]
+pub(super) mod testing {
+    use super::super::machine::Applied;
+    use super::super::tables::{open_database, Tables};
+    use super::StateMachine;
+    use crate::command::{Command, Entry};
+    use crate::domain::{Decision, Tier, Verdict};
+    use crate::error::Result;
+    use crate::ids::*;
+
+    pub fn entry(cmd: Command) -> Entry {
+        Entry { at_ms: 1_000, node: "n".into(), cmd }
+    }
+
+    /// Applies `cmds` in one transaction on a fresh database; returns each result.
+    pub fn run(cmds: Vec<Command>) -> Vec<Result<Applied>> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(&dir.path().join("t.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
+        let mut tables = Tables::open(&txn).unwrap();
+        cmds.into_iter()
+            .enumerate()
+            .map(|(i, c)| machine.apply_at(&mut tables, i as u64 + 1, &entry(c)).unwrap())
+            .collect()
+    }
+
+    pub fn allow() -> Decision {
+        Decision { decision: Verdict::Allow, tier: Tier::Observe, reasons: vec![], policy_hash: "t".into() }
+    }
+
+    pub fn open_turn(turn: &TurnId) -> Command {
+        Command::OpenTurn {
+            turn_id: turn.clone(),
+            session_id: SessionId("s".into()),
+            correlation_id: CorrelationId("c".into()),
+            trust: None,
+            summary: None,
+        }
+    }
+
+    /// Action `id` of capability "x" under `turn`, decided `decision`.
+    pub fn submit(id: &str, turn: &TurnId, decision: Decision) -> Command {
+        Command::SubmitAction {
+            action_id: ActionId(id.into()),
+            turn_id: turn.clone(),
+            capability: "x".into(),
+            args: serde_json::json!({}),
+            idempotency_key: None,
+            decision,
+            max_attempts: 3,
+            backoff_ms: 10,
+            confirm_ttl_ms: 1_000,
+        }
+    }
+}
