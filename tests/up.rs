@@ -4,6 +4,7 @@
 mod common;
 
 use common::process::free_ports;
+use common::serial::one_cluster_at_a_time;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn up_starts_a_cluster_that_sees_itself_and_ctrl_c_stops_every_node() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let (http, cluster) = (free_ports(3), free_ports(3));
     let mut up = Command::new(env!("CARGO_BIN_EXE_warden"))
