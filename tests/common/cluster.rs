@@ -130,6 +130,27 @@ impl Cluster {
         }
     }
 
+    /// Waits until node `via`'s view of the cluster shows at least `at_least`
+    /// attempts running on node `on` (so a fault on `on` lands mid-attempt);
+    /// returns the count seen.
+    pub async fn running_on(&self, via: usize, on: usize, at_least: u64) -> u64 {
+        let name = &self.names[on];
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        loop {
+            let view = self.get(via, "/v1/cluster").await.unwrap_or_default();
+            let running = view["nodes"]
+                .as_array()
+                .and_then(|ns| ns.iter().find(|n| n["name"] == name.as_str()))
+                .and_then(|n| n["running"].as_u64())
+                .unwrap_or(0);
+            if running >= at_least {
+                return running;
+            }
+            assert!(Instant::now() < deadline, "never {at_least} attempts running on {name}: {view}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn all(&self) -> Vec<usize> {
         (0..self.nodes.len()).collect()
     }
