@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::process::{free_port, loopback, node_args, NodeProcess};
+use common::process::{free_ports, loopback, node_args, NodeProcess};
 use common::serial::one_cluster_at_a_time;
 use serde_json::Value;
 use std::path::Path;
@@ -24,7 +24,8 @@ fn cookie_in(dir: &Path) -> std::path::PathBuf {
 /// Raft cluster of three voters.
 fn three_node_mesh(dir: &Path) -> [NodeProcess; 3] {
     let cookie = cookie_in(dir);
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let base = free_ports(3);
+    let ports: Vec<u16> = (0..3).map(|i| base + i).collect();
     ["a", "b", "c"].map(|name| {
         let i = (name.as_bytes()[0] - b'a') as usize;
         let seeds = [ports[(i + 1) % 3], ports[(i + 2) % 3]];
@@ -78,7 +79,8 @@ async fn nodes_sharing_a_cookie_connect_and_a_wrong_cookie_never_joins() {
     let (good, bad) = (dir.path().join("cookie"), dir.path().join("other-cookie"));
     std::fs::write(&good, "test-cookie-0123456789").unwrap();
     std::fs::write(&bad, "another-cookie-0123456789").unwrap();
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let base = free_ports(4);
+    let ports: Vec<u16> = (0..4).map(|i| base + i).collect();
     let start = |name: &str, i: usize, seeds: &[u16], cookie: &Path| {
         NodeProcess::start_with(&dir.path().join(name), None, &args_seeded_by_ports(name, ports[i], seeds, cookie))
     };
@@ -106,7 +108,8 @@ async fn a_peer_that_comes_back_is_reconnected() {
     let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let cookie = cookie_in(dir.path());
-    let (pa, pb) = (free_port(), free_port());
+    let pa = free_ports(2);
+    let pb = pa + 1;
     let a = NodeProcess::start_with(&dir.path().join("a"), None, &args_seeded_by_ports("a", pa, &[pb], &cookie));
     let mut b = NodeProcess::start_with(&dir.path().join("b"), None, &args_seeded_by_ports("b", pb, &[pa], &cookie));
     until(&a, "a connects to b", |v| peers_in(v, "connected") == ["b"]).await;

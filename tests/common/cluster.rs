@@ -3,7 +3,7 @@
 //! through its own fault proxy (node i dials node j > i through proxy (i, j),
 //! and transitive dialling is off), so any pair can be partitioned.
 
-use super::process::{free_port, loopback, node_args, NodeProcess};
+use super::process::{free_ports, loopback, node_args, NodeProcess};
 use super::proxy::Proxy;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -46,7 +46,8 @@ impl Cluster {
         let names: Vec<String> = (0..n).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
         let cookie = dir.join("cookie");
         std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let base = free_ports(n as u16);
+        let ports: Vec<u16> = (0..n as u16).map(|i| base + i).collect();
         let mut proxies = BTreeMap::new();
         for i in 0..n {
             for (j, port) in ports.iter().enumerate().skip(i + 1) {
