@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod local;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod soak;

@@ -59,11 +59,16 @@ pub fn node_name(i: usize) -> String {
     ((b'a' + i as u8) as char).to_string()
 }
 
+/// Where `free_ports` picks: below Linux's default ephemeral range
+/// (32768–60999). A port picked there could be taken between the pick and the
+/// node's bind by any outgoing connection or port-0 listener on the machine.
+const PICK_PORTS: std::ops::Range<u16> = 10_000..32_000;
+
 /// The first of `n` consecutive free ports on loopback.
 pub fn free_ports(n: usize) -> anyhow::Result<u16> {
     let mut rng = fastrand::Rng::new();
     for _ in 0..1_000 {
-        let base = rng.u16(20_000..60_000);
+        let base = rng.u16(PICK_PORTS.start..PICK_PORTS.end - n as u16);
         if (0..n as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return Ok(base);
         }

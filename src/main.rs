@@ -94,10 +94,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,ractor=warn,ractor_cluster=warn,openraft=warn,warp::server=off".into());
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    warden::logging::init();
     match Cli::parse().command {
         Command::Node { config, name, data_dir, http_addr, cluster_addr, seeds, cookie_file, bootstrap } => {
             let overrides = Overrides { name, data_dir, http_addr, cluster_addr, seeds, cookie_file, bootstrap };

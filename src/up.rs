@@ -29,7 +29,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         config: None,
         // Keep the terminal for the status line; nodes speak up only when something is wrong.
-        log: "warn,ractor=error,ractor_cluster=error,openraft=error",
+        log: "warn,ractor=error,ractor_cluster=error,openraft=error,warp::server=off",
         log_to_files: false,
     };
     let mut nodes = tokio::task::spawn_blocking(move || LocalCluster::start(&spec)).await??;

@@ -8,6 +8,7 @@ mod common;
 
 use common::cluster::{http, post, CLUSTER_WAIT};
 use common::load::{kill_of, start, HOLD};
+use common::serial::one_cluster_at_a_time;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use warden::soak::workload::events_of_kind;
@@ -15,6 +16,7 @@ use warden_actors::clock::wall_ms as now_ms;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_node_executing_a_held_request_completes_the_action_elsewhere_with_one_effect() {
+    let _serial = one_cluster_at_a_time().await;
     let run = start(Duration::from_secs(3), 10_000, "").await;
     let http = http();
     let turn = run.cluster.open_turn(0, "s1").await;
@@ -77,10 +79,11 @@ async fn killing_the_node_executing_a_held_request_completes_the_action_elsewher
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_load_loses_nothing() {
+    let _serial = one_cluster_at_a_time().await;
     let mut run = start(HOLD, 5_000, "").await;
-    let load = run.load("leaderkill", 150, 30.0);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let (leader, _) = run.cluster.leader_among(&run.cluster.all(), 0).await;
+    let load = run.load("leaderkill", 150, 30.0);
+    run.cluster.running_on((leader + 1) % 3, leader, 3).await;
     run.cluster.nodes[leader].kill_9();
     let kills = vec![kill_of(&run, leader)];
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -92,11 +95,12 @@ async fn killing_the_leader_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_executor_is_taken_over_and_its_late_results_are_fenced() {
+    let _serial = one_cluster_at_a_time().await;
     let run = start(HOLD, 5_000, "").await;
     let (leader, _) = run.cluster.leader_among(&run.cluster.all(), 0).await;
     let frozen = (leader + 1) % 3;
     let load = run.load("sigstop", 150, 30.0);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    run.cluster.running_on(leader, frozen, 3).await;
     run.cluster.nodes[frozen].signal("STOP");
     let kills = vec![kill_of(&run, frozen)];
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -108,11 +112,12 @@ async fn a_frozen_executor_is_taken_over_and_its_late_results_are_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_executor_is_taken_over_and_rejoins() {
+    let _serial = one_cluster_at_a_time().await;
     let run = start(HOLD, 5_000, "").await;
     let (leader, _) = run.cluster.leader_among(&run.cluster.all(), 0).await;
     let cut = (leader + 1) % 3;
     let load = run.load("partition", 150, 30.0);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    run.cluster.running_on(leader, cut, 3).await;
     run.cluster.isolate(cut);
     let kills = vec![kill_of(&run, cut)];
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -124,11 +129,12 @@ async fn a_partitioned_executor_is_taken_over_and_rejoins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_at_once_on_its_data_dir_takes_over_its_own_attempts() {
+    let _serial = one_cluster_at_a_time().await;
     let mut run = start(HOLD, 5_000, "").await;
     let (leader, _) = run.cluster.leader_among(&run.cluster.all(), 0).await;
     let victim = (leader + 1) % 3;
     let load = run.load("restart", 150, 30.0);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    run.cluster.running_on(leader, victim, 3).await;
     let kills = vec![kill_of(&run, victim)];
     run.restart(victim);
     let submitted = load.await.unwrap();
@@ -138,11 +144,13 @@ async fn a_node_restarted_at_once_on_its_data_dir_takes_over_its_own_attempts() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_node_loses_nothing() {
+    let _serial = one_cluster_at_a_time().await;
     let mut run = start(HOLD, 5_000, "").await;
     let load = run.load("rolling", 240, 30.0);
     let mut kills = Vec::new();
     for i in run.cluster.all() {
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        // Stop each node while attempts run on it: its drain must let them finish.
+        run.cluster.running_on((i + 1) % 3, i, 3).await;
         let status = run.cluster.nodes[i].signal_and_wait("TERM", Duration::from_secs(20));
         assert!(status.is_some_and(|s| s.success()), "node {i} did not stop cleanly: {status:?}");
         kills.push(kill_of(&run, i));

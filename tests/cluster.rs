@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::process::{free_port, loopback, node_args, NodeProcess};
+use common::process::{free_ports, loopback, node_args, NodeProcess};
+use common::serial::one_cluster_at_a_time;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -23,7 +24,8 @@ fn cookie_in(dir: &Path) -> std::path::PathBuf {
 /// Raft cluster of three voters.
 fn three_node_mesh(dir: &Path) -> [NodeProcess; 3] {
     let cookie = cookie_in(dir);
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let base = free_ports(3);
+    let ports: Vec<u16> = (0..3).map(|i| base + i).collect();
     ["a", "b", "c"].map(|name| {
         let i = (name.as_bytes()[0] - b'a') as usize;
         let seeds = [ports[(i + 1) % 3], ports[(i + 2) % 3]];
@@ -72,11 +74,13 @@ async fn until(node: &NodeProcess, what: &str, pred: impl Fn(&Value) -> bool) ->
 
 #[tokio::test]
 async fn nodes_sharing_a_cookie_connect_and_a_wrong_cookie_never_joins() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let (good, bad) = (dir.path().join("cookie"), dir.path().join("other-cookie"));
     std::fs::write(&good, "test-cookie-0123456789").unwrap();
     std::fs::write(&bad, "another-cookie-0123456789").unwrap();
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let base = free_ports(4);
+    let ports: Vec<u16> = (0..4).map(|i| base + i).collect();
     let start = |name: &str, i: usize, seeds: &[u16], cookie: &Path| {
         NodeProcess::start_with(&dir.path().join(name), None, &args_seeded_by_ports(name, ports[i], seeds, cookie))
     };
@@ -101,9 +105,11 @@ async fn nodes_sharing_a_cookie_connect_and_a_wrong_cookie_never_joins() {
 
 #[tokio::test]
 async fn a_peer_that_comes_back_is_reconnected() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let cookie = cookie_in(dir.path());
-    let (pa, pb) = (free_port(), free_port());
+    let pa = free_ports(2);
+    let pb = pa + 1;
     let a = NodeProcess::start_with(&dir.path().join("a"), None, &args_seeded_by_ports("a", pa, &[pb], &cookie));
     let mut b = NodeProcess::start_with(&dir.path().join("b"), None, &args_seeded_by_ports("b", pb, &[pa], &cookie));
     until(&a, "a connects to b", |v| peers_in(v, "connected") == ["b"]).await;
@@ -125,6 +131,7 @@ const DETECTION_BOUND: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_killed_or_frozen_node_is_declared_down_and_rejoins_when_it_returns() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let [a, b, mut c] = three_node_mesh(dir.path());
     for (node, others) in [(&a, ["b", "c"]), (&b, ["a", "c"]), (&c, ["a", "b"])] {
@@ -167,45 +174,67 @@ async fn a_killed_or_frozen_node_is_declared_down_and_rejoins_when_it_returns() 
     }
 }
 
-/// Detection time over 20 kills, from the kill to the survivor's `node.down`
-/// event. A measurement, not a gate: run it with
-/// `cargo nextest run --test cluster --run-ignored only detection_time_over_20_kills --no-capture`.
-#[tokio::test]
-#[ignore]
-async fn detection_time_over_20_kills() {
-    const KILLS: usize = 20;
+/// The detection target: a kill -9 is a `node.down` event on a survivor within this.
+const DETECTION_TARGET_MS: u64 = 2_000;
+
+/// Kills node c `kills` times (restarting it in between) and returns, for
+/// each kill, the time from the kill to node a's committed `node.down` event.
+async fn detection_times(kills: usize) -> Vec<u64> {
     let dir = tempfile::tempdir().unwrap();
     let [a, _b, mut c] = three_node_mesh(dir.path());
     let mut times = Vec::new();
-    for round in 0..KILLS {
+    for round in 0..kills {
         until(&a, "c up", |v| state_of(v, "c").as_deref() == Some("up")).await;
         let killed_ms = warden_actors::clock::wall_ms();
         c.kill_9();
-        until(&a, "c down", |v| state_of(v, "c").as_deref() == Some("down")).await;
-        let events: Value = reqwest::get(format!("{}/v1/timeline?from={killed_ms}&limit=10000", a.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let down = events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == "node.down" && e["data"]["node"] == "c")
-            .expect("a node.down event after the kill");
+        let down = tokio::time::timeout(CLUSTER_WAIT, async {
+            loop {
+                let url = format!("{}/v1/timeline?from={killed_ms}&limit=10000", a.url);
+                let events: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+                let down = events["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["kind"] == "node.down" && e["data"]["node"] == "c")
+                    .cloned();
+                if let Some(down) = down {
+                    return down;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("a node.down event after the kill");
         let ms = down["ts"].as_u64().unwrap() - killed_ms;
         println!("kill {round:2}: declared down after {ms} ms");
         times.push(ms);
         c.restart();
     }
+    times
+}
+
+#[tokio::test]
+async fn a_killed_node_is_declared_down_within_2_s_on_each_of_5_kills() {
+    let _serial = one_cluster_at_a_time().await;
+    let times = detection_times(5).await;
+    assert!(times.iter().all(|&ms| ms < DETECTION_TARGET_MS), "detection times {times:?} ms");
+}
+
+/// Detection time over 20 kills. A measurement: run it with
+/// `cargo nextest run --test cluster --run-ignored only detection_time_over_20_kills --no-capture`.
+#[tokio::test]
+#[ignore = "a 20-kill measurement; the 5-kill test gates CI"]
+async fn detection_time_over_20_kills() {
+    let _serial = one_cluster_at_a_time().await;
+    let mut times = detection_times(20).await;
     times.sort_unstable();
-    println!("detection over {KILLS} kills: median {} ms, max {} ms", times[KILLS / 2], times[KILLS - 1]);
-    assert!(times[KILLS - 1] < 2_000, "a kill took {} ms to detect", times[KILLS - 1]);
+    println!("detection over 20 kills: median {} ms, max {} ms", times[10], times[19]);
+    assert!(times[19] < DETECTION_TARGET_MS, "a kill took {} ms to detect", times[19]);
 }
 
 #[tokio::test]
 async fn services_of_a_dead_node_are_re_placed_on_a_live_one() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let [mut a, b, _c] = three_node_mesh(dir.path());
     let placed_on = |v: &Value, node: &str| {

@@ -323,7 +323,9 @@ async fn live_events_stream_as_server_sent_events() {
     let turn = api.turn("sse").await;
     let mut seen = String::new();
     tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(chunk) = resp.chunk().await.unwrap() {
+        loop {
+            let chunk = resp.chunk().await.expect("the stream stays readable");
+            let chunk = chunk.unwrap_or_else(|| panic!("the stream ended before turn.opened arrived; got: {seen}"));
             seen.push_str(&String::from_utf8_lossy(&chunk));
             if seen.contains("event:turn.opened") && seen.contains(&turn) {
                 return;

@@ -7,6 +7,7 @@ mod common;
 
 use common::cluster::{delete, http, Cluster, CLUSTER_WAIT};
 use common::process::{free_port, loopback, node_args, NodeProcess};
+use common::serial::one_cluster_at_a_time;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -106,6 +107,7 @@ async fn assert_nothing_lost(cluster: &Cluster, ledger: &Acks) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_repeatedly_loses_no_acknowledged_write() {
+    let _serial = one_cluster_at_a_time().await;
     const KILLS: usize = 10;
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 3, "");
@@ -169,6 +171,7 @@ async fn killing_the_leader_repeatedly_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_minority_never_acknowledges_and_the_majority_goes_on() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 3, "");
     cluster.settled().await;
@@ -223,6 +226,7 @@ async fn a_partitioned_minority_never_acknowledges_and_the_majority_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_and_new_nodes_catch_up_from_disk_log_and_snapshot() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     // Snapshot often and keep little log behind it, so a lagging node needs the snapshot.
     let mut cluster = Cluster::start(dir.path(), 3, "[raft]\nsnapshot_every = 50\nkeep_behind_snapshot = 5\n");
@@ -268,6 +272,7 @@ async fn restarted_and_new_nodes_catch_up_from_disk_log_and_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_joins_later_becomes_a_voter_with_the_whole_state() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 3, "[raft]\nsnapshot_every = 50\nkeep_behind_snapshot = 5\n");
     cluster.settled().await;
@@ -302,6 +307,7 @@ async fn a_node_that_joins_later_becomes_a_voter_with_the_whole_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_removed_through_any_node_leaves_and_the_group_goes_on_in_its_term() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 3, "");
     cluster.settled().await;

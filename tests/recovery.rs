@@ -43,10 +43,16 @@ async fn a_restarted_node_has_lost_no_acknowledged_action_memory_item_or_event()
         let item = node.get_memory("agent", &format!("k{i}")).await.unwrap().expect("memory survives");
         assert_eq!(item.value, json!({"i": i}));
     }
+    // An acknowledged write after the restart: its event must continue the sequence.
+    let t2 = turn(&node, Trust::Normal).await;
     let events_after = node.timeline(TimelineQuery { limit: Some(10_000), ..Default::default() }).await.unwrap();
     assert_eq!(&events_after[..events_before.len()], &events_before[..], "every event, unchanged, in order");
-    // New events continue the sequence.
-    assert!(events_after[events_before.len()..].iter().all(|e| e.seq > events_before.last().unwrap().seq));
+    let last_before = events_before.last().expect("events before the restart").seq;
+    let new = &events_after[events_before.len()..];
+    assert!(new.iter().any(|e| e.kind == EventKind::TurnOpened && e.turn_id.as_ref() == Some(&t2.id)), "{new:?}");
+    // New events continue the sequence: no gap, no reuse.
+    let seqs: Vec<u64> = new.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (last_before + 1..=last_before + new.len() as u64).collect::<Vec<_>>());
     node.shutdown().await.unwrap();
 }
 

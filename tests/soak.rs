@@ -3,6 +3,9 @@
 //! nothing lost or executed twice. The long run is ignored here; its command
 //! is in docs/operations.md.
 
+mod common;
+
+use common::serial::one_cluster_at_a_time_blocking;
 use std::process::{Command, Stdio};
 
 fn soak(args: &[&str]) -> String {
@@ -28,6 +31,7 @@ fn value<'a>(report: &'a str, row: &str) -> &'a str {
 
 #[test]
 fn five_hundred_actions_across_three_nodes_with_kills_lose_nothing() {
+    let _serial = one_cluster_at_a_time_blocking();
     let report = soak(&["--nodes", "3", "--actions", "500", "--rate", "25", "--kill-every", "8s"]);
     assert!(report.lines().any(|l| l == "PASS"), "no PASS verdict");
     assert_eq!(value(&report, "acknowledged"), "500");
@@ -43,6 +47,7 @@ fn five_hundred_actions_across_three_nodes_with_kills_lose_nothing() {
 #[test]
 #[ignore = "long soak (about 4 minutes); run with --run-ignored only"]
 fn a_long_soak_with_a_kill_every_ten_seconds_loses_nothing() {
+    let _serial = one_cluster_at_a_time_blocking();
     let report = soak(&["--nodes", "3", "--actions", "6000", "--rate", "25", "--kill-every", "10s"]);
     assert!(report.lines().any(|l| l == "PASS"), "no PASS verdict");
     assert_eq!(value(&report, "lost"), "0");

@@ -7,6 +7,7 @@ use common::*;
 use serde_json::json;
 use std::collections::HashMap;
 use warden_actors::domain::*;
+use warden_actors::ids::ActionId;
 use warden_actors::memory::PutRequest;
 use warden_actors::sessions::ModelCallRequest;
 use warden_actors::store::{RecallQuery, TimelineQuery};
@@ -112,34 +113,64 @@ async fn a_dlq_entry_traces_back_to_its_originating_turn() {
     node.shutdown().await.unwrap();
 }
 
+/// Waits until the wall clock (which stamps entries) is past `ts`, so the
+/// next event gets a later millisecond than every event so far.
+async fn clock_past(ts: u64) {
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    while now() <= ts {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 #[tokio::test]
 async fn timeline_queries_return_events_in_log_order_by_seq_and_by_window() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(&dir).await;
     let t = turn(&node, Trust::Normal).await;
-    for _ in 0..10 {
-        let a = submit(&node, &t, "search.web", ok_args()).await;
-        terminal(&node, &a.id).await;
+    let everything = || node.timeline(TimelineQuery { limit: Some(10_000), ..Default::default() });
+    // Three phases of actions, each phase in later milliseconds than the one before.
+    let mut phases: Vec<Vec<ActionId>> = Vec::new();
+    for n in [4, 4, 2] {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let a = submit(&node, &t, "search.web", ok_args()).await;
+            terminal(&node, &a.id).await;
+            ids.push(a.id);
+        }
+        phases.push(ids);
+        clock_past(everything().await.unwrap().last().unwrap().ts).await;
     }
-    let all = node.timeline(TimelineQuery { limit: Some(10_000), ..Default::default() }).await.unwrap();
+    let all = everything().await.unwrap();
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(all.windows(2).all(|w| w[0].ts <= w[1].ts), "time is non-decreasing in seq");
     let last_seq = all.last().unwrap().seq;
     assert_eq!(all.len() as u64, last_seq, "seqs are dense from 1");
 
     let page = node.timeline(TimelineQuery { after_seq: Some(5), limit: Some(3), ..Default::default() }).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [6, 7, 8]);
 
-    let from = all[10].ts;
-    let to = all.last().unwrap().ts + 1;
+    // The window is exactly the middle phase's time span.
+    let of_phase = |p: usize| -> Vec<&Event> {
+        all.iter().filter(|e| e.action_id.as_ref().is_some_and(|id| phases[p].contains(id))).collect()
+    };
+    let middle = of_phase(1);
+    let from = middle.iter().map(|e| e.ts).min().unwrap();
+    let to = middle.iter().map(|e| e.ts).max().unwrap() + 1;
     let window = node.timeline(TimelineQuery {
         from_ms: Some(from),
         to_ms: Some(to),
         limit: Some(10_000),
         ..Default::default()
     });
-    let window = window.await.unwrap();
+    let window: Vec<u64> = window.await.unwrap().iter().map(|e| e.seq).collect();
     let expected: Vec<u64> = all.iter().filter(|e| e.ts >= from && e.ts < to).map(|e| e.seq).collect();
-    assert_eq!(window.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
+    assert_eq!(window, expected);
+    for e in &middle {
+        assert!(window.contains(&e.seq), "event {} of the middle phase missing from the window", e.seq);
+    }
+    for e in of_phase(0).into_iter().chain(of_phase(2)) {
+        assert!(!window.contains(&e.seq), "event {} of another phase inside the window", e.seq);
+    }
     node.shutdown().await.unwrap();
 }
 

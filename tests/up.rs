@@ -1,78 +1,160 @@
-//! `warden up`: a local cluster of real processes that find each other, and
-//! that Ctrl-C stops completely.
+//! `warden up`: a local cluster of real processes that find each other, that
+//! Ctrl-C stops completely, and whose log is quiet when all is well.
 
 mod common;
 
 use common::process::free_ports;
+use common::serial::one_cluster_at_a_time;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `warden up` in its own process group: dropping this kills it and every
+/// node it started, whatever the test did.
+struct Up {
+    child: Child,
+    stdout: Receiver<String>,
+    /// Everything the nodes (and `up`) wrote to stderr: their log.
+    stderr: Arc<Mutex<Vec<String>>>,
+    urls: Vec<String>,
+}
+
+impl Up {
+    /// Starts `warden up --nodes 3` with `extra` arguments, as a newcomer
+    /// would (no RUST_LOG), and waits until it has printed its nodes.
+    fn start(dir: &Path, extra: &[&str]) -> Up {
+        let (http, cluster) = (free_ports(3), free_ports(3));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["up", "--nodes", "3", "--http-port", &http.to_string(), "--cluster-port", &cluster.to_string()])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir)
+            .env_remove("RUST_LOG")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, stdout) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (err, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut up = Up { child, stdout, stderr, urls: Vec::new() };
+        loop {
+            let line = up.stdout.recv_timeout(Duration::from_secs(60)).expect("warden up reports its nodes");
+            if let Some(rest) = line.strip_prefix("node ").and_then(|l| l.split(": ").nth(1)) {
+                up.urls.push(rest.split_whitespace().next().unwrap().to_owned());
+            }
+            if line.starts_with("Ctrl-C stops") {
+                break;
+            }
+        }
+        assert_eq!(up.urls, (0..3).map(|i| format!("http://127.0.0.1:{}", http + i)).collect::<Vec<_>>());
+        up
+    }
+
+    /// Waits until node a sees all three nodes up.
+    async fn all_up(&self) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let view: Value =
+                    reqwest::get(format!("{}/v1/cluster", self.urls[0])).await.unwrap().json().await.unwrap();
+                let up = view["nodes"].as_array().unwrap().iter().filter(|n| n["state"] == "up").count();
+                if up == 3 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("node a sees all three nodes up");
+    }
+
+    /// Ctrl-C, then waits (bounded) for `warden up` to exit.
+    fn interrupt(&mut self) -> ExitStatus {
+        assert!(Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "warden up did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The log lines at ERROR level (the fmt layer writes the level after the
+    /// time), and panics.
+    fn error_lines(&self) -> Vec<String> {
+        let log = self.stderr.lock().unwrap();
+        log.iter()
+            .filter(|l| l.split_whitespace().nth(1) == Some("ERROR") || l.contains("panicked at"))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", self.child.id())).status();
+        let _ = self.child.wait();
+    }
+}
 
 #[tokio::test]
 async fn up_starts_a_cluster_that_sees_itself_and_ctrl_c_stops_every_node() {
+    let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
-    let (http, cluster) = (free_ports(3), free_ports(3));
-    let mut up = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["up", "--nodes", "3", "--http-port", &http.to_string(), "--cluster-port", &cluster.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct KillOnDrop(u32);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").arg("-KILL").arg(self.0.to_string()).status();
-        }
-    }
-    let _guard = KillOnDrop(up.id());
-    let stdout = up.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut urls = Vec::new();
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("warden up reports its nodes");
-        if let Some(rest) = line.strip_prefix("node ").and_then(|l| l.split(": ").nth(1)) {
-            urls.push(rest.split_whitespace().next().unwrap().to_owned());
-        }
-        if line.starts_with("Ctrl-C stops") {
-            break;
-        }
-    }
-    assert_eq!(urls, (0..3).map(|i| format!("http://127.0.0.1:{}", http + i)).collect::<Vec<_>>());
+    let mut up = Up::start(dir.path(), &[]);
     assert!(dir.path().join("cookie").exists(), "a cookie is generated");
+    up.all_up().await;
 
-    tokio::time::timeout(Duration::from_secs(30), async {
+    let status = up.interrupt();
+    assert!(status.success(), "{status:?}");
+    for url in &up.urls {
+        assert!(reqwest::get(format!("{url}/v1/health")).await.is_err(), "{url} still answers after Ctrl-C");
+    }
+}
+
+/// How many demo actions must succeed before the cluster has shown its normal life.
+const DEMO_SUCCEEDED: usize = 60;
+
+#[tokio::test]
+async fn up_with_the_demo_logs_no_error_from_start_through_load_to_ctrl_c() {
+    let _serial = one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Up::start(dir.path(), &["--demo"]);
+    up.all_up().await;
+    tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            let view: Value = reqwest::get(format!("{}/v1/cluster", urls[0])).await.unwrap().json().await.unwrap();
-            let up = view["nodes"].as_array().unwrap().iter().filter(|n| n["state"] == "up").count();
-            if up == 3 {
+            let succeeded = warden::soak::workload::events_of_kind(&up.urls[0], "action.succeeded").await;
+            if succeeded.is_ok_and(|s| s.len() >= DEMO_SUCCEEDED) {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     })
     .await
-    .expect("node a sees all three nodes up");
-
-    assert!(Command::new("kill").arg("-INT").arg(up.id().to_string()).status().unwrap().success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = up.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "warden up did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    .expect("the demo workload runs");
+    let status = up.interrupt();
     assert!(status.success(), "{status:?}");
-    for url in &urls {
-        assert!(reqwest::get(format!("{url}/v1/health")).await.is_err(), "{url} still answers after Ctrl-C");
-    }
+    let errors = up.error_lines();
+    let log = up.stderr.lock().unwrap().join("\n");
+    assert!(errors.is_empty(), "ERROR lines in a healthy run:\n{}\n--- the whole log:\n{log}", errors.join("\n"));
 }

@@ -3,7 +3,7 @@
 //! through its own fault proxy (node i dials node j > i through proxy (i, j),
 //! and transitive dialling is off), so any pair can be partitioned.
 
-use super::process::{free_port, loopback, node_args, NodeProcess};
+use super::process::{free_ports, loopback, node_args, NodeProcess};
 use super::proxy::Proxy;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -46,7 +46,8 @@ impl Cluster {
         let names: Vec<String> = (0..n).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
         let cookie = dir.join("cookie");
         std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let base = free_ports(n as u16);
+        let ports: Vec<u16> = (0..n as u16).map(|i| base + i).collect();
         let mut proxies = BTreeMap::new();
         for i in 0..n {
             for (j, port) in ports.iter().enumerate().skip(i + 1) {
@@ -127,6 +128,27 @@ impl Cluster {
             }
             assert!(Instant::now() < deadline, "no leader among {among:?} within {CLUSTER_WAIT:?}");
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until node `via`'s view of the cluster shows at least `at_least`
+    /// attempts running on node `on` (so a fault on `on` lands mid-attempt);
+    /// returns the count seen.
+    pub async fn running_on(&self, via: usize, on: usize, at_least: u64) -> u64 {
+        let name = &self.names[on];
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        loop {
+            let view = self.get(via, "/v1/cluster").await.unwrap_or_default();
+            let running = view["nodes"]
+                .as_array()
+                .and_then(|ns| ns.iter().find(|n| n["name"] == name.as_str()))
+                .and_then(|n| n["running"].as_u64())
+                .unwrap_or(0);
+            if running >= at_least {
+                return running;
+            }
+            assert!(Instant::now() < deadline, "never {at_least} attempts running on {name}: {view}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tempfile::TempDir;
 use warden_actors::domain::*;
@@ -37,8 +39,20 @@ pub fn catalog() -> Vec<Capability> {
     ]
 }
 
+/// The node name for `dir`: the same for every start on that data dir (its
+/// Raft membership names it), and unique within this process. ractor's
+/// registry and process groups are process-wide, and a node registers its
+/// `RaftRpc` under its name, so two in-process nodes (tests running as
+/// threads of one `cargo test` process) must not share one.
+pub fn node_name(dir: &TempDir) -> String {
+    static NAMES: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    let next = format!("n{}", names.len() + 1);
+    names.entry(dir.path().to_owned()).or_insert(next).clone()
+}
+
 pub fn config(dir: &TempDir) -> NodeConfig {
-    let mut config = NodeConfig::new("n1", dir.path(), catalog());
+    let mut config = NodeConfig::new(&node_name(dir), dir.path(), catalog());
     config.supervisor = SupervisorConfig { backoff_base: Duration::from_millis(5), ..SupervisorConfig::default() };
     config.fault_injection = true;
     config
@@ -97,4 +111,5 @@ pub mod cluster;
 pub mod load;
 pub mod process;
 pub mod proxy;
+pub mod serial;
 pub mod tool;

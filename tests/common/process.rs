@@ -16,9 +16,11 @@ pub struct NodeProcess {
     args: Vec<String>,
 }
 
-/// A free TCP port on loopback (for listeners that cannot take port 0).
+/// A free TCP port on loopback (for listeners that cannot take port 0),
+/// outside the ephemeral range: a port the OS hands out for port 0 could be
+/// taken by an outgoing connection before the node binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports(1)
 }
 
 /// The first of `n` consecutive free ports on loopback.

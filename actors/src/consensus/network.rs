@@ -2,8 +2,9 @@
 //! cookie like everything else. Every node runs one `RaftRpc` actor, named
 //! after the node and joined to one process group; a peer is found by name
 //! among the group's members. Requests and replies are MessagePack; a call
-//! that times out or finds no peer is reported to openraft as such, and it
-//! backs off and retries.
+//! that times out or finds no peer is reported to openraft as such (`Timeout`,
+//! `Unreachable`: the only variants that mean "the peer did not answer"), and
+//! it backs off and retries; `reachability` says in the log what matters.
 
 use super::{Member, Outcome, TypeConfig};
 use crate::command::Entry;
@@ -155,6 +156,78 @@ async fn call_encoded(node: &str, bytes: Vec<u8>, ttl: Duration) -> Result<Reply
     }
 }
 
+/// How often openraft retries a peer reported unreachable: often enough to
+/// notice its return quickly.
+const UNREACHABLE_RETRY: Duration = Duration::from_millis(200);
+
+/// Peers that do not answer Raft RPCs, reported when it matters. openraft
+/// reports every failed RPC itself (at ERROR, every retry); its reports of
+/// `Unreachable` and `Timeout` are expected while a peer starts, stops or
+/// dies, so the `warden` binary filters them out of its log, and these lines
+/// are what an operator reads instead: info when a peer is not connected yet
+/// (the transport is still dialling it at start), warn once when a peer that
+/// answered before stays silent for `SILENT_WARN_AFTER` (one slow call that
+/// openraft retries is not news), info when it answers again. The table is
+/// process-wide, keyed by peer name: two nodes embedded in one process share
+/// these lines.
+mod reachability {
+    use super::CallError;
+    use parking_lot::Mutex;
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    /// How long a peer that answered before must stay silent to be warned about.
+    const SILENT_WARN_AFTER: Duration = Duration::from_secs(1);
+    /// How long a peer that never answered may stay unconnected (nodes start one by one).
+    const UNCONNECTED_WARN_AFTER: Duration = Duration::from_secs(30);
+
+    #[derive(Default)]
+    struct Peer {
+        answered: bool,
+        failing_since: Option<Instant>,
+        warned: bool,
+    }
+
+    static PEERS: Mutex<BTreeMap<String, Peer>> = Mutex::new(BTreeMap::new());
+
+    /// Records the outcome of one RPC to `peer`; logs what changed.
+    pub(super) fn note(peer: &str, error: Option<&CallError>) {
+        let silent = matches!(error, Some(CallError::NoRoute(_) | CallError::Lost(_) | CallError::Timeout(..)));
+        let mut peers = PEERS.lock();
+        let p = peers.entry(peer.to_owned()).or_default();
+        let now = Instant::now();
+        let retry_every = super::UNREACHABLE_RETRY;
+        match (silent, p.failing_since, error) {
+            (true, None, Some(e)) => {
+                p.failing_since = Some(now);
+                if !p.answered {
+                    tracing::info!(peer, error = %e, ?retry_every, "raft: peer not connected yet; retrying");
+                } else {
+                    tracing::debug!(peer, error = %e, "raft: a call to the peer failed; retrying");
+                }
+            }
+            (true, Some(since), Some(e)) if !p.warned => {
+                let limit = if p.answered { SILENT_WARN_AFTER } else { UNCONNECTED_WARN_AFTER };
+                if now - since >= limit {
+                    p.warned = true;
+                    tracing::warn!(
+                        peer, error = %e, silent_for = ?(now - since), ?retry_every,
+                        "raft: peer not answering; retrying (the registry judges whether it is down, \
+                         and a down node's attempts are taken over)"
+                    );
+                }
+            }
+            (false, since, _) => {
+                if let (true, Some(since)) = (p.warned, since) {
+                    tracing::info!(peer, silent_for = ?(now - since), "raft: peer answers again");
+                }
+                *p = Peer { answered: true, failing_since: None, warned: false };
+            }
+            _ => {}
+        }
+    }
+}
+
 /// openraft's view of the network: one client per target node.
 pub struct Network;
 
@@ -189,7 +262,9 @@ impl PeerClient {
         option: &RPCOption,
     ) -> Result<Reply, RPCError<NodeId, Member, E>> {
         let ttl = option.hard_ttl();
-        call_encoded(&self.node, bytes, ttl).await.map_err(|e| match e {
+        let result = call_encoded(&self.node, bytes, ttl).await;
+        reachability::note(&self.node, result.as_ref().err());
+        result.map_err(|e| match e {
             CallError::NoRoute(_) | CallError::Lost(_) => RPCError::Unreachable(Unreachable::new(&e)),
             CallError::Timeout(..) => {
                 RPCError::Timeout(Timeout { action: kind, id: 0, target: self.target, timeout: ttl })
@@ -246,7 +321,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 
     fn backoff(&self) -> openraft::network::Backoff {
-        // A peer that is down is retried often enough to notice its return quickly.
-        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+        openraft::network::Backoff::new(std::iter::repeat(UNREACHABLE_RETRY))
     }
 }
