@@ -217,7 +217,8 @@ mod reachability {
                     );
                 }
             }
-            (false, since, _) => {
+            // A call that reached the peer (an answer; not a refusal of our wire schema).
+            (false, since, None) => {
                 if let (true, Some(since)) = (p.warned, since) {
                     tracing::info!(peer, silent_for = ?(now - since), "raft: peer answers again");
                 }
