@@ -83,7 +83,7 @@ impl StateMachine {
         handler: impl FnOnce(&mut Tables<'_>, &mut Recorder<'_>, &Command) -> Result<Outcome>,
     ) -> Result<Applied> {
         let before = (t.writes(), self.next_seq, self.last_ts);
-        let mut rec = Recorder::new(self, entry);
+        let mut rec = Recorder::new(&mut self.next_seq, &mut self.last_ts, entry);
         let outcome = handler(t, &mut rec, &entry.cmd);
         let events = rec.into_events();
         if let Err(e) = &outcome {

@@ -11,7 +11,6 @@ pub(super) mod memory;
 pub(super) mod nodes;
 pub(super) mod sessions;
 
-use super::machine::StateMachine;
 use super::tables::Tables;
 use crate::command::{Entry, Response};
 use crate::domain::*;
@@ -26,14 +25,16 @@ const SESSION_ACTIVITY_RESOLUTION_MS: u64 = 1_000;
 
 /// Records the events of one command while it is applied.
 pub(super) struct Recorder<'e> {
-    sm: &'e mut StateMachine,
+    /// The state machine's event counters: the next seq, and the latest event time.
+    next_seq: &'e mut u64,
+    last_ts: &'e mut u64,
     entry: &'e Entry,
     events: Vec<Event>,
 }
 
 impl<'e> Recorder<'e> {
-    pub(super) fn new(sm: &'e mut StateMachine, entry: &'e Entry) -> Self {
-        Self { sm, entry, events: Vec::new() }
+    pub(super) fn new(next_seq: &'e mut u64, last_ts: &'e mut u64, entry: &'e Entry) -> Self {
+        Self { next_seq, last_ts, entry, events: Vec::new() }
     }
 
     /// When the command was proposed.
@@ -59,11 +60,11 @@ impl<'e> Recorder<'e> {
         causation_seq: Option<u64>,
         data: EventData,
     ) -> Result<u64> {
-        let seq = self.sm.next_seq;
-        self.sm.next_seq += 1;
-        self.sm.last_ts = self.sm.last_ts.max(self.entry.at_ms);
+        let seq = *self.next_seq;
+        *self.next_seq += 1;
+        *self.last_ts = (*self.last_ts).max(self.entry.at_ms);
         let node = self.entry.node.clone();
-        let event = Event::new(seq, self.sm.last_ts, node, scope, action_id.cloned(), causation_seq, data);
+        let event = Event::new(seq, *self.last_ts, node, scope, action_id.cloned(), causation_seq, data);
         t.put_event(&event)?;
         self.events.push(event);
         Ok(seq)
@@ -112,9 +113,8 @@ pub(super) fn state_name(state: ActionState) -> String {
 /// Helpers for the handlers' unit tests: commands applied to a fresh database.
 #[cfg(test)]
 pub(super) mod testing {
-    use super::super::machine::Applied;
+    use super::super::machine::{Applied, StateMachine};
     use super::super::tables::{open_database, Tables};
-    use super::StateMachine;
     use crate::command::{Command, Entry};
     use crate::domain::{Decision, Tier, Verdict};
     use crate::error::Result;
