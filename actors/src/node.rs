@@ -30,6 +30,8 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a node that asked for a leadership transfer waits to hear of the new leader.
+const LEARN_LEADER_WITHIN: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the actors and the log to let go of storage.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -279,9 +281,11 @@ impl Node {
         orchestrator::drain(&self.rt, name, on).await
     }
 
-    /// Hands leadership to voter `name`; returns the new leader.
-    pub async fn transfer_leadership(&self, name: &str) -> Result<String> {
-        orchestrator::transfer_leadership(&self.rt, name).await
+    /// Hands leadership to voter `name`; returns the new leader and its term.
+    pub async fn transfer_leadership(&self, name: &str) -> Result<(String, u64)> {
+        let leader = orchestrator::transfer_leadership(&self.rt, name).await?;
+        let term = self.rt.ledger.consensus().term_under(&leader, LEARN_LEADER_WITHIN).await;
+        Ok((leader, term))
     }
 
     /// This node's latest health report.

@@ -163,8 +163,8 @@ impl Handlers<'_> {
     /// Hands leadership to the named voter.
     pub async fn transfer_leader(&self, body: &[u8]) -> ApiResult {
         let b: NodeBody = parse_json(body)?;
-        let leader = self.api.node.transfer_leadership(&b.node).await?;
-        json_reply(StatusCode::OK, &json!({"leader": leader, "term": self.api.node.raft_status().term}))
+        let (leader, term) = self.api.node.transfer_leadership(&b.node).await?;
+        json_reply(StatusCode::OK, &json!({"leader": leader, "term": term}))
     }
 
     /// Removes a member from the Raft group (executed by the leader).

@@ -66,4 +66,16 @@ impl Consensus {
             });
         }
     }
+
+    /// The term in which this node knows `leader` as the leader, waiting up
+    /// to `within` for it to learn of a change it asked for (a follower hears
+    /// of a new leader, and its term, only at its next heartbeat). After
+    /// `within`, the term this node knows.
+    pub async fn term_under(&self, leader: &str, within: std::time::Duration) -> u64 {
+        let id = node_id(leader);
+        match self.raft.wait(Some(within)).metrics(|m| m.current_leader == Some(id), "that leader").await {
+            Ok(m) => m.current_term,
+            Err(_) => self.raft.metrics().borrow().current_term,
+        }
+    }
 }
