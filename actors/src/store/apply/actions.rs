@@ -4,6 +4,7 @@
 
 use super::nodes::draining;
 use super::{action_of, dlq, save_action, state_name, touch_session, turn_of, Outcome, Recorder};
+use crate::backoff;
 use crate::command::Response;
 use crate::domain::*;
 use crate::error::{Result, WardenError};
@@ -11,6 +12,7 @@ use crate::ids::*;
 use crate::limits::MAX_BACKOFF_MS;
 use crate::store::tables::Tables;
 use serde_json::Value;
+use std::time::Duration;
 
 /// What a new action is made of (a submission, or a replay of a dead letter).
 pub(in crate::store) struct NewAction<'a> {
@@ -252,8 +254,8 @@ pub(in crate::store) fn finish_attempt(
         }
         _ if action.failures() < action.max_attempts => {
             action.state = ActionState::Pending;
-            let exp = action.failures().saturating_sub(1).min(16);
-            let backoff = action.backoff_ms.saturating_mul(1 << exp).min(MAX_BACKOFF_MS);
+            let (base, max) = (Duration::from_millis(action.backoff_ms), Duration::from_millis(MAX_BACKOFF_MS));
+            let backoff = backoff::nth(base, max, action.failures() as usize).as_millis() as u64;
             retry_after_ms = Some(backoff);
             action.not_before_ms = Some(at.saturating_add(backoff));
         }
