@@ -99,7 +99,7 @@ async fn tier_3_is_denied_and_never_executed() {
         .unwrap()
         .nodes
         .iter()
-        .any(|e| e.kind == EventKind::ActionDispatched);
+        .any(|e| e.kind() == EventKind::ActionDispatched);
     assert!(!dispatched, "a denied action was dispatched");
     node.shutdown().await.unwrap();
 }

@@ -49,7 +49,7 @@ async fn a_restarted_node_has_lost_no_acknowledged_action_memory_item_or_event()
     assert_eq!(&events_after[..events_before.len()], &events_before[..], "every event, unchanged, in order");
     let last_before = events_before.last().expect("events before the restart").seq;
     let new = &events_after[events_before.len()..];
-    assert!(new.iter().any(|e| e.kind == EventKind::TurnOpened && e.turn_id.as_ref() == Some(&t2.id)), "{new:?}");
+    assert!(new.iter().any(|e| e.kind() == EventKind::TurnOpened && e.turn_id.as_ref() == Some(&t2.id)), "{new:?}");
     // New events continue the sequence: no gap, no reuse.
     let seqs: Vec<u64> = new.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (last_before + 1..=last_before + new.len() as u64).collect::<Vec<_>>());
@@ -65,7 +65,7 @@ async fn in_flight_actions_finish_after_a_restart_with_the_same_idempotency_key(
     // Attempt 1 would take 10 minutes: the node stops while it runs.
     let slow = json!({"_sim": {"latency_ms": 600_000, "latency_attempts": 1}});
     let a = submit(&node, &t, "notes.write", slow).await;
-    next_event(&mut events, |e| e.kind == EventKind::ActionDispatched && e.action_id.as_ref() == Some(&a.id)).await;
+    next_event(&mut events, |e| e.kind() == EventKind::ActionDispatched && e.action_id.as_ref() == Some(&a.id)).await;
     let waiting = submit(&node, &t, "email.send", json!({})).await;
     node.shutdown().await.unwrap();
 
@@ -81,7 +81,7 @@ async fn in_flight_actions_finish_after_a_restart_with_the_same_idempotency_key(
         .unwrap()
         .nodes
         .into_iter()
-        .filter(|e| e.kind == EventKind::ActionDispatched && e.action_id.as_ref() == Some(&a.id))
+        .filter(|e| e.kind() == EventKind::ActionDispatched && e.action_id.as_ref() == Some(&a.id))
         .collect();
     assert_eq!(dispatches.len(), 2);
     assert!(matches!(dispatches[1].data, EventData::ActionDispatched { takeover: true, .. }), "{:?}", dispatches[1]);

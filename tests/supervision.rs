@@ -20,7 +20,7 @@ async fn a_panicking_actor_is_restarted_and_the_node_keeps_serving() {
 
     // Attempt 1 makes the Executors actor panic mid-call; the retry runs on its restarted instance.
     let a = submit(&node, &t, "flaky.api", json!({"_sim": {"panic_attempts": 1}})).await;
-    let restarted = next_event(&mut events, |e| e.kind == EventKind::ActorRestarted).await;
+    let restarted = next_event(&mut events, |e| e.kind() == EventKind::ActorRestarted).await;
     assert!(
         matches!(&restarted.data, EventData::ActorRestarted { actor, .. } if actor == executor::NAME.as_str()),
         "{restarted:?}"
@@ -60,7 +60,7 @@ async fn a_crash_loop_exceeds_the_restart_intensity_and_is_reported_failed() {
     let mut events = node.subscribe();
     submit(&node, &t, "flaky.api", json!({"_sim": {"panic_attempts": 10}})).await;
     for _ in 0..2 {
-        next_event(&mut events, |e| e.kind == EventKind::ActorRestarted).await;
+        next_event(&mut events, |e| e.kind() == EventKind::ActorRestarted).await;
     }
     let failed = tokio::time::timeout(WAIT, async {
         loop {

@@ -51,7 +51,7 @@ async fn every_event_of_a_turn_is_reachable_from_its_correlation_id_and_linked_t
     let by_seq: HashMap<u64, &Event> = graph.nodes.iter().map(|e| (e.seq, e)).collect();
     let roots: Vec<&Event> = graph.nodes.iter().filter(|e| e.causation_seq.is_none()).collect();
     assert_eq!(roots.len(), 1, "one root: {:?}", kinds(&graph.nodes));
-    assert_eq!(roots[0].kind, EventKind::TurnOpened);
+    assert_eq!(roots[0].kind(), EventKind::TurnOpened);
     for e in &graph.nodes {
         assert_eq!(e.correlation_id, t.correlation_id);
         assert_eq!(e.turn_id.as_ref(), Some(&t.id));
@@ -99,9 +99,9 @@ async fn a_dlq_entry_traces_back_to_its_originating_turn() {
     for entry in dlq {
         let chain = node.provenance(&entry.id).await.unwrap();
         let (t, a) = entries.iter().find(|(_, a)| a.id == entry.action_id).unwrap();
-        assert_eq!(chain.first().unwrap().kind, EventKind::TurnOpened);
+        assert_eq!(chain.first().unwrap().kind(), EventKind::TurnOpened);
         assert_eq!(chain.first().unwrap().turn_id.as_ref(), Some(&t.id));
-        assert_eq!(chain.last().unwrap().kind, EventKind::DlqEntered);
+        assert_eq!(chain.last().unwrap().kind(), EventKind::DlqEntered);
         assert!(chain.windows(2).all(|w| w[1].causation_seq == Some(w[0].seq)), "an unbroken chain");
         assert!(kinds(&chain).contains(&"action.submitted"));
         assert!(chain.iter().skip(1).all(|e| e.action_id.as_ref() == Some(&a.id)));

@@ -340,7 +340,7 @@ impl Handlers<'_> {
             let event = match item {
                 Ok(e) => warp::sse::Event::default()
                     .id(e.seq.to_string())
-                    .event(e.kind.as_str())
+                    .event(e.kind().as_str())
                     .json_data(&*e)
                     .unwrap_or_else(|_| warp::sse::Event::default().comment("unencodable event")),
                 Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {

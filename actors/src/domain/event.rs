@@ -166,9 +166,6 @@ pub struct Event {
     pub seq: u64,
     pub ts: u64,
     pub node: String,
-    /// Always `data.kind()` (`Event::new` sets it); a field so that filters
-    /// and the HTTP layer read it like the rest of the header.
-    pub kind: EventKind,
     pub session_id: Option<SessionId>,
     pub turn_id: Option<TurnId>,
     pub correlation_id: CorrelationId,
@@ -221,7 +218,12 @@ impl Event {
         data: EventData,
     ) -> Self {
         let EventScope { session_id, turn_id, correlation_id } = scope;
-        Self { seq, ts, node, kind: data.kind(), session_id, turn_id, correlation_id, action_id, causation_seq, data }
+        Self { seq, ts, node, session_id, turn_id, correlation_id, action_id, causation_seq, data }
+    }
+
+    /// What kind of event this is: the kind of its data (never stored apart from it).
+    pub fn kind(&self) -> EventKind {
+        self.data.kind()
     }
 }
 

@@ -216,7 +216,7 @@ fn forward_events(rt: &Runtime, myself: ActorRef<DispatcherMsg>, queued: Arc<Ato
     tokio::spawn(async move {
         loop {
             let relevant = match events.recv().await {
-                Ok(e) => e.action_id.is_some() || matches!(e.kind, EventKind::NodeDown | EventKind::LeaderChanged),
+                Ok(e) => e.action_id.is_some() || matches!(e.kind(), EventKind::NodeDown | EventKind::LeaderChanged),
                 Err(RecvError::Lagged(_)) => true,
                 Err(RecvError::Closed) => return,
             };

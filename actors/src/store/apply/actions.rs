@@ -323,7 +323,7 @@ mod tests {
             finish(2),
         ]);
         let Ok(Applied { events, .. }) = &results[3] else { panic!("takeover rejected: {:?}", results[3]) };
-        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind()).collect();
         assert_eq!(kinds, [EventKind::ActionTakeover, EventKind::ActionDispatched]);
         let EventData::ActionTakeover { from, to, .. } = &events[0].data else { panic!("{:?}", events[0]) };
         assert_eq!((from.as_str(), to.as_str()), ("a", "b"));
