@@ -27,14 +27,10 @@ impl Clock {
         Self { manual: Some(Arc::new(watch::Sender::new(start_ms))) }
     }
 
-    pub fn is_manual(&self) -> bool {
-        self.manual.is_some()
-    }
-
     /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         match &self.manual {
-            None => system_now_ms(),
+            None => wall_ms(),
             Some(time) => *time.borrow(),
         }
     }
@@ -52,7 +48,7 @@ impl Clock {
     pub async fn sleep_until(&self, at_ms: u64) {
         match &self.manual {
             None => {
-                let left = at_ms.saturating_sub(system_now_ms());
+                let left = at_ms.saturating_sub(wall_ms());
                 if left > 0 {
                     tokio::time::sleep(Duration::from_millis(left)).await;
                 }
@@ -64,20 +60,12 @@ impl Clock {
             }
         }
     }
-
-    /// Resolves after `d` has passed on this clock.
-    pub async fn sleep(&self, d: Duration) {
-        self.sleep_until(self.now_ms().saturating_add(d.as_millis() as u64)).await
-    }
 }
 
-/// Wall time in ms since the epoch, for what is not a node's decision
-/// (reports, names of runs, a client's own timing).
+/// Wall time in ms since the epoch: what the system clock reads, and what
+/// is not a node's decision reads directly (reports, names of runs, a
+/// client's own timing).
 pub fn wall_ms() -> u64 {
-    system_now_ms()
-}
-
-fn system_now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -106,7 +94,7 @@ mod tests {
     #[tokio::test]
     async fn the_system_clock_reads_wall_time() {
         let clock = Clock::system();
-        let before = system_now_ms();
+        let before = wall_ms();
         assert!(clock.now_ms() >= before);
         // A time in the past resolves at once.
         clock.sleep_until(before.saturating_sub(1)).await;

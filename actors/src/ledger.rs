@@ -34,10 +34,6 @@ impl Ledger {
         Ok(Self { node: node.to_owned(), consensus, clock })
     }
 
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     pub fn node(&self) -> &str {
         &self.node
     }

@@ -10,7 +10,7 @@ use crate::consensus::{self, RaftStatus};
 use crate::directory::{call, ActorName, ChildSpec, ChildState, ChildStatus, Directory};
 use crate::domain::*;
 use crate::error::{Result, WardenError};
-use crate::health::{self, ClusterHealth, HealthConfig, NodeReport};
+use crate::health::{self, ClusterHealth, NodeReport};
 use crate::ids::*;
 use crate::ledger::Ledger;
 use crate::memory::{self, MemoryMsg, PutRequest};
@@ -66,7 +66,6 @@ pub struct NodeHealth {
 
 pub struct Node {
     rt: Arc<Runtime>,
-    health: HealthConfig,
     supervisor: ActorRef<SupervisorMsg>,
     supervisor_done: tokio::task::JoinHandle<()>,
     /// Kept so that shutdown drops the last handle itself: redb releases its
@@ -126,7 +125,7 @@ impl Node {
             orchestrator::spawn_admission(&rt);
         }
         health::spawn_reporter(&rt, config.data_dir.clone());
-        Ok(Node { rt, health: config.health, supervisor, supervisor_done, db })
+        Ok(Node { rt, supervisor, supervisor_done, db })
     }
 
     pub fn name(&self) -> &str {
@@ -296,7 +295,7 @@ impl Node {
     /// The whole cluster's health, judged from this node's view.
     pub async fn cluster_health(&self) -> Result<ClusterHealth> {
         let table = self.peers().await?;
-        Ok(health::verdict(&self.report(), &table.peers, &self.raft_status(), &self.health))
+        Ok(health::verdict(&self.report(), &table.peers, &self.raft_status(), &self.rt.config.health))
     }
 
     /// What the cluster decided about each node (draining).

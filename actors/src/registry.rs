@@ -131,8 +131,6 @@ pub struct RegistryArgs {
     /// Read access to the replicated state (which nodes are draining).
     pub store: Store,
     pub clock: Clock,
-    /// Peers whose heartbeats were refused for their wire schema (logged once each).
-    pub refused: std::collections::BTreeSet<String>,
 }
 
 /// The actor's name in the node's directory.
@@ -150,7 +148,6 @@ pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
             report: rt.report.clone(),
             store: rt.store.clone(),
             clock: rt.clock.clone(),
-            refused: Default::default(),
         };
         (Registry, args)
     })
@@ -172,6 +169,8 @@ pub struct RegistryState {
     peers: BTreeMap<String, Peer>,
     /// Current placement of each service, as last computed.
     placed: BTreeMap<String, Option<String>>,
+    /// Peers whose heartbeats were refused for their wire schema (logged once each).
+    refused: std::collections::BTreeSet<String>,
 }
 
 impl RegistryState {
@@ -186,7 +185,7 @@ impl RegistryState {
         }
         if let Err(e) = check_wire(&hb.from, hb.schema) {
             // Once per peer: it keeps sending every heartbeat.
-            if self.args.refused.insert(hb.from.clone()) {
+            if self.refused.insert(hb.from.clone()) {
                 tracing::warn!(node = %self.args.node, error = %e, "ignoring a peer's heartbeats");
             }
             return;
@@ -340,7 +339,7 @@ impl Actor for Registry {
     ) -> Result<Self::State, ActorProcessingErr> {
         ractor::pg::join(REGISTRY_GROUP.to_owned(), vec![myself.get_cell()]);
         myself.send_interval(args.config.heartbeat, || RegistryMsg::Tick);
-        Ok(RegistryState { args, seq: 0, peers: BTreeMap::new(), placed: BTreeMap::new() })
+        Ok(RegistryState { args, seq: 0, peers: BTreeMap::new(), placed: BTreeMap::new(), refused: Default::default() })
     }
 
     async fn handle(

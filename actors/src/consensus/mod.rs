@@ -39,7 +39,7 @@ pub use network::RaftRpcMsg;
 pub use network::{rpc_actor_name, RAFT_GROUP};
 pub use proposer::{Proposer, Refused};
 pub use replay::{log_entries, replay_log};
-pub use rpc::{child as rpc_child, RaftRpc, RaftRpcArgs, NAME as RPC_NAME};
+pub use rpc::{child as rpc_child, RaftRpc, RaftRpcArgs};
 pub use settings::{Durability, RaftSettings};
 pub use state_machine::StateStore;
 pub use status::{MemberStatus, RaftStatus};

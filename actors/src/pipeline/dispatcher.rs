@@ -130,7 +130,7 @@ impl DispatcherState {
         });
     }
 
-    async fn executors(&self, active: &[ActiveAction], leader_since_ms: u64) -> Executors {
+    async fn executors(&self, active: &[ActiveAction], now: u64, leader_since_ms: u64) -> Executors {
         let table = match self.rt.directory.get(registry::NAME) {
             Ok(registry) => call(&registry, RegistryMsg::Peers).await.unwrap_or_default(),
             Err(_) => PeerTable::default(),
@@ -141,7 +141,7 @@ impl DispatcherState {
             hosts: table.services.into_iter().map(|p| (p.service, p.hosts)).collect(),
             load: ActiveAction::running_per_node(active),
             draining: self.rt.store.draining().unwrap_or_default(),
-            grace_over: self.rt.clock.now_ms().saturating_sub(leader_since_ms) >= UNKNOWN_NODE_GRACE.as_millis() as u64,
+            grace_over: now.saturating_sub(leader_since_ms) >= UNKNOWN_NODE_GRACE.as_millis() as u64,
         }
     }
 
@@ -161,7 +161,7 @@ impl DispatcherState {
                 return;
             }
         };
-        let mut executors = self.executors(&active, since).await;
+        let mut executors = self.executors(&active, now, since).await;
         let mut next_due: Option<u64> = None;
         for a in active {
             if self.proposing.contains(&a.id) {
