@@ -7,7 +7,7 @@
 //! session closed before the reply) or `Timeout`, that is an expected
 //! transient condition — peers connecting at start, a peer stopping or dying
 //! — not something an operator must act on. warden logs it once per change
-//! instead (`consensus::network`, "raft: peer stopped answering"), and the
+//! instead (`consensus::network`, "raft: peer not answering; retrying"), and the
 //! registry and health verdict say whether the peer is down.
 //!
 //! Likewise openraft reports, at ERROR, each call still waiting on a Raft
