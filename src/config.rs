@@ -1,12 +1,14 @@
 //! Node configuration: the TOML file of contract.md, command-line overrides,
 //! and defaults that work with no file at all (the built-in demo catalog).
 
+use crate::auth::Tokens;
 use crate::catalog::demo_catalog;
 use crate::cluster::{load_cookie, ClusterSettings};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use warden_actors::config::DEFAULT_CONFIRM_TTL_MS;
 use warden_actors::consensus::RaftSettings;
@@ -50,8 +52,65 @@ pub struct ConfigFile {
     /// Lets `args._sim.panic_attempts` crash the Executors actor: for tests of
     /// supervision and health only, never in production.
     pub fault_injection: Option<bool>,
+    /// Bearer tokens (`warden token create`), relative to this file.
+    pub token_file: Option<PathBuf>,
+    /// `"tokens"` (the default when `token_file` is set) or `"none"`.
+    pub auth: Option<AuthMode>,
+    /// `/metrics` without a token (default true); false: operators only.
+    pub metrics_open: Option<bool>,
     #[serde(default)]
     pub capability: Vec<Capability>,
+}
+
+/// `auth = ...`: whether requests need a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    Tokens,
+    None,
+}
+
+/// Who the HTTP API serves.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// Requests carry a token of the token file.
+    Tokens(Arc<Tokens>),
+    /// Anyone who can reach the address may do anything: `explicit` when the
+    /// config says `auth = "none"`, else because no token file was given and
+    /// the address is loopback.
+    Open { explicit: bool },
+}
+
+/// Access control of the HTTP API.
+#[derive(Clone, Debug)]
+pub struct AccessSettings {
+    pub auth: Auth,
+    pub metrics_open: bool,
+}
+
+impl AccessSettings {
+    /// Decides how `http_addr` is served from the config's `token_file` and `auth`.
+    pub fn decide(
+        http_addr: SocketAddr,
+        token_file: Option<&Path>,
+        auth: Option<AuthMode>,
+        metrics_open: Option<bool>,
+    ) -> anyhow::Result<AccessSettings> {
+        let auth = match (auth, token_file) {
+            (Some(AuthMode::None), Some(f)) => {
+                bail!("auth = \"none\" and token_file = {:?} contradict each other: drop one", f.display())
+            }
+            (Some(AuthMode::None), None) => Auth::Open { explicit: true },
+            (Some(AuthMode::Tokens), None) => bail!("auth = \"tokens\" needs a token_file (see `warden token create`)"),
+            (_, Some(f)) => Auth::Tokens(Arc::new(Tokens::load(f)?)),
+            (None, None) if http_addr.ip().is_loopback() => Auth::Open { explicit: false },
+            (None, None) => bail!(
+                "http_addr {http_addr} is not loopback and no token_file is set: anyone who can reach it could do \
+                 anything. Set token_file (see `warden token create`), or auth = \"none\" to serve it open anyway"
+            ),
+        };
+        Ok(AccessSettings { auth, metrics_open: metrics_open.unwrap_or(true) })
+    }
 }
 
 /// `[health]`: what the cluster verdict counts as unhealthy.
@@ -103,6 +162,7 @@ pub struct Overrides {
     pub cookie_file: Option<PathBuf>,
     /// Replaces the file's bootstrap voters when set.
     pub bootstrap: Option<Vec<String>>,
+    pub token_file: Option<PathBuf>,
 }
 
 /// Everything `warden node` needs.
@@ -112,6 +172,7 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// Set when the node joins a cluster (`cluster_addr` given).
     pub cluster: Option<ClusterSettings>,
+    pub access: AccessSettings,
 }
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
@@ -231,7 +292,9 @@ impl Settings {
             None if has_seeds => None,
             None => Some(Vec::new()),
         };
-        Ok(Settings { node, http_addr, cluster })
+        let token_file = overrides.token_file.or_else(|| file.token_file.map(|f| base.join(f)));
+        let access = AccessSettings::decide(http_addr, token_file.as_deref(), file.auth, file.metrics_open)?;
+        Ok(Settings { node, http_addr, cluster, access })
     }
 }
 
@@ -319,5 +382,26 @@ executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0 }
         };
         let err = format!("{:#}", Settings::load(None, overrides).unwrap_err());
         assert!(err.contains("at least"), "{err}");
+    }
+
+    #[test]
+    fn auth_is_on_with_a_token_file_and_an_open_node_must_be_loopback_or_explicit() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.toml");
+        crate::auth::create_token(&tokens, "ops", crate::auth::Role::Admin).unwrap();
+        let path = dir.path().join("node.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Settings::load(Some(&path), Overrides::default()).map(|s| s.access)
+        };
+        let a = load("token_file = \"tokens.toml\"\nhttp_addr = \"0.0.0.0:8000\"\n").unwrap();
+        assert!(matches!(a.auth, Auth::Tokens(ref t) if t.len() == 1) && a.metrics_open);
+        assert!(matches!(load("").unwrap().auth, Auth::Open { explicit: false }));
+        let err = format!("{:#}", load("http_addr = \"0.0.0.0:8000\"\n").unwrap_err());
+        assert!(err.contains("not loopback"), "{err}");
+        let a = load("http_addr = \"0.0.0.0:8000\"\nauth = \"none\"\nmetrics_open = false\n").unwrap();
+        assert!(matches!(a.auth, Auth::Open { explicit: true }) && !a.metrics_open);
+        assert!(load("auth = \"tokens\"\n").is_err());
+        assert!(load("auth = \"none\"\ntoken_file = \"tokens.toml\"\n").is_err());
     }
 }

@@ -29,6 +29,10 @@ pub struct DemoArgs {
     pub seed: u64,
     /// No progress bar (for `warden up --demo`, which prints its own status).
     pub quiet: bool,
+    /// The agent's bearer token, on a node with tokens.
+    pub token: Option<String>,
+    /// The token confirmations are given with (an operator's: agents may not confirm).
+    pub confirm_token: Option<String>,
 }
 
 /// What the run saw; `lost` must be zero.
@@ -75,12 +79,26 @@ impl Summary {
 
 struct Client {
     http: reqwest::Client,
+    /// For confirmations (the operator's side of the workload).
+    confirmer: reqwest::Client,
+    /// The confirmer has a token, which names it.
+    confirmer_named: bool,
     base: String,
 }
 
 impl Client {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self.http.request(method.clone(), format!("{}{}", self.base, path));
+        self.send_with(&self.http, method, path, body).await
+    }
+
+    async fn send_with(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = http.request(method.clone(), format!("{}{}", self.base, path));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -163,13 +181,14 @@ async fn agent_step(client: &Client, catalog: &Catalog, i: u64, seed: u64) -> an
     let id = submitted["action_id"].as_str().context("action_id")?.to_owned();
     if submitted["state"] == "awaiting_confirmation" {
         let approve = rng.f64() < 0.75;
-        client
-            .send(
-                reqwest::Method::POST,
-                &format!("/v1/actions/{id}/confirmation"),
-                Some(json!({"approve": approve, "by": "demo-operator"})),
-            )
-            .await?;
+        // With tokens, the confirmer's token names who confirms; without, the body does.
+        let by = if client.confirmer_named {
+            json!({"approve": approve})
+        } else {
+            json!({"approve": approve, "by": "demo-operator"})
+        };
+        let path = format!("/v1/actions/{id}/confirmation");
+        client.send_with(&client.confirmer, reqwest::Method::POST, &path, Some(by)).await?;
     }
     loop {
         let a = client.send(reqwest::Method::GET, &format!("/v1/actions/{id}?wait_ms=10000"), None).await?;
@@ -187,8 +206,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Summary> {
     if args.rate <= 0.0 || !args.rate.is_finite() {
         bail!("--rate must be a positive number");
     }
+    let timeout = Duration::from_secs(60);
     let client = Arc::new(Client {
-        http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
+        http: crate::auth::client(timeout, args.token.as_deref())?,
+        confirmer: crate::auth::client(timeout, args.confirm_token.as_deref())?,
+        confirmer_named: args.confirm_token.is_some(),
         base: args.target.trim_end_matches('/').to_owned(),
     });
     let catalog = Arc::new(load_catalog(&client).await.with_context(|| format!("cannot reach {}", args.target))?);

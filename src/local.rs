@@ -28,6 +28,8 @@ pub struct LocalSpec {
     pub log: &'static str,
     /// Nodes log to `<data_dir>/<name>.log` instead of this terminal.
     pub log_to_files: bool,
+    /// The token file every node loads (requests then need a token).
+    pub token_file: Option<PathBuf>,
 }
 
 struct LocalNode {
@@ -130,6 +132,9 @@ impl LocalCluster {
             }
             if let Some(config) = &spec.config {
                 args.extend(["--config".into(), config.display().to_string()]);
+            }
+            if let Some(tokens) = &spec.token_file {
+                args.extend(["--token-file".into(), tokens.display().to_string()]);
             }
             this.nodes.push(LocalNode { name, cmd_args: args, child: None, url: String::new() });
             this.spawn(i)?;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use warden::auth::Role;
 use warden::config::{Overrides, Settings};
 use warden::demo::{self, DemoArgs};
 use warden::soak::{self, SoakArgs};
@@ -32,6 +33,11 @@ enum Command {
         #[arg(long, default_value = ".warden")]
         data_dir: PathBuf,
     },
+    /// Bearer tokens for the HTTP API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Run one node: HTTP API and dashboard (default 127.0.0.1:8000), until SIGINT/SIGTERM.
     Node {
         /// Node config (TOML). Without one: node "a", data in .warden/a, the built-in demo catalog.
@@ -56,6 +62,9 @@ enum Command {
         /// Found a new cluster with these voters (comma-separated names, this node included).
         #[arg(long, value_delimiter = ',')]
         bootstrap: Option<Vec<String>>,
+        /// Token file (`warden token create`): requests then need a bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Drive a realistic agent workload against a node and check nothing is lost.
     Demo {
@@ -68,11 +77,20 @@ enum Command {
         rate: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Bearer token for the agent workload.
+        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Bearer token (operator or admin) for the confirmations; default: --token.
+        #[arg(long, hide_env_values = true)]
+        confirm_token: Option<String>,
     },
     /// The cluster at a glance: leader, health verdict and reasons, nodes, breakers, DLQ (exit 0 ok, 2 degraded, 3 critical).
     Status {
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         target: String,
+        /// Bearer token (operator or admin).
+        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Start a local cluster, drive actions while killing and restarting nodes, check nothing was lost.
     Soak {
@@ -92,28 +110,62 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Adds a token to the token file and prints it, once: only its hash is kept.
+    Create {
+        /// The principal's name, recorded with what it does.
+        #[arg(long)]
+        name: String,
+        /// agent, operator or admin.
+        #[arg(long)]
+        role: Role,
+        #[arg(long, default_value = "tokens.toml")]
+        file: PathBuf,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     warden::logging::init();
     match Cli::parse().command {
-        Command::Node { config, name, data_dir, http_addr, cluster_addr, seeds, cookie_file, bootstrap } => {
-            let overrides = Overrides { name, data_dir, http_addr, cluster_addr, seeds, cookie_file, bootstrap };
+        Command::Node {
+            config,
+            name,
+            data_dir,
+            http_addr,
+            cluster_addr,
+            seeds,
+            cookie_file,
+            bootstrap,
+            token_file,
+        } => {
+            let overrides =
+                Overrides { name, data_dir, http_addr, cluster_addr, seeds, cookie_file, bootstrap, token_file };
             let settings = Settings::load(config.as_deref(), overrides)?;
             warden::server::run_node(settings).await
         }
         Command::Up { nodes, demo, http_port, cluster_port, data_dir } => {
             up::run(UpArgs { nodes, demo, http_port, cluster_port, data_dir }).await
         }
-        Command::Demo { target, actions, rate, seed } => {
-            let summary = demo::run(DemoArgs { target, actions, rate, seed, quiet: false }).await?;
+        Command::Token { command: TokenCommand::Create { name, role, file } } => {
+            let token = warden::auth::create_token(&file, &name, role)?;
+            eprintln!("token {name:?} ({role}) added to {}; it is shown only now:", file.display());
+            println!("{token}");
+            Ok(())
+        }
+        Command::Demo { target, actions, rate, seed, token, confirm_token } => {
+            let confirm_token = confirm_token.or_else(|| token.clone());
+            let args = DemoArgs { target, actions, rate, seed, quiet: false, token, confirm_token };
+            let summary = demo::run(args).await?;
             summary.print();
             if summary.lost > 0 || summary.accounted() != summary.submitted {
                 anyhow::bail!("{} of {} actions did not reach a terminal state", summary.lost, summary.submitted);
             }
             Ok(())
         }
-        Command::Status { target } => {
-            let code = warden::status::run(&target).await?;
+        Command::Status { target, token } => {
+            let code = warden::status::run(&target, token.as_deref()).await?;
             std::process::exit(code);
         }
         Command::Soak { nodes, actions, rate, kill_every, data_dir } => {

@@ -1,7 +1,7 @@
 //! Runs one node with its HTTP API until SIGINT or SIGTERM, then shuts down
 //! gracefully: stop accepting, finish in-flight requests, flush the log.
 
-use crate::config::Settings;
+use crate::config::{Auth, Settings};
 use crate::http::{routes, Api};
 use crate::metrics::Metrics;
 use anyhow::Context;
@@ -57,7 +57,22 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.spawn_collector(&node);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let api = Arc::new(Api { node: node.clone(), metrics, shutdown: stop_rx, cluster: cluster.clone() });
+    match &settings.access.auth {
+        Auth::Tokens(tokens) => tracing::info!(tokens = tokens.len(), "requests need a bearer token"),
+        Auth::Open { explicit: true } => tracing::warn!(
+            %addr, "auth = \"none\": anyone who can reach this address may do anything, drain and membership included"
+        ),
+        Auth::Open { explicit: false } => tracing::warn!(
+            %addr, "no token_file: serving without authentication (allowed on loopback only); see `warden token create`"
+        ),
+    }
+    let api = Arc::new(Api {
+        node: node.clone(),
+        metrics,
+        shutdown: stop_rx,
+        cluster: cluster.clone(),
+        access: settings.access,
+    });
 
     // Tests and `warden up` read this line to learn the bound address.
     println!("warden node {name} listening on http://{addr} (data in {})", data_dir.display());

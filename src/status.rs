@@ -1,4 +1,4 @@
-//! `warden status --target URL`: the cluster at a glance — leader, term, the
+//! `warden status --target URL [--token T]`: the cluster at a glance — leader, term, the
 //! health verdict with its reasons, each node (state, role, draining,
 //! running attempts, applied index, disk), breakers not closed, the DLQ and
 //! alerts — coloured when stdout is a terminal. The exit code is the
@@ -109,9 +109,9 @@ fn nodes_table(out: &mut String, p: &Paint, health: &Value, cluster: &Value, lea
 }
 
 /// Renders the cluster's state; returns the text and the verdict.
-pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, String)> {
+pub async fn render(target: &str, token: Option<&str>, colour: bool) -> anyhow::Result<(String, String)> {
     let target = target.trim_end_matches('/');
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let http = crate::auth::client(Duration::from_secs(5), token)?;
     let health = get(&http, format!("{target}/v1/health?scope=cluster")).await?;
     let cluster = get(&http, format!("{target}/v1/cluster")).await?;
     let alerts = match http.get(format!("{target}/v1/alerts")).send().await {
@@ -147,8 +147,8 @@ pub async fn render(target: &str, colour: bool) -> anyhow::Result<(String, Strin
     Ok((out, verdict))
 }
 
-pub async fn run(target: &str) -> anyhow::Result<i32> {
-    let (text, verdict) = render(target, std::io::stdout().is_terminal()).await?;
+pub async fn run(target: &str, token: Option<&str>) -> anyhow::Result<i32> {
+    let (text, verdict) = render(target, token, std::io::stdout().is_terminal()).await?;
     print!("{text}");
     Ok(exit_code(&verdict))
 }

@@ -2,11 +2,17 @@
 //! one generated cookie, data under `--data-dir`. Prints each node's URL and
 //! the dashboard, streams a compact status line, and on Ctrl-C stops every
 //! node (SIGTERM, then SIGKILL after a grace period), leaving no process.
+//! Requests need a token: `up` keeps an admin and an agent token in
+//! `<data-dir>/admin.token` and `<data-dir>/agent.token` (their hashes in
+//! `<data-dir>/tokens.toml`), prints the admin one, and runs `--demo` as the
+//! agent (its confirmations as the admin, the human in the loop).
 
+use crate::auth::{create_token, write_private, Role, Tokens};
 use crate::demo::{self, DemoArgs};
 use crate::local::{node_name, LocalCluster, LocalSpec};
+use anyhow::Context;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::local::MAX_NODES;
@@ -21,7 +27,36 @@ pub struct UpArgs {
     pub data_dir: PathBuf,
 }
 
+/// The admin and agent tokens of a local cluster, and their token file.
+pub struct UpTokens {
+    pub admin: String,
+    pub agent: String,
+    pub file: PathBuf,
+}
+
+/// Reuses the tokens of `data_dir` when the token file still accepts them,
+/// else writes a new token file with a new admin and agent token.
+pub fn ensure_tokens(data_dir: &Path) -> anyhow::Result<UpTokens> {
+    let file = data_dir.join("tokens.toml");
+    let (admin_path, agent_path) = (data_dir.join("admin.token"), data_dir.join("agent.token"));
+    let read = |p: &Path| std::fs::read_to_string(p).ok().map(|t| t.trim().to_owned());
+    if let (Some(admin), Some(agent), Ok(tokens)) = (read(&admin_path), read(&agent_path), Tokens::load(&file)) {
+        let role = |t: &str| tokens.authenticate(t).map(|p| p.role);
+        if role(&admin) == Some(Role::Admin) && role(&agent) == Some(Role::Agent) {
+            return Ok(UpTokens { admin, agent, file });
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+    let admin = create_token(&file, "admin", Role::Admin)?;
+    let agent = create_token(&file, "agent", Role::Agent)?;
+    write_private(&admin_path, &admin)?;
+    write_private(&agent_path, &agent)?;
+    Ok(UpTokens { admin, agent, file })
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let tokens = ensure_tokens(&args.data_dir)?;
     let spec = LocalSpec {
         nodes: args.nodes,
         http_port: args.http_port,
@@ -31,6 +66,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         // Keep the terminal for the status line; nodes speak up only when something is wrong.
         log: "warn,ractor=error,ractor_cluster=error,openraft=error,warp::server=off",
         log_to_files: false,
+        token_file: Some(tokens.file.clone()),
     };
     let mut nodes = tokio::task::spawn_blocking(move || LocalCluster::start(&spec)).await??;
     for i in 0..nodes.len() {
@@ -44,17 +80,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let urls = nodes.urls();
     println!("dashboard: {}/", urls[0]);
+    println!(
+        "admin token: {}  (also in {}; the agent's in {})",
+        tokens.admin,
+        args.data_dir.join("admin.token").display(),
+        args.data_dir.join("agent.token").display()
+    );
     println!("Ctrl-C stops every node.");
 
     let mut demos = tokio::task::JoinSet::new();
     if args.demo {
         for (i, url) in urls.iter().enumerate() {
-            let demo =
-                DemoArgs { target: url.clone(), actions: usize::MAX / 2, rate: 5.0, seed: i as u64 + 1, quiet: true };
+            let demo = DemoArgs {
+                target: url.clone(),
+                actions: usize::MAX / 2,
+                rate: 5.0,
+                seed: i as u64 + 1,
+                quiet: true,
+                token: Some(tokens.agent.clone()),
+                confirm_token: Some(tokens.admin.clone()),
+            };
             demos.spawn(demo::run(demo));
         }
     }
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let http = crate::auth::client(Duration::from_secs(2), Some(&tokens.admin))?;
     let mut ticker = tokio::time::interval(STATUS_EVERY);
     loop {
         tokio::select! {

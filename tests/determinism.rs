@@ -28,7 +28,7 @@ async fn replaying_the_log_rebuilds_identical_state() {
     let failing = submit(&node, &t, "flaky.api", json!({"_sim": {"fail": true}})).await;
     terminal(&node, &failing.id).await;
     let entry = node.dlq(true, None).unwrap().pop().unwrap();
-    let replay = node.replay_dlq(&entry.id).await.unwrap();
+    let replay = node.replay_dlq(&entry.id, None).await.unwrap();
     ids.push(replay.id);
     for id in &ids {
         let a = node.action(id).unwrap();

@@ -218,7 +218,7 @@ async fn dlq_replay_reuses_the_idempotency_key() {
 
     // The replay's attempts are numbered from 1 again, so `fail_attempts: 3` fails it once more;
     // what matters here is the key it carries and the link back to the entry.
-    let replay = node.replay_dlq(&entry.id).await.unwrap();
+    let replay = node.replay_dlq(&entry.id, None).await.unwrap();
     assert_ne!(replay.id, a.id);
     assert_eq!(replay.idempotency_key, IdempotencyKey("order-42".into()));
     assert_eq!(replay.replay_of.as_ref(), Some(&entry.id));
@@ -265,7 +265,7 @@ async fn bad_input_gets_typed_errors_and_the_node_keeps_serving() {
     assert_eq!(err.code(), "not_awaiting_confirmation");
     let err = node.confirm(&ActionId("act_missing".into()), true, "alice").await.unwrap_err();
     assert_eq!(err.code(), "unknown_action");
-    let err = node.replay_dlq(&DlqId("dlq_missing".into())).await.unwrap_err();
+    let err = node.replay_dlq(&DlqId("dlq_missing".into()), None).await.unwrap_err();
     assert_eq!(err.code(), "unknown_dlq_entry");
 
     // Still serving, nothing restarted.
@@ -286,12 +286,12 @@ async fn a_dlq_entry_is_not_replayed_twice_while_its_replay_runs() {
     let a = submit(&node, &t, "flaky.api", json!({"_sim": {"fail": true, "latency_ms": 200}})).await;
     assert_eq!(terminal(&node, &a.id).await.state, ActionState::DeadLettered);
     let entry = node.dlq(true, None).unwrap().pop().unwrap();
-    let first = node.replay_dlq(&entry.id).await.unwrap();
-    let err = node.replay_dlq(&entry.id).await.unwrap_err();
+    let first = node.replay_dlq(&entry.id, None).await.unwrap();
+    let err = node.replay_dlq(&entry.id, None).await.unwrap_err();
     assert_eq!(err.code(), "wrong_state", "{err}");
     // Once that replay has failed too, another one is allowed.
     assert_eq!(terminal(&node, &first.id).await.state, ActionState::DeadLettered);
-    let second = node.replay_dlq(&entry.id).await.unwrap();
+    let second = node.replay_dlq(&entry.id, None).await.unwrap();
     assert_ne!(second.id, first.id);
     node.shutdown().await.unwrap();
 }

@@ -44,7 +44,7 @@ async fn every_event_of_a_turn_is_reachable_from_its_correlation_id_and_linked_t
     let failing = submit(&node, &t, "flaky.api", json!({"_sim": {"fail": true}})).await;
     terminal(&node, &failing.id).await;
     let entry = node.dlq(true, None).unwrap().pop().unwrap();
-    let replay = node.replay_dlq(&entry.id).await.unwrap();
+    let replay = node.replay_dlq(&entry.id, None).await.unwrap();
     terminal(&node, &replay.id).await;
 
     let graph = node.correlation_graph(&t.correlation_id).await.unwrap();

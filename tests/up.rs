@@ -22,6 +22,8 @@ struct Up {
     /// Everything the nodes (and `up`) wrote to stderr: their log.
     stderr: Arc<Mutex<Vec<String>>>,
     urls: Vec<String>,
+    /// The admin token `up` printed.
+    admin_token: String,
 }
 
 impl Up {
@@ -55,26 +57,35 @@ impl Up {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut up = Up { child, stdout, stderr, urls: Vec::new() };
+        let mut up = Up { child, stdout, stderr, urls: Vec::new(), admin_token: String::new() };
         loop {
             let line = up.stdout.recv_timeout(Duration::from_secs(60)).expect("warden up reports its nodes");
             if let Some(rest) = line.strip_prefix("node ").and_then(|l| l.split(": ").nth(1)) {
                 up.urls.push(rest.split_whitespace().next().unwrap().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("admin token: ") {
+                up.admin_token = rest.split_whitespace().next().unwrap().to_owned();
             }
             if line.starts_with("Ctrl-C stops") {
                 break;
             }
         }
         assert_eq!(up.urls, (0..3).map(|i| format!("http://127.0.0.1:{}", http + i)).collect::<Vec<_>>());
+        let stored = std::fs::read_to_string(dir.join("admin.token")).expect("admin.token is written");
+        assert_eq!(up.admin_token, stored, "the printed admin token is the one in admin.token");
+        assert!(dir.join("agent.token").exists() && dir.join("tokens.toml").exists());
         up
     }
 
-    /// Waits until node a sees all three nodes up.
+    /// Waits until node a sees all three nodes up (asking with the admin token `up` printed).
     async fn all_up(&self) {
+        let http = warden::auth::client(Duration::from_secs(5), Some(&self.admin_token)).unwrap();
+        let refused = reqwest::get(format!("{}/v1/cluster", self.urls[0])).await.unwrap();
+        assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED, "up's nodes need a token");
         tokio::time::timeout(Duration::from_secs(30), async {
             loop {
                 let view: Value =
-                    reqwest::get(format!("{}/v1/cluster", self.urls[0])).await.unwrap().json().await.unwrap();
+                    http.get(format!("{}/v1/cluster", self.urls[0])).send().await.unwrap().json().await.unwrap();
                 let up = view["nodes"].as_array().unwrap().iter().filter(|n| n["state"] == "up").count();
                 if up == 3 {
                     return;
@@ -145,7 +156,8 @@ async fn up_with_the_demo_logs_no_error_from_start_through_load_to_ctrl_c() {
     up.all_up().await;
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            let succeeded = warden::soak::workload::events_of_kind(&up.urls[0], "action.succeeded").await;
+            let succeeded =
+                warden::soak::workload::events_of_kind_as(&up.urls[0], "action.succeeded", Some(&up.admin_token)).await;
             if succeeded.is_ok_and(|s| s.len() >= DEMO_SUCCEEDED) {
                 return;
             }

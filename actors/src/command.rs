@@ -91,6 +91,9 @@ pub enum Command {
         new_action_id: ActionId,
         decision: Decision,
         confirm_ttl_ms: u64,
+        /// The authenticated principal who asked for the replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
     },
     /// Starts or ends draining `node`: the dispatcher places nothing new on
     /// it. `shutdown` marks a drain the node asked for itself while stopping
@@ -100,6 +103,9 @@ pub enum Command {
         draining: bool,
         #[serde(default)]
         shutdown: bool,
+        /// The authenticated principal who asked (none for a node's own stop-drain).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
     },
     /// A node-level fact worth a timeline event (restart, breaker change, start).
     RecordEvent {

@@ -216,9 +216,10 @@ impl Node {
         call(&self.actor(pipeline::NAME)?, |reply| PipelineMsg::Confirm { action_id, approve, by, reply }).await?
     }
 
-    pub async fn replay_dlq(&self, id: &DlqId) -> Result<Action> {
-        let id = id.clone();
-        call(&self.actor(pipeline::NAME)?, |r| PipelineMsg::ReplayDlq(id, r)).await?
+    /// Re-runs a dead-lettered action; `principal`: who asked (recorded).
+    pub async fn replay_dlq(&self, id: &DlqId, principal: Option<&str>) -> Result<Action> {
+        let (id, principal) = (id.clone(), principal.map(str::to_owned));
+        call(&self.actor(pipeline::NAME)?, |r| PipelineMsg::ReplayDlq(id, principal, r)).await?
     }
 
     pub fn action(&self, id: &ActionId) -> Result<Action> {
@@ -266,23 +267,23 @@ impl Node {
     }
 
     /// Removes `name` from the Raft group (through the leader); `member.removed`.
-    pub async fn remove_member(&self, name: &str) -> Result<()> {
-        orchestrator::remove_node(&self.rt, name).await
+    pub async fn remove_member(&self, name: &str, principal: Option<&str>) -> Result<()> {
+        orchestrator::remove_node(&self.rt, name, principal).await
     }
 
     /// Adds a node that is up and has no log as a voter; `member.added`.
-    pub async fn add_node(&self, name: &str) -> Result<()> {
-        orchestrator::add_node(&self.rt, name).await
+    pub async fn add_node(&self, name: &str, principal: Option<&str>) -> Result<()> {
+        orchestrator::add_node(&self.rt, name, principal).await
     }
 
     /// Starts or ends draining `name` (see `orchestrator::drain`).
-    pub async fn drain(&self, name: &str, on: bool) -> Result<DrainReport> {
-        orchestrator::drain(&self.rt, name, on).await
+    pub async fn drain(&self, name: &str, on: bool, principal: Option<&str>) -> Result<DrainReport> {
+        orchestrator::drain(&self.rt, name, on, principal).await
     }
 
     /// Hands leadership to voter `name`; returns the new leader and its term.
-    pub async fn transfer_leadership(&self, name: &str) -> Result<(String, u64)> {
-        let leader = orchestrator::transfer_leadership(&self.rt, name).await?;
+    pub async fn transfer_leadership(&self, name: &str, principal: Option<&str>) -> Result<(String, u64)> {
+        let leader = orchestrator::transfer_leadership(&self.rt, name, principal).await?;
         let term = self.rt.ledger.consensus().term_under(&leader, LEARN_LEADER_WITHIN).await;
         Ok((leader, term))
     }
@@ -362,7 +363,8 @@ impl Node {
     pub async fn finish_attempts(&self, grace: Duration) -> usize {
         // Ask the leader to place nothing more here (bounded: without a leader, skip it);
         // what it placed before the drain committed still runs.
-        let drain = Command::SetDraining { node: self.rt.node.clone(), draining: true, shutdown: true };
+        let drain =
+            Command::SetDraining { node: self.rt.node.clone(), draining: true, shutdown: true, principal: None };
         let started = tokio::time::Instant::now();
         if let Ok(Err(e)) = tokio::time::timeout(grace / 2, self.rt.ledger.propose(drain)).await {
             tracing::debug!(error = %e, "no drain for the stop");

@@ -47,7 +47,7 @@ fn known(rt: &Runtime, table: &PeerTable, name: &str) -> bool {
 }
 
 /// Adds a node the Registry sees up and without a log of its own as a voter.
-pub async fn add_node(rt: &Runtime, name: &str) -> Result<()> {
+pub async fn add_node(rt: &Runtime, name: &str, principal: Option<&str>) -> Result<()> {
     let table = peers(rt).await?;
     let consensus = rt.ledger.consensus();
     if consensus.is_member(name) {
@@ -65,19 +65,22 @@ pub async fn add_node(rt: &Runtime, name: &str) -> Result<()> {
         )));
     }
     consensus.add_member(name).await?;
-    record(rt, name, EventData::MemberAdded { node: name.to_owned(), by: rt.node.clone() }).await
+    let principal = principal.map(str::to_owned);
+    record(rt, name, EventData::MemberAdded { node: name.to_owned(), by: rt.node.clone(), principal }).await
 }
 
 /// Removes a member through the leader.
-pub async fn remove_node(rt: &Runtime, name: &str) -> Result<()> {
+pub async fn remove_node(rt: &Runtime, name: &str, principal: Option<&str>) -> Result<()> {
     rt.ledger.consensus().remove_member(name).await?;
-    record(rt, name, EventData::MemberRemoved { node: name.to_owned(), by: rt.node.clone() }).await
+    let principal = principal.map(str::to_owned);
+    record(rt, name, EventData::MemberRemoved { node: name.to_owned(), by: rt.node.clone(), principal }).await
 }
 
 /// Starts (`on`) or ends draining `name`. Draining places nothing new on it,
 /// lets what runs there finish, and moves leadership away from it. Refused
-/// when it would leave a capability with no node to run it.
-pub async fn drain(rt: &Runtime, name: &str, on: bool) -> Result<DrainReport> {
+/// when it would leave a capability with no node to run it. `principal`: who asked.
+pub async fn drain(rt: &Runtime, name: &str, on: bool, principal: Option<&str>) -> Result<DrainReport> {
+    let principal = principal.map(str::to_owned);
     let table = peers(rt).await?;
     if !known(rt, &table, name) {
         return Err(WardenError::UnknownNode(name.to_owned()));
@@ -99,12 +102,18 @@ pub async fn drain(rt: &Runtime, name: &str, on: bool) -> Result<DrainReport> {
             }
         }
     }
-    rt.ledger.propose(Command::SetDraining { node: name.to_owned(), draining: on, shutdown: false }).await?;
+    let set =
+        Command::SetDraining { node: name.to_owned(), draining: on, shutdown: false, principal: principal.clone() };
+    rt.ledger.propose(set).await?;
     let mut leader = consensus.status().leader;
     if on && leader.as_deref() == Some(name) {
         let next = successor(rt, &table, name)?;
-        let data =
-            EventData::LeaderTransfer { from: Some(name.to_owned()), to: next.clone(), why: TransferReason::Drain };
+        let data = EventData::LeaderTransfer {
+            from: Some(name.to_owned()),
+            to: next.clone(),
+            why: TransferReason::Drain,
+            principal,
+        };
         record(rt, name, data).await?;
         leader = Some(consensus.transfer_leadership(&next).await?);
     }
@@ -127,7 +136,7 @@ fn successor(rt: &Runtime, table: &PeerTable, leaving: &str) -> Result<String> {
 }
 
 /// Hands leadership to voter `name`; returns the new leader.
-pub async fn transfer_leadership(rt: &Runtime, name: &str) -> Result<String> {
+pub async fn transfer_leadership(rt: &Runtime, name: &str, principal: Option<&str>) -> Result<String> {
     let table = peers(rt).await?;
     let consensus = rt.ledger.consensus();
     if !consensus.is_member(name) {
@@ -143,7 +152,8 @@ pub async fn transfer_leadership(rt: &Runtime, name: &str) -> Result<String> {
     if from.as_deref() == Some(name) {
         return Ok(name.to_owned());
     }
-    let data = EventData::LeaderTransfer { from, to: name.to_owned(), why: TransferReason::Requested };
+    let principal = principal.map(str::to_owned);
+    let data = EventData::LeaderTransfer { from, to: name.to_owned(), why: TransferReason::Requested, principal };
     record(rt, name, data).await?;
     consensus.transfer_leadership(name).await
 }
@@ -194,7 +204,8 @@ pub fn end_stop_drain(rt: &Arc<Runtime>) {
                 if !mine.is_some_and(|r| r.draining && r.shutdown) {
                     return;
                 }
-                let end = Command::SetDraining { node: rt.node.clone(), draining: false, shutdown: true };
+                let end =
+                    Command::SetDraining { node: rt.node.clone(), draining: false, shutdown: true, principal: None };
                 match rt.ledger.propose(end).await {
                     Ok(_) | Err(WardenError::Conflict(_)) => return,
                     Err(e) => tracing::debug!(error = %e, "ending the stop drain: retrying"),

@@ -73,10 +73,21 @@ fn node_level_events() -> Vec<Command> {
         record("raft:leader", EventData::LeaderChanged { leader: s("a"), term: 1, previous: None }),
         record("raft:leader", EventData::LeaderChanged { leader: s("b"), term: 2, previous: Some(s("a")) }),
         // orchestrator.rs
-        record("node:a", EventData::LeaderTransfer { from: Some(s("a")), to: s("b"), why: TransferReason::Drain }),
-        record("node:b", EventData::LeaderTransfer { from: Some(s("a")), to: s("b"), why: TransferReason::Requested }),
-        record("node:d", EventData::MemberAdded { node: s("d"), by: s("a") }),
-        record("node:d", EventData::MemberRemoved { node: s("d"), by: s("a") }),
+        record(
+            "node:a",
+            EventData::LeaderTransfer { from: Some(s("a")), to: s("b"), why: TransferReason::Drain, principal: None },
+        ),
+        record(
+            "node:b",
+            EventData::LeaderTransfer {
+                from: Some(s("a")),
+                to: s("b"),
+                why: TransferReason::Requested,
+                principal: Some(s("ops-admin")),
+            },
+        ),
+        record("node:d", EventData::MemberAdded { node: s("d"), by: s("a"), principal: Some(s("ops-admin")) }),
+        record("node:d", EventData::MemberRemoved { node: s("d"), by: s("a"), principal: None }),
     ]
 }
 
@@ -143,6 +154,7 @@ fn workflow() -> Vec<Command> {
             new_action_id: ActionId("act_3".into()),
             decision: decision(Verdict::Allow, Tier::Reversible),
             confirm_ttl_ms: 500,
+            principal: Some("ops-1".into()),
         },
         // Fails permanently.
         dispatch("act_3", 1, "c", None),
@@ -153,8 +165,8 @@ fn workflow() -> Vec<Command> {
         submit("act_5", None, Verdict::Confirm, 3),
         Command::Confirm { action_id: ActionId("act_5".into()), approve: false, by: "ops".into() },
         Command::ExpireConfirmation { action_id: ActionId("act_6".into()) },
-        Command::SetDraining { node: "b".into(), draining: true, shutdown: false },
-        Command::SetDraining { node: "c".into(), draining: true, shutdown: true },
+        Command::SetDraining { node: "b".into(), draining: true, shutdown: false, principal: Some("ops-1".into()) },
+        Command::SetDraining { node: "c".into(), draining: true, shutdown: true, principal: None },
     ]
 }
 
@@ -209,7 +221,7 @@ const EXPECTED: &str = r#"
 {"seq":19,"ts":1700000002600,"node":"b","kind":"action.attempt","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_2","causation_seq":18,"data":{"attempt":1,"capability":"files.write","latency_ms":7,"node":"b","outcome":{"error":"503 from tool","outcome":"retryable"}}}
 {"seq":20,"ts":1700000002600,"node":"b","kind":"action.failed","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_2","causation_seq":19,"data":{"attempts":1,"error":"503 from tool","permanent":false}}
 {"seq":21,"ts":1700000002600,"node":"b","kind":"dlq.entered","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_2","causation_seq":20,"data":{"attempts":1,"dlq_id":"dlq_2","error":"503 from tool"}}
-{"seq":22,"ts":1700000002800,"node":"a","kind":"dlq.replayed","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_2","causation_seq":21,"data":{"action_id":"act_3","dlq_id":"dlq_2","original_action_id":"act_2"}}
+{"seq":22,"ts":1700000002800,"node":"a","kind":"dlq.replayed","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_2","causation_seq":21,"data":{"action_id":"act_3","dlq_id":"dlq_2","original_action_id":"act_2","principal":"ops-1"}}
 {"seq":23,"ts":1700000002800,"node":"a","kind":"action.submitted","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_3","causation_seq":22,"data":{"args":{"amount":3,"path":"/tmp/x"},"capability":"files.write","idempotency_key":"idem-act_2","replay_of":"dlq_2"}}
 {"seq":24,"ts":1700000002800,"node":"a","kind":"policy.decided","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_3","causation_seq":23,"data":{"decision":"allow","policy_hash":"p1","reasons":["tier rule"],"tier":1}}
 {"seq":25,"ts":1700000003000,"node":"b","kind":"action.dispatched","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_3","causation_seq":24,"data":{"attempt":1,"by":"b","node":"c","takeover":false}}
@@ -225,7 +237,7 @@ const EXPECTED: &str = r#"
 {"seq":35,"ts":1700000003800,"node":"b","kind":"confirmation.requested","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_5","causation_seq":34,"data":{"deadline_ms":1700000004300}}
 {"seq":36,"ts":1700000004000,"node":"a","kind":"confirmation.given","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_5","causation_seq":35,"data":{"approve":false,"by":"ops"}}
 {"seq":37,"ts":1700000004200,"node":"b","kind":"confirmation.expired","session_id":"ses_1","turn_id":"turn_1","correlation_id":"cid_1","action_id":"act_6","causation_seq":30,"data":{"deadline_ms":1700000003900}}
-{"seq":38,"ts":1700000004400,"node":"a","kind":"node.draining","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"draining":true,"node":"b","shutdown":false}}
+{"seq":38,"ts":1700000004400,"node":"a","kind":"node.draining","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"draining":true,"node":"b","principal":"ops-1","shutdown":false}}
 {"seq":39,"ts":1700000004600,"node":"b","kind":"node.draining","session_id":null,"turn_id":null,"correlation_id":"node:c","action_id":null,"causation_seq":null,"data":{"draining":true,"node":"c","shutdown":true}}
 {"seq":40,"ts":1700000004800,"node":"a","kind":"breaker.changed","session_id":null,"turn_id":null,"correlation_id":"breaker:files.write","action_id":null,"causation_seq":null,"data":{"capability":"files.write","state":"half_open"}}
 {"seq":41,"ts":1700000005000,"node":"b","kind":"actor.restarted","session_id":null,"turn_id":null,"correlation_id":"cid_restart","action_id":null,"causation_seq":null,"data":{"actor":"warden.executors","recent_restarts":2}}
@@ -239,8 +251,8 @@ const EXPECTED: &str = r#"
 {"seq":49,"ts":1700000006600,"node":"b","kind":"leader.changed","session_id":null,"turn_id":null,"correlation_id":"raft:leader","action_id":null,"causation_seq":null,"data":{"leader":"a","previous":null,"term":1}}
 {"seq":50,"ts":1700000006800,"node":"a","kind":"leader.changed","session_id":null,"turn_id":null,"correlation_id":"raft:leader","action_id":null,"causation_seq":null,"data":{"leader":"b","previous":"a","term":2}}
 {"seq":51,"ts":1700000007000,"node":"b","kind":"leader.transfer","session_id":null,"turn_id":null,"correlation_id":"node:a","action_id":null,"causation_seq":null,"data":{"from":"a","to":"b","why":"drain"}}
-{"seq":52,"ts":1700000007200,"node":"a","kind":"leader.transfer","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"from":"a","to":"b","why":"requested"}}
-{"seq":53,"ts":1700000007400,"node":"b","kind":"member.added","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d"}}
+{"seq":52,"ts":1700000007200,"node":"a","kind":"leader.transfer","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"from":"a","principal":"ops-admin","to":"b","why":"requested"}}
+{"seq":53,"ts":1700000007400,"node":"b","kind":"member.added","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d","principal":"ops-admin"}}
 {"seq":54,"ts":1700000007600,"node":"a","kind":"member.removed","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d"}}
 "#;
 

@@ -3,6 +3,7 @@
 
 use super::reply::*;
 use super::Api;
+use crate::auth::Principal;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -28,6 +29,8 @@ const DASHBOARD: &str = include_str!("../../static/index.html");
 pub struct Handlers<'a> {
     pub api: &'a Api,
     pub cid: &'a CorrelationId,
+    /// Who is asking, on a node with tokens.
+    pub principal: Option<&'a Principal>,
 }
 
 /// Names a node: `{"node": "b"}`.
@@ -78,7 +81,9 @@ struct SubmitBody {
 #[serde(deny_unknown_fields)]
 struct ConfirmBody {
     approve: bool,
-    by: String,
+    /// Required without tokens; with them, the principal confirms and a `by`
+    /// naming anyone else is refused.
+    by: Option<String>,
 }
 
 fn limit(q: &Query) -> Result<Option<usize>, ApiError> {
@@ -86,6 +91,11 @@ fn limit(q: &Query) -> Result<Option<usize>, ApiError> {
 }
 
 impl Handlers<'_> {
+    /// The authenticated principal's name, if the node has tokens.
+    fn who(&self) -> Option<&str> {
+        self.principal.map(|p| p.name.as_str())
+    }
+
     pub fn dashboard(&self) -> ApiResult {
         Ok(warp::reply::html(DASHBOARD).into_response())
     }
@@ -150,26 +160,26 @@ impl Handlers<'_> {
     /// Adds a node (up, without a log of its own) as a voter, through the leader.
     pub async fn add_member(&self, body: &[u8]) -> ApiResult {
         let b: NodeBody = parse_json(body)?;
-        self.api.node.add_node(&b.node).await?;
+        self.api.node.add_node(&b.node, self.who()).await?;
         json_reply(StatusCode::CREATED, &json!({"added": b.node, "raft": self.api.node.raft_status()}))
     }
 
     /// Starts (`on`) or ends draining a node.
     pub async fn drain(&self, name: &str, on: bool) -> ApiResult {
-        let report = self.api.node.drain(name, on).await?;
+        let report = self.api.node.drain(name, on, self.who()).await?;
         json_reply(if on { StatusCode::ACCEPTED } else { StatusCode::OK }, &to_value(&report))
     }
 
     /// Hands leadership to the named voter.
     pub async fn transfer_leader(&self, body: &[u8]) -> ApiResult {
         let b: NodeBody = parse_json(body)?;
-        let (leader, term) = self.api.node.transfer_leadership(&b.node).await?;
+        let (leader, term) = self.api.node.transfer_leadership(&b.node, self.who()).await?;
         json_reply(StatusCode::OK, &json!({"leader": leader, "term": term}))
     }
 
     /// Removes a member from the Raft group (executed by the leader).
     pub async fn remove_member(&self, name: &str) -> ApiResult {
-        self.api.node.remove_member(name).await?;
+        self.api.node.remove_member(name, self.who()).await?;
         json_reply(StatusCode::OK, &json!({"removed": name, "raft": self.api.node.raft_status()}))
     }
 
@@ -292,7 +302,16 @@ impl Handlers<'_> {
 
     pub async fn confirm(&self, id: &str, body: &[u8]) -> ApiResult {
         let b: ConfirmBody = parse_json(body)?;
-        let a = self.api.node.confirm(&ActionId(id.to_owned()), b.approve, &b.by).await?;
+        let by = match (self.who(), b.by) {
+            (Some(me), Some(by)) if by != me => {
+                let message = format!("`by` names {by:?} but the token is {me:?}'s: omit `by`, or name yourself");
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message));
+            }
+            (Some(me), _) => me.to_owned(),
+            (None, Some(by)) => by,
+            (None, None) => return Err(ApiError::bad_request("confirmation needs `by` (who confirms)")),
+        };
+        let a = self.api.node.confirm(&ActionId(id.to_owned()), b.approve, &by).await?;
         json_reply(StatusCode::OK, &a)
     }
 
@@ -303,7 +322,7 @@ impl Handlers<'_> {
     }
 
     pub async fn replay(&self, id: &str) -> ApiResult {
-        let a = self.api.node.replay_dlq(&DlqId(id.to_owned())).await?;
+        let a = self.api.node.replay_dlq(&DlqId(id.to_owned()), self.who()).await?;
         json_reply(StatusCode::ACCEPTED, &json!({"action_id": a.id, "state": a.state, "replay_of": a.replay_of}))
     }
 

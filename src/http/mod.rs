@@ -2,15 +2,19 @@
 //! `Api::route`, which resolves it against the route table (`routes.rs`,
 //! every endpoint written once, 404/405 derived from it) and calls its
 //! handler, so every response — errors included — comes from one place and
-//! echoes the correlation id.
+//! echoes the correlation id. Between the two, the route's access is checked
+//! against the request's bearer token (`auth.rs`): a refused request reaches
+//! no handler, so nothing is executed or recorded.
 //! Handlers only send messages to the node's actors.
 
 mod handlers;
 mod reply;
-mod routes;
+pub mod routes;
 
 pub use reply::{ApiError, MAX_BODY_BYTES};
 
+use crate::auth::{bearer, Principal};
+use crate::config::{AccessSettings, Auth};
 use crate::metrics::Metrics;
 use bytes::Buf;
 use futures_util::Stream;
@@ -34,6 +38,8 @@ pub struct Api {
     pub shutdown: watch::Receiver<bool>,
     /// The cluster transport, when the node is part of one.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Who may call what.
+    pub access: AccessSettings,
 }
 
 /// The whole API as one warp filter.
@@ -78,19 +84,54 @@ impl Api {
             }
         };
         let result = match Query::parse(&query) {
-            Ok(q) => self.route(&method, path.as_str(), &q, body, &cid).await,
+            Ok(q) => self.route(&method, path.as_str(), &q, &headers, body, &cid).await,
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| {
             if e.status.is_server_error() {
                 tracing::error!(code = e.code, message = %e.message, "request failed");
             }
-            error_response(&e, &cid)
+            let mut response = error_response(&e, &cid);
+            if e.status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert("www-authenticate", warp::http::HeaderValue::from_static("Bearer"));
+            }
+            response
         });
         with_correlation(response, &cid)
     }
 
-    async fn route<S, B>(&self, method: &Method, path: &str, q: &Query, body: S, cid: &CorrelationId) -> ApiResult
+    /// The principal a request may act as on `access`: `Ok(None)` when no
+    /// token is needed (an open route, or a node serving without tokens).
+    /// 401 without a known token, 403 with one whose role is too low.
+    pub fn authorize(&self, access: crate::auth::Access, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+        let Auth::Tokens(tokens) = &self.access.auth else { return Ok(None) };
+        let Some(required) = access.required(self.access.metrics_open) else { return Ok(None) };
+        let unauthenticated = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
+        let header = headers.get(warp::http::header::AUTHORIZATION).ok_or_else(|| {
+            unauthenticated("this endpoint needs a token: Authorization: Bearer <token> (see `warden token create`)")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(bearer)
+            .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+        let principal = tokens.authenticate(token).ok_or_else(|| unauthenticated("unknown token"))?;
+        if principal.role < required {
+            let message = format!("{} is {} and this needs {required}", principal.name, principal.role);
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message));
+        }
+        Ok(Some(principal))
+    }
+
+    async fn route<S, B>(
+        &self,
+        method: &Method,
+        path: &str,
+        q: &Query,
+        headers: &HeaderMap,
+        body: S,
+        cid: &CorrelationId,
+    ) -> ApiResult
     where
         S: Stream<Item = Result<B, warp::Error>> + Unpin + Send,
         B: Buf,
@@ -103,12 +144,7 @@ impl Api {
             .collect::<Result<_, _>>()?;
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         let body = || read_body(body);
-        let h = handlers::Handlers { api: self, cid };
-        // `?fresh=true` on a read: first catch up with what the leader has committed.
-        if *method == Method::GET && q.bool("fresh")? == Some(true) {
-            self.node.read_barrier().await?;
-        }
-        let (endpoint, p) = match routes::resolve(method, &seg) {
+        let (route, p) = match routes::resolve(method, &seg) {
             Ok(resolved) => resolved,
             Err(Unrouted::MethodNotAllowed) => {
                 let message = format!("{method} is not allowed here");
@@ -116,7 +152,13 @@ impl Api {
             }
             Err(Unrouted::NotFound) => return Err(ApiError::not_found(format!("no endpoint at {path}"))),
         };
-        match endpoint {
+        let principal = self.authorize(route.access, headers)?;
+        let h = handlers::Handlers { api: self, cid, principal: principal.as_ref() };
+        // `?fresh=true` on a read: first catch up with what the leader has committed.
+        if *method == Method::GET && q.bool("fresh")? == Some(true) {
+            self.node.read_barrier().await?;
+        }
+        match route.endpoint {
             Endpoint::Dashboard => h.dashboard(),
             Endpoint::Metrics => h.metrics().await,
             Endpoint::Health => h.health(q).await,

@@ -1,7 +1,9 @@
-//! The route table: every endpoint's method and path, written once. A
-//! request resolves to an `Endpoint` and its path parameters; a path that
-//! matches some route under another method is a 405, anything else a 404.
+//! The route table: every endpoint's method, path and access (who may call
+//! it), written once. A request resolves to an `Endpoint`, its access and its
+//! path parameters; a path that matches some route under another method is a
+//! 405, anything else a 404. A route cannot be written without its access.
 
+use crate::auth::{Access, Role};
 use warp::http::Method;
 
 /// What a request asks for.
@@ -37,47 +39,55 @@ pub enum Endpoint {
 }
 
 /// One route: `pattern` is the path's segments, `{}` for a parameter.
-struct Route {
-    method: Method,
-    pattern: &'static [&'static str],
-    endpoint: Endpoint,
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    pub pattern: &'static [&'static str],
+    pub endpoint: Endpoint,
+    pub access: Access,
 }
 
-const fn route(method: Method, pattern: &'static [&'static str], endpoint: Endpoint) -> Route {
-    Route { method, pattern, endpoint }
+const fn route(method: Method, pattern: &'static [&'static str], endpoint: Endpoint, access: Access) -> Route {
+    Route { method, pattern, endpoint, access }
 }
+
+const OPEN: Access = Access::Open;
+const AGENT: Access = Access::Role(Role::Agent);
+const OPERATOR: Access = Access::Role(Role::Operator);
+const ADMIN: Access = Access::Role(Role::Admin);
 
 /// A path parameter.
 const P: &str = "{}";
 
-static ROUTES: &[Route] = &[
-    route(Method::GET, &[], Endpoint::Dashboard),
-    route(Method::GET, &["metrics"], Endpoint::Metrics),
-    route(Method::GET, &["v1", "health"], Endpoint::Health),
-    route(Method::GET, &["v1", "cluster"], Endpoint::Cluster),
-    route(Method::GET, &["v1", "cluster", "digest"], Endpoint::Digest),
-    route(Method::DELETE, &["v1", "cluster", "members", P], Endpoint::RemoveMember),
-    route(Method::POST, &["v1", "cluster", "members"], Endpoint::AddMember),
-    route(Method::POST, &["v1", "cluster", "nodes", P, "drain"], Endpoint::Drain),
-    route(Method::DELETE, &["v1", "cluster", "nodes", P, "drain"], Endpoint::Undrain),
-    route(Method::POST, &["v1", "cluster", "leader"], Endpoint::TransferLeader),
-    route(Method::GET, &["v1", "capabilities"], Endpoint::Capabilities),
-    route(Method::POST, &["v1", "sessions", P, "turns"], Endpoint::OpenTurn),
-    route(Method::GET, &["v1", "sessions"], Endpoint::Sessions),
-    route(Method::POST, &["v1", "turns", P, "model-calls"], Endpoint::ModelCall),
-    route(Method::PUT, &["v1", "memory", P, P], Endpoint::PutMemory),
-    route(Method::GET, &["v1", "memory", P, P], Endpoint::GetMemory),
-    route(Method::GET, &["v1", "memory", P], Endpoint::Recall),
-    route(Method::POST, &["v1", "actions"], Endpoint::Submit),
-    route(Method::GET, &["v1", "actions", P], Endpoint::GetAction),
-    route(Method::POST, &["v1", "actions", P, "confirmation"], Endpoint::Confirm),
-    route(Method::GET, &["v1", "dlq"], Endpoint::Dlq),
-    route(Method::POST, &["v1", "dlq", P, "replay"], Endpoint::Replay),
-    route(Method::GET, &["v1", "dlq", P, "provenance"], Endpoint::Provenance),
-    route(Method::GET, &["v1", "breakers"], Endpoint::Breakers),
-    route(Method::GET, &["v1", "timeline"], Endpoint::Timeline),
-    route(Method::GET, &["v1", "correlations", P, "graph"], Endpoint::Graph),
-    route(Method::GET, &["v1", "events", "stream"], Endpoint::EventStream),
+/// Every endpoint: its method, its path, who may call it.
+pub static ROUTES: &[Route] = &[
+    route(Method::GET, &[], Endpoint::Dashboard, OPEN),
+    route(Method::GET, &["metrics"], Endpoint::Metrics, Access::Metrics),
+    route(Method::GET, &["v1", "health"], Endpoint::Health, OPEN),
+    route(Method::GET, &["v1", "cluster"], Endpoint::Cluster, OPERATOR),
+    route(Method::GET, &["v1", "cluster", "digest"], Endpoint::Digest, OPERATOR),
+    route(Method::DELETE, &["v1", "cluster", "members", P], Endpoint::RemoveMember, ADMIN),
+    route(Method::POST, &["v1", "cluster", "members"], Endpoint::AddMember, ADMIN),
+    route(Method::POST, &["v1", "cluster", "nodes", P, "drain"], Endpoint::Drain, OPERATOR),
+    route(Method::DELETE, &["v1", "cluster", "nodes", P, "drain"], Endpoint::Undrain, OPERATOR),
+    route(Method::POST, &["v1", "cluster", "leader"], Endpoint::TransferLeader, ADMIN),
+    route(Method::GET, &["v1", "capabilities"], Endpoint::Capabilities, AGENT),
+    route(Method::POST, &["v1", "sessions", P, "turns"], Endpoint::OpenTurn, AGENT),
+    route(Method::GET, &["v1", "sessions"], Endpoint::Sessions, AGENT),
+    route(Method::POST, &["v1", "turns", P, "model-calls"], Endpoint::ModelCall, AGENT),
+    route(Method::PUT, &["v1", "memory", P, P], Endpoint::PutMemory, AGENT),
+    route(Method::GET, &["v1", "memory", P, P], Endpoint::GetMemory, AGENT),
+    route(Method::GET, &["v1", "memory", P], Endpoint::Recall, AGENT),
+    route(Method::POST, &["v1", "actions"], Endpoint::Submit, AGENT),
+    route(Method::GET, &["v1", "actions", P], Endpoint::GetAction, AGENT),
+    route(Method::POST, &["v1", "actions", P, "confirmation"], Endpoint::Confirm, OPERATOR),
+    route(Method::GET, &["v1", "dlq"], Endpoint::Dlq, OPERATOR),
+    route(Method::POST, &["v1", "dlq", P, "replay"], Endpoint::Replay, OPERATOR),
+    route(Method::GET, &["v1", "dlq", P, "provenance"], Endpoint::Provenance, OPERATOR),
+    route(Method::GET, &["v1", "breakers"], Endpoint::Breakers, OPERATOR),
+    route(Method::GET, &["v1", "timeline"], Endpoint::Timeline, OPERATOR),
+    route(Method::GET, &["v1", "correlations", P, "graph"], Endpoint::Graph, OPERATOR),
+    route(Method::GET, &["v1", "events", "stream"], Endpoint::EventStream, OPERATOR),
 ];
 
 /// Why a request matched no route.
@@ -104,13 +114,13 @@ fn matches<'s>(pattern: &[&str], seg: &[&'s str]) -> Option<Vec<&'s str>> {
     Some(params)
 }
 
-/// The endpoint `method` and the path segments `seg` ask for, with its parameters in order.
-pub fn resolve<'s>(method: &Method, seg: &[&'s str]) -> Result<(Endpoint, Vec<&'s str>), Unrouted> {
+/// The route `method` and the path segments `seg` ask for, with its parameters in order.
+pub fn resolve<'s>(method: &Method, seg: &[&'s str]) -> Result<(&'static Route, Vec<&'s str>), Unrouted> {
     let mut path_known = false;
     for r in ROUTES {
         if let Some(params) = matches(r.pattern, seg) {
             if r.method == *method {
-                return Ok((r.endpoint, params));
+                return Ok((r, params));
             }
             path_known = true;
         }
@@ -124,19 +134,34 @@ mod tests {
 
     #[test]
     fn a_path_resolves_to_its_endpoint_and_parameters() {
-        let (e, p) = resolve(&Method::POST, &["v1", "cluster", "nodes", "b", "drain"]).unwrap();
-        assert_eq!((e, p), (Endpoint::Drain, vec!["b"]));
-        let (e, p) = resolve(&Method::GET, &["v1", "memory", "agent-1", "team"]).unwrap();
-        assert_eq!((e, p), (Endpoint::GetMemory, vec!["agent-1", "team"]));
-        assert_eq!(resolve(&Method::GET, &[]).unwrap().0, Endpoint::Dashboard);
+        let (r, p) = resolve(&Method::POST, &["v1", "cluster", "nodes", "b", "drain"]).unwrap();
+        assert_eq!((r.endpoint, r.access, p), (Endpoint::Drain, OPERATOR, vec!["b"]));
+        let (r, p) = resolve(&Method::GET, &["v1", "memory", "agent-1", "team"]).unwrap();
+        assert_eq!((r.endpoint, r.access, p), (Endpoint::GetMemory, AGENT, vec!["agent-1", "team"]));
+        assert_eq!(resolve(&Method::GET, &[]).unwrap().0.endpoint, Endpoint::Dashboard);
     }
 
     #[test]
     fn a_known_path_under_another_method_is_not_allowed_and_an_unknown_one_not_found() {
-        assert_eq!(resolve(&Method::DELETE, &["v1", "actions"]), Err(Unrouted::MethodNotAllowed));
-        assert_eq!(resolve(&Method::POST, &["v1", "memory", "ns"]), Err(Unrouted::MethodNotAllowed));
-        assert_eq!(resolve(&Method::GET, &["v1", "nope"]), Err(Unrouted::NotFound));
-        assert_eq!(resolve(&Method::GET, &["v1", "actions", "a", "b"]), Err(Unrouted::NotFound));
+        let unrouted = |m: Method, seg: &[&str]| resolve(&m, seg).err();
+        assert_eq!(unrouted(Method::DELETE, &["v1", "actions"]), Some(Unrouted::MethodNotAllowed));
+        assert_eq!(unrouted(Method::POST, &["v1", "memory", "ns"]), Some(Unrouted::MethodNotAllowed));
+        assert_eq!(unrouted(Method::GET, &["v1", "nope"]), Some(Unrouted::NotFound));
+        assert_eq!(unrouted(Method::GET, &["v1", "actions", "a", "b"]), Some(Unrouted::NotFound));
+    }
+
+    #[test]
+    fn only_health_the_dashboard_and_metrics_go_without_a_role_and_no_write_does() {
+        for r in ROUTES {
+            match r.access {
+                Access::Open => assert!(matches!(r.endpoint, Endpoint::Health | Endpoint::Dashboard), "{r:?}"),
+                Access::Metrics => assert_eq!(r.endpoint, Endpoint::Metrics),
+                Access::Role(_) => {}
+            }
+            if r.method != Method::GET {
+                assert!(matches!(r.access, Access::Role(_)), "{r:?} writes without a role");
+            }
+        }
     }
 
     #[test]

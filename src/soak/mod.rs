@@ -74,6 +74,7 @@ fn cluster_spec(args: &SoakArgs, caps: &[Capability], dir: &Path) -> anyhow::Res
         config: Some(config),
         log: "warn,ractor=error,ractor_cluster=error",
         log_to_files: true,
+        token_file: None,
     };
     Ok(spec)
 }

@@ -102,7 +102,14 @@ events! {
     /// `attempts` counts every attempt record, interrupted ones included.
     DlqEntered = "dlq.entered" { dlq_id: DlqId, attempts: u32, error: Option<String> },
     /// Dead-letter entry `dlq_id` re-runs as `action_id`.
-    DlqReplayed = "dlq.replayed" { dlq_id: DlqId, action_id: ActionId, original_action_id: ActionId },
+    DlqReplayed = "dlq.replayed" {
+        dlq_id: DlqId,
+        action_id: ActionId,
+        original_action_id: ActionId,
+        /// The authenticated principal who asked (absent when the node serves without tokens).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
+    },
     BreakerChanged = "breaker.changed" { capability: String, state: BreakerState },
     /// A supervised actor was restarted; `recent_restarts` within the intensity window.
     ActorRestarted = "actor.restarted" { actor: String, recent_restarts: u32 },
@@ -122,11 +129,38 @@ events! {
     /// Recorded by the new leader.
     LeaderChanged = "leader.changed" { leader: String, term: u64, previous: Option<String> },
     /// `from` is the leader as this node saw it (none during an election).
-    LeaderTransfer = "leader.transfer" { from: Option<String>, to: String, why: TransferReason },
-    MemberAdded = "member.added" { node: String, by: String },
-    MemberRemoved = "member.removed" { node: String, by: String },
+    LeaderTransfer = "leader.transfer" {
+        from: Option<String>,
+        to: String,
+        why: TransferReason,
+        /// The authenticated principal who asked (absent when the node serves without tokens).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
+    },
+    /// `by` is the node that executed the change.
+    MemberAdded = "member.added" {
+        node: String,
+        by: String,
+        /// The authenticated principal who asked (absent when the node serves without tokens).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
+    },
+    MemberRemoved = "member.removed" {
+        node: String,
+        by: String,
+        /// The authenticated principal who asked (absent when the node serves without tokens).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
+    },
     /// `shutdown`: the node's own drain while it stops, ended at its next start.
-    NodeDraining = "node.draining" { node: String, draining: bool, shutdown: bool },
+    NodeDraining = "node.draining" {
+        node: String,
+        draining: bool,
+        shutdown: bool,
+        /// The authenticated principal who asked (absent when the node serves without tokens).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
+    },
 }
 
 /// Why a node was declared down before its silence reached the limit.

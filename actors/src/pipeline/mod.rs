@@ -44,8 +44,8 @@ pub enum PipelineMsg {
         by: String,
         reply: RpcReplyPort<Result<Action>>,
     },
-    /// Re-runs a dead-lettered action; replies with the new action.
-    ReplayDlq(DlqId, RpcReplyPort<Result<Action>>),
+    /// Re-runs a dead-lettered action for the principal (if any); replies with the new action.
+    ReplayDlq(DlqId, Option<String>, RpcReplyPort<Result<Action>>),
 }
 
 pub struct Pipeline;
@@ -87,7 +87,7 @@ impl Actor for Pipeline {
                     propose_then(rt, Command::Confirm { action_id, approve, by }, reply);
                 }
             }
-            PipelineMsg::ReplayDlq(dlq_id, reply) => match admit_replay(rt, &dlq_id).await {
+            PipelineMsg::ReplayDlq(dlq_id, principal, reply) => match admit_replay(rt, &dlq_id, principal).await {
                 Ok(cmd) => propose_then(rt, cmd, reply),
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -136,7 +136,7 @@ fn trust_of_turn(rt: &Runtime, turn_id: &TurnId) -> Result<Trust> {
 }
 
 /// A replay is decided again, against the policy active now.
-async fn admit_replay(rt: &Runtime, dlq_id: &DlqId) -> Result<Command> {
+async fn admit_replay(rt: &Runtime, dlq_id: &DlqId, principal: Option<String>) -> Result<Command> {
     let entry = rt.store.dlq_entry(dlq_id)?.ok_or_else(|| WardenError::UnknownDlqEntry(dlq_id.to_string()))?;
     let original =
         rt.store.action(&entry.action_id)?.ok_or_else(|| WardenError::UnknownAction(entry.action_id.to_string()))?;
@@ -150,6 +150,7 @@ async fn admit_replay(rt: &Runtime, dlq_id: &DlqId) -> Result<Command> {
         new_action_id: ActionId::generate(),
         decision,
         confirm_ttl_ms: rt.config.confirm_ttl_ms,
+        principal,
     })
 }
 

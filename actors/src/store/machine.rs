@@ -152,10 +152,12 @@ fn route(t: &mut Tables<'_>, r: &mut Recorder<'_>, cmd: &Command) -> Result<Outc
         Command::FinishAttempt { action_id, attempt, outcome, latency_ms } => {
             actions::finish_attempt(t, r, action_id, *attempt, outcome, *latency_ms)
         }
-        Command::ReplayDlq { dlq_id, new_action_id, decision, confirm_ttl_ms } => {
-            dlq::replay(t, r, dlq_id, new_action_id, decision, *confirm_ttl_ms)
+        Command::ReplayDlq { dlq_id, new_action_id, decision, confirm_ttl_ms, principal } => {
+            dlq::replay(t, r, dlq_id, new_action_id, decision, *confirm_ttl_ms, principal.as_deref())
         }
-        Command::SetDraining { node, draining, shutdown } => nodes::set_draining(t, r, node, *draining, *shutdown),
+        Command::SetDraining { node, draining, shutdown, principal } => {
+            nodes::set_draining(t, r, node, (*draining, *shutdown), principal.as_deref())
+        }
         Command::RecordEvent { correlation_id, data } => events::record(t, r, correlation_id, data),
     }
 }
@@ -173,7 +175,7 @@ mod tests {
         let txn = db.begin_write().unwrap();
         let mut tables = Tables::open(&txn).unwrap();
         let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
-        let entry = entry(Command::SetDraining { node: "b".into(), draining: true, shutdown: false });
+        let entry = entry(Command::SetDraining { node: "b".into(), draining: true, shutdown: false, principal: None });
         let _ = machine.apply_with(&mut tables, &entry, handler);
     }
 
@@ -192,7 +194,7 @@ mod tests {
     #[should_panic(expected = "after it wrote")]
     fn a_rejection_after_an_event_is_caught() {
         apply_with(|t, r, _| {
-            let data = EventData::NodeDraining { node: "b".into(), draining: true, shutdown: false };
+            let data = EventData::NodeDraining { node: "b".into(), draining: true, shutdown: false, principal: None };
             r.emit(t, EventScope::correlated(CorrelationId("node:b".into())), None, None, data)?;
             Err(WardenError::Conflict("checked too late".into()))
         });

@@ -349,7 +349,7 @@ mod tests {
         let results = run(vec![
             open_turn(&turn),
             submit("act_1", &turn, allow()),
-            Command::SetDraining { node: "b".into(), draining: true, shutdown: false },
+            Command::SetDraining { node: "b".into(), draining: true, shutdown: false, principal: None },
             dispatch("act_1", "b"),
             dispatch("act_1", "c"),
         ]);

@@ -54,6 +54,7 @@ pub(in crate::store) fn replay(
     new_id: &ActionId,
     decision: &Decision,
     confirm_ttl_ms: u64,
+    principal: Option<&str>,
 ) -> Result<Outcome> {
     let Replay { mut entry, original, turn } = check_replay(t, dlq_id, new_id)?;
     let scope = EventScope::of_action(&original);
@@ -61,6 +62,7 @@ pub(in crate::store) fn replay(
         dlq_id: dlq_id.clone(),
         action_id: new_id.clone(),
         original_action_id: original.id.clone(),
+        principal: principal.map(str::to_owned),
     };
     let replayed_seq = r.emit(t, scope, Some(&original.id), Some(entry.entered_seq), data)?;
     let spec = NewAction {

@@ -12,14 +12,16 @@ pub(in crate::store) fn set_draining(
     t: &mut Tables<'_>,
     r: &mut Recorder<'_>,
     node: &str,
-    draining: bool,
-    shutdown: bool,
+    (draining, shutdown): (bool, bool),
+    principal: Option<&str>,
 ) -> Result<Outcome> {
     check(t, node, shutdown)?;
     let record = NodeRecord { name: node.to_owned(), draining, shutdown, since_ms: r.at() };
     t.put_node(&record)?;
     let scope = EventScope::correlated(CorrelationId(format!("node:{node}")));
-    let seq = r.emit(t, scope, None, None, EventData::NodeDraining { node: node.to_owned(), draining, shutdown })?;
+    let principal = principal.map(str::to_owned);
+    let data = EventData::NodeDraining { node: node.to_owned(), draining, shutdown, principal };
+    let seq = r.emit(t, scope, None, None, data)?;
     Ok((Response::Recorded { seq }, None))
 }
 
