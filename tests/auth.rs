@@ -1,0 +1,414 @@
+//! Who may do what, against real processes: every route of the route table
+//! (iterated, so a route added later is covered without touching this file)
+//! × {no token, bad token, agent, operator, admin} answers 401 / 403 / 2xx
+//! exactly as the route's access says, a refused request changes nothing (the
+//! replicated state's digest is the same before and after), and the
+//! principal — never a client-written name — is what the log records.
+
+mod common;
+
+use common::process::{free_ports, loopback, node_args, NodeProcess};
+use common::serial::one_cluster_at_a_time;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use warden::auth::{create_token, Access, Role};
+use warden::http::routes::{Endpoint, Route, ROUTES};
+
+/// Bound on every wait of this test.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The five callers of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Caller {
+    NoToken,
+    BadToken,
+    As(Role),
+}
+
+const CALLERS: [Caller; 5] =
+    [Caller::NoToken, Caller::BadToken, Caller::As(Role::Agent), Caller::As(Role::Operator), Caller::As(Role::Admin)];
+
+/// Principal names of the three tokens.
+fn principal(role: Role) -> &'static str {
+    match role {
+        Role::Agent => "bot",
+        Role::Operator => "ops",
+        Role::Admin => "root",
+    }
+}
+
+struct Tokens {
+    agent: String,
+    operator: String,
+    admin: String,
+}
+
+impl Tokens {
+    fn of(&self, role: Role) -> &str {
+        match role {
+            Role::Agent => &self.agent,
+            Role::Operator => &self.operator,
+            Role::Admin => &self.admin,
+        }
+    }
+}
+
+/// One request: path (with query) and JSON body.
+struct Call {
+    path: String,
+    body: Option<Value>,
+}
+
+struct Harness {
+    url: String,
+    tokens: Tokens,
+    http: reqwest::Client,
+    _nodes: Vec<NodeProcess>,
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("node.toml");
+    let text = r#"
+token_file = "tokens.toml"
+confirm_ttl_ms = 600000
+[raft]
+auto_join = false
+[[capability]]
+name = "search.web"
+tier = 0
+[[capability]]
+name = "email.send"
+tier = 2
+[[capability]]
+name = "flaky.sim"
+tier = 1
+max_attempts = 1
+"#;
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Harness {
+    /// Node a founds a cluster alone; b and c wait to be added (auto-join off),
+    /// so membership changes can be asked for and refused.
+    async fn start(dir: &Path) -> Harness {
+        let file = dir.join("tokens.toml");
+        let tokens = Tokens {
+            agent: create_token(&file, principal(Role::Agent), Role::Agent).unwrap(),
+            operator: create_token(&file, principal(Role::Operator), Role::Operator).unwrap(),
+            admin: create_token(&file, principal(Role::Admin), Role::Admin).unwrap(),
+        };
+        let config = write_config(dir);
+        let cookie = dir.join("cookie");
+        std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
+        let base = free_ports(3);
+        let mut nodes = Vec::new();
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let seeds: Vec<String> = (0..3u16).filter(|j| *j as usize != i).map(|j| loopback(base + j)).collect();
+            let mut args = node_args(name, base + i as u16, &seeds, &cookie);
+            if i == 0 {
+                args.extend(["--bootstrap".into(), "a".into()]);
+            }
+            nodes.push(NodeProcess::start_with(&dir.join(name), Some(&config), &args));
+        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+        let h = Harness { url: nodes[0].url.clone(), tokens, http, _nodes: nodes };
+        h.peers_up().await;
+        h
+    }
+
+    async fn send(&self, caller: Caller, method: Method, call: &Call) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.url, call.path));
+        match caller {
+            Caller::NoToken => {}
+            Caller::BadToken => req = req.bearer_auth("wdn_not-a-token-of-this-node"),
+            Caller::As(role) => req = req.bearer_auth(self.tokens.of(role)),
+        }
+        if let Some(b) = &call.body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("node answers");
+        let status = resp.status();
+        let streaming =
+            resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if streaming {
+            return (status, Value::Null);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.send(Caller::As(Role::Admin), method, &Call { path: path.into(), body }).await
+    }
+
+    /// Node a's replicated state: (applied index, digest).
+    async fn digest(&self) -> (u64, String) {
+        let (s, d) = self.admin(Method::GET, "/v1/cluster/digest", None).await;
+        assert_eq!(s, StatusCode::OK, "{d}");
+        (d["applied_index"].as_u64().unwrap(), d["digest"].as_str().unwrap().to_owned())
+    }
+
+    /// The digest once nothing is being applied: the same on two reads 200 ms apart.
+    async fn settled_digest(&self) -> (u64, String) {
+        let deadline = Instant::now() + WAIT;
+        let mut last = self.digest().await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.digest().await;
+            if now == last {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "the state kept changing");
+            last = now;
+        }
+    }
+
+    async fn peers_up(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (_, view) = self.admin(Method::GET, "/v1/cluster", None).await;
+            let up = view["nodes"].as_array().map_or(0, |n| n.iter().filter(|n| n["state"] == "up").count());
+            if up == 3 && view["leader"] == "a" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "peers not up: {view}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn members(&self) -> Vec<String> {
+        let (_, view) = self.admin(Method::GET, "/v1/cluster", None).await;
+        let members = view["raft"]["members"].as_array().cloned().unwrap_or_default();
+        members.iter().filter(|m| m["voter"] == true).map(|m| m["name"].as_str().unwrap().to_owned()).collect()
+    }
+
+    async fn leader(&self) -> String {
+        let (_, view) = self.admin(Method::GET, "/v1/cluster", None).await;
+        view["leader"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn turn(&self) -> Value {
+        let (s, t) = self.admin(Method::POST, "/v1/sessions/auth-test/turns", Some(json!({}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        t
+    }
+
+    async fn submit(&self, capability: &str, args: Value) -> String {
+        let turn = self.turn().await;
+        let body = json!({"turn_id": turn["turn_id"], "capability": capability, "args": args});
+        let (s, a) = self.admin(Method::POST, "/v1/actions", Some(body)).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+        a["action_id"].as_str().unwrap().to_owned()
+    }
+
+    /// A fresh dead-letter entry.
+    async fn dlq_entry(&self) -> String {
+        let id = self.submit("flaky.sim", json!({"_sim": {"fail": true}})).await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (_, a) = self.admin(Method::GET, &format!("/v1/actions/{id}?wait_ms=5000"), None).await;
+            if a["state"] == "dead_lettered" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} not dead-lettered: {a}");
+        }
+        let (_, dlq) = self.admin(Method::GET, "/v1/dlq", None).await;
+        let entries = dlq["entries"].as_array().unwrap();
+        let entry = entries.iter().find(|e| e["action_id"] == id.as_str()).expect("the entry");
+        entry["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A request that, when allowed, must succeed: it acts on real state
+    /// (so a refusal that let it through would show in the digest). `None`:
+    /// a route added after this test (the `_` arm) — it is still driven with
+    /// every caller, and an allowed call must get past authorization (not
+    /// 401/403) without a server error.
+    async fn prepare(&self, r: &Route) -> Option<Call> {
+        let call = |path: String, body: Option<Value>| Some(Call { path, body });
+        match r.endpoint {
+            Endpoint::Dashboard => call("/".into(), None),
+            Endpoint::Metrics => call("/metrics".into(), None),
+            Endpoint::Health => call("/v1/health".into(), None),
+            Endpoint::Cluster => call("/v1/cluster".into(), None),
+            Endpoint::Digest => call("/v1/cluster/digest".into(), None),
+            Endpoint::RemoveMember => {
+                if !self.members().await.contains(&"b".to_owned()) {
+                    let (s, v) = self.admin(Method::POST, "/v1/cluster/members", Some(json!({"node": "b"}))).await;
+                    assert_eq!(s, StatusCode::CREATED, "{v}");
+                }
+                call("/v1/cluster/members/b".into(), None)
+            }
+            Endpoint::AddMember => {
+                assert!(!self.members().await.contains(&"c".to_owned()), "only an admin adds members, once");
+                call("/v1/cluster/members".into(), Some(json!({"node": "c"})))
+            }
+            Endpoint::Drain => {
+                let _ = self.admin(Method::DELETE, "/v1/cluster/nodes/c/drain", None).await;
+                call("/v1/cluster/nodes/c/drain".into(), None)
+            }
+            Endpoint::Undrain => {
+                let (s, v) = self.admin(Method::POST, "/v1/cluster/nodes/c/drain", None).await;
+                assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+                call("/v1/cluster/nodes/c/drain".into(), None)
+            }
+            Endpoint::TransferLeader => {
+                if self.members().await.len() < 2 {
+                    let (s, v) = self.admin(Method::POST, "/v1/cluster/members", Some(json!({"node": "c"}))).await;
+                    assert_eq!(s, StatusCode::CREATED, "{v}");
+                }
+                let leader = self.leader().await;
+                let to = self.members().await.into_iter().find(|m| *m != leader).expect("a second voter");
+                call("/v1/cluster/leader".into(), Some(json!({"node": to})))
+            }
+            Endpoint::Capabilities => call("/v1/capabilities".into(), None),
+            Endpoint::OpenTurn => call("/v1/sessions/auth-test/turns".into(), Some(json!({"summary": "t"}))),
+            Endpoint::Sessions => call("/v1/sessions".into(), None),
+            Endpoint::ModelCall => {
+                let t = self.turn().await;
+                let body = json!({"model": "m", "latency_ms": 5, "ok": true});
+                call(format!("/v1/turns/{}/model-calls", t["turn_id"].as_str().unwrap()), Some(body))
+            }
+            Endpoint::PutMemory => call("/v1/memory/auth-test/k".into(), Some(json!({"value": {"n": 1}}))),
+            Endpoint::GetMemory => {
+                let body = json!({"value": 1});
+                let (s, v) = self.admin(Method::PUT, "/v1/memory/auth-test/seen", Some(body)).await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+                call("/v1/memory/auth-test/seen".into(), None)
+            }
+            Endpoint::Recall => call("/v1/memory/auth-test?limit=5".into(), None),
+            Endpoint::Submit => {
+                let t = self.turn().await;
+                let body = json!({"turn_id": t["turn_id"], "capability": "search.web", "args": {"q": "x"}});
+                call("/v1/actions".into(), Some(body))
+            }
+            Endpoint::GetAction => call(format!("/v1/actions/{}", self.submit("search.web", json!({})).await), None),
+            Endpoint::Confirm => {
+                let id = self.submit("email.send", json!({"to": "x"})).await;
+                call(format!("/v1/actions/{id}/confirmation"), Some(json!({"approve": true})))
+            }
+            Endpoint::Dlq => call("/v1/dlq".into(), None),
+            Endpoint::Replay => call(format!("/v1/dlq/{}/replay", self.dlq_entry().await), None),
+            Endpoint::Provenance => call(format!("/v1/dlq/{}/provenance", self.dlq_entry().await), None),
+            Endpoint::Breakers => call("/v1/breakers".into(), None),
+            Endpoint::Timeline => call("/v1/timeline?limit=5".into(), None),
+            Endpoint::Graph => {
+                let t = self.turn().await;
+                call(format!("/v1/correlations/{}/graph", t["correlation_id"].as_str().unwrap()), None)
+            }
+            Endpoint::EventStream => call("/v1/events/stream".into(), None),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    async fn timeline(&self, kind: &str) -> Vec<Value> {
+        let (s, t) = self.admin(Method::GET, "/v1/timeline?limit=10000", None).await;
+        assert_eq!(s, StatusCode::OK);
+        t["events"].as_array().unwrap().iter().filter(|e| e["kind"] == kind).cloned().collect()
+    }
+}
+
+/// A route's path with each parameter filled in.
+fn generic_call(r: &Route) -> Call {
+    let path: Vec<&str> = r.pattern.iter().map(|p| if *p == "{}" { "x" } else { p }).collect();
+    Call { path: format!("/{}", path.join("/")), body: Some(json!({})) }
+}
+
+/// What the role table says `caller` gets on a route of `access` (metrics open, the default).
+fn expected(access: Access, caller: Caller) -> Option<(StatusCode, &'static str)> {
+    let required = access.required(true)?;
+    match caller {
+        Caller::NoToken | Caller::BadToken => Some((StatusCode::UNAUTHORIZED, "unauthenticated")),
+        Caller::As(role) if role < required => Some((StatusCode::FORBIDDEN, "forbidden")),
+        Caller::As(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_each_caller_as_the_role_table_says_and_a_refusal_changes_nothing() {
+    let _serial = one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let mut unprepared = Vec::new();
+    for r in ROUTES {
+        for caller in CALLERS {
+            let prepared = h.prepare(r).await;
+            if prepared.is_none() && !unprepared.contains(&r.endpoint) {
+                unprepared.push(r.endpoint);
+            }
+            let call = prepared.unwrap_or_else(|| generic_call(r));
+            let before = h.settled_digest().await;
+            let (status, body) = h.send(caller, r.method.clone(), &call).await;
+            let what = format!("{} {} as {caller:?}: {status} {body}", r.method, call.path);
+            match expected(r.access, caller) {
+                Some((want, code)) => {
+                    assert_eq!(status, want, "{what}");
+                    assert_eq!(body["error"]["code"], code, "{what}");
+                    assert_eq!(h.settled_digest().await, before, "a refused request changed the state: {what}");
+                }
+                None => {
+                    assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN, "{what}");
+                    assert!(!status.is_server_error(), "{what}");
+                    if !unprepared.contains(&r.endpoint) {
+                        assert!(status.is_success(), "{what}");
+                    }
+                }
+            }
+        }
+    }
+    if !unprepared.is_empty() {
+        eprintln!("routes checked for authorization only (add them to `prepare`): {unprepared:?}");
+    }
+
+    // What the log recorded names the token's principal.
+    let confirmers: Vec<Value> =
+        h.timeline("confirmation.given").await.iter().map(|e| e["data"]["by"].clone()).collect();
+    assert_eq!(confirmers, vec![json!("ops"), json!("root")]);
+    let replayers: Vec<Value> =
+        h.timeline("dlq.replayed").await.iter().map(|e| e["data"]["principal"].clone()).collect();
+    assert_eq!(replayers, vec![json!("ops"), json!("root")]);
+    let drains: Vec<(Value, Value)> = h
+        .timeline("node.draining")
+        .await
+        .iter()
+        .map(|e| (e["data"]["draining"].clone(), e["data"]["principal"].clone()))
+        .collect();
+    assert!(
+        drains.contains(&(json!(true), json!("ops"))) && drains.contains(&(json!(false), json!("root"))),
+        "{drains:?}"
+    );
+    for kind in ["member.added", "member.removed"] {
+        let events = h.timeline(kind).await;
+        assert!(!events.is_empty(), "no {kind}");
+        assert!(events.iter().all(|e| e["data"]["principal"] == "root"), "{kind}: {events:?}");
+    }
+    let transfers = h.timeline("leader.transfer").await;
+    let requested: Vec<&Value> = transfers.iter().filter(|e| e["data"]["why"] == "requested").collect();
+    assert!(!requested.is_empty() && requested.iter().all(|e| e["data"]["principal"] == "root"), "{transfers:?}");
+}
+
+#[tokio::test]
+async fn a_confirmation_is_the_principals_and_a_by_naming_someone_else_is_refused() {
+    let _serial = one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let id = h.submit("email.send", json!({"to": "x"})).await;
+    let path = format!("/v1/actions/{id}/confirmation");
+    let before = h.settled_digest().await;
+    let posing = Call { path: path.clone(), body: Some(json!({"approve": true, "by": "root"})) };
+    let (s, body) = h.send(Caller::As(Role::Operator), Method::POST, &posing).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{body}");
+    assert_eq!(h.settled_digest().await, before, "a refused confirmation changed the state");
+    let own = Call { path, body: Some(json!({"approve": false, "by": "ops"})) };
+    let (s, a) = h.send(Caller::As(Role::Operator), Method::POST, &own).await;
+    assert_eq!((s, a["state"].as_str(), a["confirmed_by"].as_str()), (StatusCode::OK, Some("rejected"), Some("ops")));
+    // The agent may read its action but not confirm it.
+    let agent = Call { path: format!("/v1/actions/{id}"), body: None };
+    assert_eq!(h.send(Caller::As(Role::Agent), Method::GET, &agent).await.0, StatusCode::OK);
+    // The 401 says how to authenticate.
+    let resp = reqwest::get(format!("{}/v1/cluster", h.url)).await.unwrap();
+    assert_eq!(resp.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
+}
