@@ -90,25 +90,59 @@ pub struct PeerTable {
     pub services: Vec<Placement>,
 }
 
-/// MessagePack on the wire for cluster payloads: one impl per type, by macro.
-macro_rules! wire {
-    ($($t:ty),*) => {$(
-        impl ractor::BytesConvertable for $t {
-            fn into_bytes(self) -> Vec<u8> {
-                rmp_serde::to_vec_named(&self).expect("cluster payloads always encode")
-            }
-            fn from_bytes(bytes: Vec<u8>) -> Self {
-                // A panic here is caught by ractor, which drops the message.
-                rmp_serde::from_slice(&bytes).expect("malformed cluster payload")
-            }
-        }
-    )*};
+/// A payload as it arrived from the cluster transport: decoded, or why it
+/// could not be. ractor's `from_bytes` cannot fail, so decoding never
+/// panics on what a peer (or anyone holding the cookie) sends; the handler
+/// drops a malformed payload with a warning.
+#[derive(Debug)]
+pub struct Inbound<T>(pub Result<T, String>);
+
+impl<T> From<T> for Inbound<T> {
+    fn from(value: T) -> Self {
+        Inbound(Ok(value))
+    }
 }
-wire!(Heartbeat, PeerTable);
+
+/// Logs a malformed heartbeat: the first, then every power of two of them.
+fn malformed_heartbeat(error: &str) {
+    static MALFORMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MALFORMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(error, malformed = n, "dropped a heartbeat that does not decode");
+    }
+}
+
+/// Decodes one cluster payload (MessagePack); never panics.
+pub fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+impl ractor::BytesConvertable for Inbound<Heartbeat> {
+    fn into_bytes(self) -> Vec<u8> {
+        match self.0 {
+            Ok(hb) => rmp_serde::to_vec_named(&hb).expect("a heartbeat always encodes"),
+            // Never sent: a malformed payload is dropped where it arrived.
+            Err(_) => Vec::new(),
+        }
+    }
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        Inbound(decode_payload(&bytes))
+    }
+}
+
+/// Only ever a local reply (`RegistryMsg::Peers`); an undecodable one reads as empty.
+impl ractor::BytesConvertable for PeerTable {
+    fn into_bytes(self) -> Vec<u8> {
+        rmp_serde::to_vec_named(&self).expect("a peer table always encodes")
+    }
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        decode_payload(&bytes).unwrap_or_default()
+    }
+}
 
 #[derive(RactorClusterMessage)]
 pub enum RegistryMsg {
-    Heartbeat(Heartbeat),
+    Heartbeat(Inbound<Heartbeat>),
     /// Time to send heartbeats and judge peers.
     Tick,
     /// The transport's last session to this peer closed: its process is gone
@@ -349,7 +383,8 @@ impl Actor for Registry {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RegistryMsg::Heartbeat(hb) => state.heard(hb),
+            RegistryMsg::Heartbeat(Inbound(Ok(hb))) => state.heard(hb),
+            RegistryMsg::Heartbeat(Inbound(Err(e))) => malformed_heartbeat(&e),
             RegistryMsg::Tick => {
                 state.seq += 1;
                 let joinable = state.args.ledger.consensus().joinable();
@@ -364,7 +399,7 @@ impl Actor for Registry {
                             joinable,
                             report: report.clone(),
                         };
-                        let _ = ActorRef::<RegistryMsg>::from(member).cast(RegistryMsg::Heartbeat(hb));
+                        let _ = ActorRef::<RegistryMsg>::from(member).cast(RegistryMsg::Heartbeat(hb.into()));
                     }
                 }
                 state.judge();
@@ -379,5 +414,49 @@ impl Actor for Registry {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use ractor::BytesConvertable;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// Whatever arrives on the wire, decoding returns a value or an error.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_heartbeat_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Inbound::<Heartbeat>::from_bytes(bytes.clone());
+            let _ = PeerTable::from_bytes(bytes);
+        }
+
+        /// A heartbeat with one byte flipped or cut short decodes or is refused, never panics.
+        #[test]
+        fn a_damaged_heartbeat_never_panics(at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<bool>()) {
+            let hb = Heartbeat { schema: WIRE_SCHEMA, from: "a".into(), seq: 7, services: vec!["executor:x".into()],
+                joinable: true, report: None };
+            let mut bytes = Inbound::from(hb).into_bytes();
+            let i = at.index(bytes.len());
+            if cut { bytes.truncate(i) } else { bytes[i] = byte }
+            let _ = Inbound::<Heartbeat>::from_bytes(bytes);
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_round_trips_and_garbage_is_an_error() {
+        let hb = Heartbeat {
+            schema: WIRE_SCHEMA,
+            from: "b".into(),
+            seq: 3,
+            services: vec![],
+            joinable: false,
+            report: None,
+        };
+        let back = Inbound::<Heartbeat>::from_bytes(Inbound::from(hb).into_bytes()).0.unwrap();
+        assert_eq!((back.from.as_str(), back.seq), ("b", 3));
+        assert!(Inbound::<Heartbeat>::from_bytes(vec![0xc1, 0xff, 0x00]).0.is_err());
     }
 }

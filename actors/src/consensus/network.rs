@@ -143,6 +143,11 @@ pub(super) fn unframe(bytes: &[u8]) -> Result<&[u8], u32> {
     }
 }
 
+/// The request a frame's body holds; never panics on what a peer sends.
+pub(super) fn decode_request(body: &[u8]) -> Result<Request, String> {
+    rmp_serde::from_slice(body).map_err(|e| e.to_string())
+}
+
 async fn call_encoded(node: &str, bytes: Vec<u8>, ttl: Duration) -> Result<Reply, CallError> {
     let peer = find(node).ok_or_else(|| CallError::NoRoute(node.into()))?;
     match peer.call(|port| RaftRpcMsg::Call(bytes, port), Some(ttl)).await {
@@ -323,5 +328,45 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     fn backoff(&self) -> openraft::network::Backoff {
         openraft::network::Backoff::new(std::iter::repeat(UNREACHABLE_RETRY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes at the raft frame decoder: a body or a schema, then a request or an error.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_frame_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            if let Ok(body) = unframe(&bytes) {
+                let _ = decode_request(body);
+            }
+            let _ = decode_request(&bytes);
+        }
+
+        /// A real request with one byte changed or cut short decodes or is refused, never panics.
+        #[test]
+        fn a_damaged_request_never_panics(at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<bool>()) {
+            let mut bytes = frame(&Request::Transfer("b".into())).unwrap();
+            let i = at.index(bytes.len());
+            if cut { bytes.truncate(i) } else { bytes[i] = byte }
+            if let Ok(body) = unframe(&bytes) {
+                let _ = decode_request(body);
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_round_trips_and_another_schema_is_named() {
+        let bytes = frame(&Request::Remove("c".into())).unwrap();
+        assert!(matches!(decode_request(unframe(&bytes).unwrap()), Ok(Request::Remove(n)) if n == "c"));
+        let mut other = bytes.clone();
+        other[..4].copy_from_slice(&(WIRE_SCHEMA + 1).to_be_bytes());
+        assert_eq!(unframe(&other).err(), Some(WIRE_SCHEMA + 1));
+        assert!(decode_request(&[0xc1]).is_err());
     }
 }

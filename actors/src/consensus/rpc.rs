@@ -4,7 +4,8 @@
 
 use super::membership;
 use super::network::{
-    frame, frame_schema_only, rpc_actor_name, unframe, Forwarded, RaftRpcMsg, Reply, Request, RAFT_GROUP,
+    decode_request, frame, frame_schema_only, rpc_actor_name, unframe, Forwarded, RaftRpcMsg, Reply, Request,
+    RAFT_GROUP,
 };
 use super::{Consensus, Proposer, Refused, TypeConfig};
 use crate::directory::{ActorName, ChildSpec};
@@ -35,6 +36,15 @@ fn refused_schema(theirs: u32) {
             ours = WIRE_SCHEMA,
             "refusing raft calls from a peer of another cluster wire schema: run one warden version per cluster"
         );
+    }
+}
+
+/// Logs a raft request that does not decode: the first, then every power of two of them.
+fn malformed_request(error: &str) {
+    static MALFORMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MALFORMED.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(error, malformed = n, "dropped a raft request that does not decode");
     }
 }
 
@@ -75,7 +85,14 @@ impl Actor for RaftRpc {
                 return Ok(());
             }
         };
-        let request: Request = rmp_serde::from_slice(body)?;
+        let request = match decode_request(body) {
+            Ok(request) => request,
+            Err(e) => {
+                // Dropping the reply port tells the caller nothing was done.
+                malformed_request(&e);
+                return Ok(());
+            }
+        };
         let args = args.clone();
         // Each call runs on its own task: a slow append never delays a vote.
         tokio::spawn(async move {
