@@ -4,6 +4,7 @@
 use crate::auth::Tokens;
 use crate::catalog::demo_catalog;
 use crate::cluster::{load_cookie, ClusterSettings};
+use crate::http::serve::Limits;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct ConfigFile {
     pub auth: Option<AuthMode>,
     /// `/metrics` without a token (default true); false: operators only.
     pub metrics_open: Option<bool>,
+    #[serde(default)]
+    pub http: HttpFile,
     #[serde(default)]
     pub capability: Vec<Capability>,
 }
@@ -127,6 +130,16 @@ pub struct HealthFile {
     pub dlq_window_ms: Option<u64>,
 }
 
+/// `[http]`: the HTTP server's connection limits (`http::serve`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// A connection's request head must arrive within this long (default 10 000).
+    pub header_read_timeout_ms: Option<u64>,
+    /// Open connections at once (default 16 384).
+    pub max_connections: Option<usize>,
+}
+
 /// `[raft]`: election timing, snapshots, joining.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +186,7 @@ pub struct Settings {
     /// Set when the node joins a cluster (`cluster_addr` given).
     pub cluster: Option<ClusterSettings>,
     pub access: AccessSettings,
+    pub http_limits: Limits,
 }
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
@@ -294,7 +308,15 @@ impl Settings {
         };
         let token_file = overrides.token_file.or_else(|| file.token_file.map(|f| base.join(f)));
         let access = AccessSettings::decide(http_addr, token_file.as_deref(), file.auth, file.metrics_open)?;
-        Ok(Settings { node, http_addr, cluster, access })
+        let d = Limits::default();
+        let http_limits = Limits {
+            header_read_timeout: ms(file.http.header_read_timeout_ms, d.header_read_timeout),
+            max_connections: file.http.max_connections.unwrap_or(d.max_connections),
+        };
+        if http_limits.header_read_timeout.is_zero() || http_limits.max_connections == 0 {
+            bail!("http.header_read_timeout_ms and http.max_connections must be at least 1");
+        }
+        Ok(Settings { node, http_addr, cluster, access, http_limits })
     }
 }
 

@@ -77,13 +77,14 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
     // Tests and `warden up` read this line to learn the bound address.
     println!("warden node {name} listening on http://{addr} (data in {})", data_dir.display());
     let stopping = stop_tx.clone();
-    let server = warp::serve(routes(api)).incoming(listener).graceful(async move {
+    let stop = async move {
         termination().await;
         tracing::info!("shutting down: no new requests");
         let _ = stopping.send(true);
-    });
+    };
+    let server = crate::http::serve::serve(listener, routes(api), settings.http_limits, stop);
     let mut stop_seen = stop_tx.subscribe();
-    let mut served = tokio::spawn(server.run());
+    let mut served = tokio::spawn(server);
     let _ = stop_seen.wait_for(|s| *s).await;
     if tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut served).await.is_err() {
         tracing::warn!("in-flight requests did not finish in {HTTP_DRAIN_TIMEOUT:?}; dropping them");

@@ -10,6 +10,7 @@
 mod handlers;
 mod reply;
 pub mod routes;
+pub mod serve;
 
 pub use reply::{ApiError, MAX_BODY_BYTES};
 

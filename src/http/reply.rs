@@ -16,6 +16,8 @@ use warp::Reply as _;
 
 /// Largest request body accepted (contract.md): larger gets 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest a request body may take to arrive once its head has: longer gets 408.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// An error as the API reports it.
@@ -85,6 +87,22 @@ pub fn with_correlation(mut response: Response, cid: &CorrelationId) -> Response
 
 /// Reads the body, refusing more than `MAX_BODY_BYTES` without buffering it.
 pub async fn read_body<S, B>(body: S) -> Result<Vec<u8>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    // A client trickling its body (slow-loris on the body) gets 408, not a task held forever.
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read_body_unbounded_in_time(body)).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body did not arrive within {BODY_READ_TIMEOUT:?}"),
+        )),
+    }
+}
+
+async fn read_body_unbounded_in_time<S, B>(body: S) -> Result<Vec<u8>, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
