@@ -34,8 +34,7 @@ async fn termination() {
 }
 
 pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(settings.http_addr)
-        .await
+    let listener = crate::http::serve::listen(settings.http_addr)
         .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
     let addr = listener.local_addr()?;
     let name = settings.node.name.clone();

@@ -30,6 +30,9 @@ pub const MAX_HEADERS: usize = 100;
 /// accepted. The process needs `ulimit -n` above it (plus the node's own
 /// files and cluster sessions).
 pub const MAX_CONNECTIONS: usize = 16_384;
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`):
+/// a burst of new connections beyond it waits for SYN retries (1 s and more).
+pub const LISTEN_BACKLOG: u32 = 4_096;
 /// Pause after a failed accept (e.g. out of file descriptors) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -44,6 +47,14 @@ impl Default for Limits {
     fn default() -> Self {
         Limits { header_read_timeout: HEADER_READ_TIMEOUT, max_connections: MAX_CONNECTIONS }
     }
+}
+
+/// A listener on `addr` with `LISTEN_BACKLOG`.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Logs the first, then every power of two of, connections refused for the limit.
