@@ -412,3 +412,49 @@ async fn a_confirmation_is_the_principals_and_a_by_naming_someone_else_is_refuse
     let resp = reqwest::get(format!("{}/v1/cluster", h.url)).await.unwrap();
     assert_eq!(resp.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
 }
+
+#[test]
+fn a_node_without_tokens_refuses_a_non_loopback_address_unless_told_auth_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["node", "--http-addr", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a node on 0.0.0.0 without tokens kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success() && stderr.contains("not loopback"), "{status:?}: {stderr}");
+    assert!(!dir.path().join("data").exists(), "it refused before creating anything");
+
+    // Told `auth = "none"`, it serves (and says so).
+    let config = dir.path().join("open.toml");
+    std::fs::write(&config, "auth = \"none\"\n").unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.args(["node", "--http-addr", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("open"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    let (mut child, url) = warden::local::spawn_node(&mut cmd, WAIT).expect("it serves with auth = none");
+    let port = url.rsplit(':').next().unwrap();
+    let resp = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(resp.is_ok(), "not listening at {url}");
+}
