@@ -5,6 +5,7 @@
 use crate::clock::Clock;
 use crate::consensus::{Durability, RaftSettings};
 use crate::domain::Capability;
+use crate::policy::PolicyConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct NodeConfig {
     pub health: HealthConfig,
     /// Where every time-based decision reads the time (a manual clock in tests).
     pub clock: Clock,
+    /// The engine and bundle that decide actions.
+    pub policy: PolicyConfig,
 }
 
 impl NodeConfig {
@@ -45,6 +48,7 @@ impl NodeConfig {
             raft: RaftSettings::default(),
             health: HealthConfig::default(),
             clock: Clock::system(),
+            policy: PolicyConfig::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::directory::Directory;
 use crate::domain::Capability;
 use crate::error::{Result, WardenError};
 use crate::ledger::Ledger;
+use crate::policy::PolicySlot;
 use crate::report::ReportSlot;
 use crate::store::Store;
 use parking_lot::Mutex;
@@ -133,6 +134,8 @@ pub struct Runtime {
     pub clock: Clock,
     /// This node's latest health report (refreshed by the reporter, sent with heartbeats).
     pub report: ReportSlot,
+    /// The policy in force: every decision reads it here, without a message.
+    pub policy: Arc<PolicySlot>,
 }
 
 /// Proposes `cmd` without blocking the calling actor, then answers `reply`

@@ -34,6 +34,8 @@ pub enum Endpoint {
     Timeline,
     Graph,
     EventStream,
+    Policies,
+    PolicyDecide,
 }
 
 /// One route: `pattern` is the path's segments, `{}` for a parameter.
@@ -78,6 +80,8 @@ static ROUTES: &[Route] = &[
     route(Method::GET, &["v1", "timeline"], Endpoint::Timeline),
     route(Method::GET, &["v1", "correlations", P, "graph"], Endpoint::Graph),
     route(Method::GET, &["v1", "events", "stream"], Endpoint::EventStream),
+    route(Method::GET, &["v1", "policies"], Endpoint::Policies),
+    route(Method::POST, &["v1", "policies", "decide"], Endpoint::PolicyDecide),
 ];
 
 /// Why a request matched no route.

@@ -1,34 +1,24 @@
-//! PolicyStore: the active policy engine and the decisions it makes.
-//! `NativePolicy` is the reference 4-tier evaluator of contract.md; the Rego
-//! engine will implement the same `PolicyEngine` trait and must agree with it.
+//! `NativePolicy`: the 4-tier rules of contract.md in Rust, the reference
+//! every Rego bundle is checked against (`actors/tests/policy_equivalence.rs`).
 
-use crate::directory::{ActorName, ChildSpec};
-use crate::domain::{Capability, Decision, Tier, Trust, Verdict};
-use crate::runtime::Runtime;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorMessage;
+use super::{PolicyEngine, PolicyInput};
+use crate::domain::{Decision, Tier, Trust, Verdict};
 use serde_json::Value;
-use std::sync::Arc;
 
-/// Everything a decision depends on.
-#[derive(Clone, Debug)]
-pub struct PolicyInput {
-    pub capability: Arc<Capability>,
-    pub args: Value,
-    pub trust: Trust,
-}
-
-pub trait PolicyEngine: Send + Sync {
-    fn decide(&self, input: &PolicyInput) -> Decision;
-    /// Identifies the policy: every decision carries it.
-    fn hash(&self) -> &str;
-}
-
-/// The 4-tier rules, in Rust: base tier, +1 over the amount limit, +1 for a
-/// low-trust session at tier >= 1, capped at 3.
+/// Base tier, +1 over the amount limit, +1 for a low-trust session at
+/// tier >= 1, capped at 3.
 pub struct NativePolicy;
 
 pub const NATIVE_POLICY_HASH: &str = "native-4tier-v1";
+
+/// What a tier decides.
+pub fn verdict_of(tier: Tier) -> Verdict {
+    match tier {
+        Tier::Observe | Tier::Reversible => Verdict::Allow,
+        Tier::Confirm => Verdict::Confirm,
+        Tier::Forbidden => Verdict::Deny,
+    }
+}
 
 impl PolicyEngine for NativePolicy {
     fn decide(&self, input: &PolicyInput) -> Decision {
@@ -49,12 +39,7 @@ impl PolicyEngine for NativePolicy {
             reasons.push("capped at tier 3".to_owned());
         }
         let tier = Tier::from_level(level.min(3));
-        let decision = match tier {
-            Tier::Observe | Tier::Reversible => Verdict::Allow,
-            Tier::Confirm => Verdict::Confirm,
-            Tier::Forbidden => Verdict::Deny,
-        };
-        Decision { decision, tier, reasons, policy_hash: NATIVE_POLICY_HASH.to_owned() }
+        Decision { decision: verdict_of(tier), tier, reasons, policy_hash: NATIVE_POLICY_HASH.to_owned() }
     }
 
     fn hash(&self) -> &str {
@@ -62,64 +47,17 @@ impl PolicyEngine for NativePolicy {
     }
 }
 
-#[derive(RactorMessage)]
-pub enum PolicyMsg {
-    Decide(PolicyInput, RpcReplyPort<Decision>),
-    /// The hash of the active policy.
-    ActiveHash(RpcReplyPort<String>),
-}
-
-pub struct PolicyStore;
-
-/// The actor's name in the node's directory.
-pub const NAME: ActorName<PolicyMsg> = ActorName::new("policy_store");
-
-/// The PolicyStore with the native 4-tier rules.
-pub fn child(_rt: &Arc<Runtime>) -> ChildSpec {
-    let engine: Arc<dyn PolicyEngine> = Arc::new(NativePolicy);
-    ChildSpec::new(NAME, move || (PolicyStore, engine.clone()))
-}
-
-impl Actor for PolicyStore {
-    type Msg = PolicyMsg;
-    type State = Arc<dyn PolicyEngine>;
-    type Arguments = Arc<dyn PolicyEngine>;
-
-    async fn pre_start(
-        &self,
-        _: ActorRef<Self::Msg>,
-        engine: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(engine)
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        engine: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            PolicyMsg::Decide(input, reply) => {
-                let _ = reply.send(engine.decide(&input));
-            }
-            PolicyMsg::ActiveHash(reply) => {
-                let _ = reply.send(engine.hash().to_owned());
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Capability;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn decide(tier: Tier, limit: Option<f64>, args: Value, trust: Trust) -> Decision {
         let mut cap = Capability::new("t", tier);
         cap.amount_limit = limit;
-        NativePolicy.decide(&PolicyInput { capability: Arc::new(cap), args, trust })
+        NativePolicy.decide(&PolicyInput::new(Arc::new(cap), args, trust))
     }
 
     #[test]
