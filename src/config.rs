@@ -8,11 +8,11 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use warden_actors::authz::{Bundle, EngineKind, PolicyConfig, DEFAULT_EVAL_TIMEOUT};
 use warden_actors::config::DEFAULT_CONFIRM_TTL_MS;
 use warden_actors::consensus::RaftSettings;
 use warden_actors::domain::Capability;
 use warden_actors::health::HealthConfig;
-use warden_actors::policy::{Bundle, EngineKind, PolicyConfig, DEFAULT_EVAL_TIMEOUT};
 use warden_actors::registry::RegistryConfig;
 use warden_actors::NodeConfig;
 

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use warden_actors::policy::{suite, Bundle, RegoPolicy, POLICY_ERROR, POLICY_TIMEOUT};
+use warden_actors::authz::{suite, Bundle, RegoPolicy, POLICY_ERROR, POLICY_TIMEOUT};
 
 /// The bundle the commands read when given no directory.
 pub const DEFAULT_DIR: &str = "policies";

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use warden::warden_actors::policy::{Bundle, NATIVE_POLICY_HASH};
+use warden::warden_actors::authz::{Bundle, NATIVE_POLICY_HASH};
 
 /// How long a node that must refuse to start may take to exit.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use warden::warden_actors::policy::matrix::parse_golden;
-use warden::warden_actors::policy::{Bundle, RegoPolicy, DEFAULT_EVAL_TIMEOUT};
+use warden::warden_actors::authz::matrix::parse_golden;
+use warden::warden_actors::authz::{Bundle, RegoPolicy, DEFAULT_EVAL_TIMEOUT};
 
 /// Generated inputs checked on top of the golden ones.
 const GENERATED: usize = 2_000;

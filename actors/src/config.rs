@@ -2,10 +2,10 @@
 //! work. The `Runtime` carries the whole `NodeConfig`, so an actor takes what
 //! it needs from there and adding one needs no new plumbing.
 
+use crate::authz::PolicyConfig;
 use crate::clock::Clock;
 use crate::consensus::{Durability, RaftSettings};
 use crate::domain::Capability;
-use crate::policy::PolicyConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 

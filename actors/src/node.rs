@@ -4,6 +4,7 @@
 
 pub use crate::config::{NodeConfig, DEFAULT_CONFIRM_TTL_MS};
 
+use crate::authz::{ActivePolicy, PolicyInput, PolicySlot, PolicySummary};
 use crate::breaker::{self, BreakerMsg, BreakerView};
 use crate::command::Command;
 use crate::consensus::{self, RaftStatus};
@@ -16,7 +17,7 @@ use crate::ledger::Ledger;
 use crate::memory::{self, MemoryMsg, PutRequest};
 use crate::orchestrator::{self, DrainReport};
 use crate::pipeline::{self, dispatcher, worker, PipelineMsg, SubmitRequest};
-use crate::policy::{self, ActivePolicy, PolicyInput, PolicyMsg, PolicySlot, PolicySummary};
+use crate::policy::{self, PolicyMsg};
 use crate::registry::{self, PeerTable, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};

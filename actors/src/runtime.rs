@@ -4,6 +4,7 @@
 //! outlives any one actor, so a restarted actor finds it intact, and an
 //! actor's `child(rt)` takes everything it needs from here.
 
+use crate::authz::PolicySlot;
 use crate::clock::Clock;
 use crate::command::{Command, Response};
 use crate::config::NodeConfig;
@@ -11,7 +12,6 @@ use crate::directory::Directory;
 use crate::domain::Capability;
 use crate::error::{Result, WardenError};
 use crate::ledger::Ledger;
-use crate::policy::PolicySlot;
 use crate::report::ReportSlot;
 use crate::store::Store;
 use parking_lot::Mutex;

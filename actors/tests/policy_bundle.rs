@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use warden_actors::policy::matrix::{golden_text, parse_golden};
-use warden_actors::policy::suite::{self, TestResult};
-use warden_actors::policy::{Bundle, BundleSource, NativePolicy, RegoPolicy, DEFAULT_EVAL_TIMEOUT, GOLDEN_PATH};
+use warden_actors::authz::matrix::{golden_text, parse_golden};
+use warden_actors::authz::suite::{self, TestResult};
+use warden_actors::authz::{Bundle, BundleSource, NativePolicy, RegoPolicy, DEFAULT_EVAL_TIMEOUT, GOLDEN_PATH};
 
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")

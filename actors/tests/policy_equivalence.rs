@@ -7,10 +7,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use warden_actors::authz::{matrix, Bundle, NativePolicy, PolicyEngine, PolicyInput, RegoPolicy, DEFAULT_EVAL_TIMEOUT};
 use warden_actors::domain::{Capability, Tier, Trust};
-use warden_actors::policy::{
-    matrix, Bundle, NativePolicy, PolicyEngine, PolicyInput, RegoPolicy, DEFAULT_EVAL_TIMEOUT,
-};
 
 /// Generated inputs checked per run.
 const GENERATED_CASES: u32 = 10_000;

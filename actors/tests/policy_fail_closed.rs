@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use warden_actors::domain::{Decision, Tier, Verdict};
-use warden_actors::policy::{
+use warden_actors::authz::{
     Bundle, BundleSource, PolicyError, RegoPolicy, DEFAULT_EVAL_TIMEOUT, POLICY_ERROR, POLICY_TIMEOUT,
 };
+use warden_actors::domain::{Decision, Tier, Verdict};
 
 fn bundle(rego: &str) -> Bundle {
     let files = BTreeMap::from([("warden/authz.rego".to_owned(), rego.to_owned())]);

@@ -9,13 +9,13 @@
 pub mod dispatcher;
 pub mod worker;
 
+use crate::authz::PolicyInput;
 use crate::command::{Command, Response};
 use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{Action, Trust};
 use crate::error::{Result, WardenError};
 use crate::ids::*;
 use crate::limits::{MAX_ACTIVE_ACTIONS, MAX_ARGS_BYTES};
-use crate::policy::PolicyInput;
 use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;

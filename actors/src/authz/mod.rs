@@ -1,11 +1,11 @@
-//! Policy: what decides whether an action runs. `PolicyEngine` is the one
-//! interface; `RegoPolicy` evaluates a bundle of Rego (`policies/` by
-//! default, `data.warden.authz.decision`), `NativePolicy` is the reference
-//! 4-tier rules in Rust. The engine in force lives in a `PolicySlot` on the
-//! runtime (an `ArcSwap`, so it outlives actor restarts and can be replaced
-//! while decisions run); decisions read it directly, in parallel, on the
-//! caller's thread. The `PolicyStore` actor owns the slot's description and
-//! is the place where replacing it belongs.
+//! Authorization: what decides whether an action runs. `PolicyEngine` is
+//! the one interface; `RegoPolicy` evaluates a bundle of Rego (`policies/`
+//! by default, `data.warden.authz.decision`), `NativePolicy` is the
+//! reference 4-tier rules in Rust. The engine in force lives in a
+//! `PolicySlot` on the runtime (an `ArcSwap`, so it outlives actor restarts
+//! and can be replaced while decisions run); decisions read it directly, in
+//! parallel, on the caller's thread. No actor, no storage: the `PolicyStore`
+//! actor (`policy.rs`) is what describes, and will replace, the slot's policy.
 
 mod bundle;
 pub mod matrix;
@@ -17,13 +17,9 @@ pub use bundle::{Bundle, BundleSource, GOLDEN_PATH, MANIFEST_PATH, MAX_BUNDLE_BY
 pub use native::{verdict_of, NativePolicy, NATIVE_POLICY_HASH};
 pub use rego::{RegoPolicy, DECISION_RULE, POLICY_ERROR, POLICY_TIMEOUT};
 
-use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{Capability, Decision, Trust};
 use crate::ids::{SessionId, TurnId};
-use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -219,46 +215,6 @@ impl PolicySlot {
 
     pub fn active(&self) -> Arc<ActivePolicy> {
         self.active.load_full()
-    }
-}
-
-#[derive(RactorMessage)]
-pub enum PolicyMsg {
-    /// What the active policy is.
-    Active(RpcReplyPort<PolicySummary>),
-}
-
-pub struct PolicyStore;
-
-/// The actor's name in the node's directory.
-pub const NAME: ActorName<PolicyMsg> = ActorName::new("policy_store");
-
-pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
-    let rt = rt.clone();
-    ChildSpec::new(NAME, move || (PolicyStore, rt.clone()))
-}
-
-impl Actor for PolicyStore {
-    type Msg = PolicyMsg;
-    type State = Arc<Runtime>;
-    type Arguments = Arc<Runtime>;
-
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, rt: Arc<Runtime>) -> Result<Self::State, ActorProcessingErr> {
-        Ok(rt)
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        rt: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            PolicyMsg::Active(reply) => {
-                let _ = reply.send(rt.policy.active().summary());
-            }
-        }
-        Ok(())
     }
 }
 
