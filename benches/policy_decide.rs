@@ -8,7 +8,9 @@
 //! Run: cargo bench --bench policy_decide
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use warden_actors::authz::{matrix, Bundle, NativePolicy, PolicyEngine, RegoPolicy, DECISION_RULE, DEFAULT_EVAL_TIMEOUT};
+use warden_actors::authz::{
+    matrix, Bundle, NativePolicy, PolicyEngine, RegoPolicy, DECISION_RULE, DEFAULT_EVAL_TIMEOUT,
+};
 
 fn decide(c: &mut Criterion) {
     let bundle = Bundle::embedded();

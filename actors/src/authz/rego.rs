@@ -1,16 +1,21 @@
 //! `RegoPolicy`: a bundle's `data.warden.authz.decision`, evaluated by
-//! regorus. The bundle is compiled once; each decision borrows a prepared
-//! engine from a small pool (an engine evaluates one input at a time), so
-//! decisions run in parallel on their callers' threads and nothing is
-//! rebuilt per request. Every way an evaluation can fail — no result, an
+//! regorus. The bundle is compiled once — checked by regorus's interpreter,
+//! then compiled to bytecode for its virtual machine (RVM) — and each
+//! decision borrows a loaded VM from a small pool (a VM runs one input at a
+//! time), so decisions run in parallel on their callers' threads and nothing
+//! is rebuilt per request. Every way an evaluation can fail — no result, an
 //! error, a result of the wrong shape, running over the time limit — denies.
 
 use super::{Bundle, PolicyEngine, PolicyError, PolicyInput};
 use crate::domain::{Decision, Tier, Verdict};
 use parking_lot::Mutex;
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::program::Program;
+use regorus::rvm::vm::{RegoVM, VmError};
 use regorus::utils::limits::ExecutionTimerConfig;
-use regorus::{Engine, LimitError, Value};
+use regorus::{Engine, Value};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The rule every bundle must define.
@@ -19,9 +24,12 @@ pub const DECISION_RULE: &str = "data.warden.authz.decision";
 pub const POLICY_ERROR: &str = "policy_error";
 /// First reason of a decision abandoned at the time limit.
 pub const POLICY_TIMEOUT: &str = "policy_timeout";
-/// Prepared engines kept between decisions; under more concurrency, extra
-/// ones are cloned and dropped afterwards.
-pub const MAX_IDLE_ENGINES: usize = 64;
+/// Loaded VMs kept between decisions; under more concurrency, extra ones
+/// are made and dropped afterwards.
+pub const MAX_IDLE_VMS: usize = 64;
+/// Bytecode instructions one evaluation may run: far above any sane policy,
+/// so the time limit is what stops a slow one (the VM's default is 25,000).
+pub const MAX_INSTRUCTIONS: usize = 100_000_000;
 /// Evaluations of one decision that may hit the time limit before it is
 /// denied: the limit is wall-clock time, so a second run tells a policy
 /// that is too slow from a thread that was descheduled mid-evaluation.
@@ -30,9 +38,11 @@ pub const TIMEOUT_ATTEMPTS: u32 = 2;
 const TIMER_CHECK_INTERVAL: u32 = 16;
 
 pub struct RegoPolicy {
-    /// Compiled and prepared; cloned when the pool is empty.
-    prototype: Mutex<Engine>,
-    idle: Mutex<Vec<Engine>>,
+    program: Arc<Program>,
+    /// The bundle's data documents, merged.
+    data: Value,
+    timer: ExecutionTimerConfig,
+    idle: Mutex<Vec<RegoVM>>,
     hash: String,
 }
 
@@ -99,16 +109,35 @@ impl RegoPolicy {
     /// Compiles `bundle` and checks it defines the decision rule.
     pub fn compile(bundle: &Bundle, eval_timeout: Duration) -> Result<Self, PolicyError> {
         let mut engine = load_engine(bundle)?;
-        engine.set_execution_timer_config(ExecutionTimerConfig {
-            limit: eval_timeout,
-            check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).expect("not zero"),
-        });
+        let compile_error = |e: &dyn std::fmt::Display| PolicyError::Compile(located(&e.to_string()));
         // Analyses the modules (what `add_policy` does not check) and
         // resolves the entry point, without evaluating anything.
-        engine
-            .compile_with_entrypoint(&DECISION_RULE.into())
-            .map_err(|e| PolicyError::Compile(located(&e.to_string())))?;
-        Ok(Self { prototype: Mutex::new(engine), idle: Mutex::new(Vec::new()), hash: bundle.hash().to_owned() })
+        let compiled = engine.compile_with_entrypoint(&DECISION_RULE.into()).map_err(|e| compile_error(&e))?;
+        let program = Compiler::compile_from_policy(&compiled, &[DECISION_RULE]).map_err(|e| compile_error(&e))?;
+        let timer = ExecutionTimerConfig {
+            limit: eval_timeout,
+            check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).expect("not zero"),
+        };
+        let policy = Self {
+            program,
+            data: engine.get_data(),
+            timer,
+            idle: Mutex::new(Vec::new()),
+            hash: bundle.hash().to_owned(),
+        };
+        let vm = policy.load_vm().map_err(|e| PolicyError::Compile(format!("data: {e}")))?;
+        policy.idle.lock().push(vm);
+        Ok(policy)
+    }
+
+    /// A VM with the program, the data and the limits.
+    fn load_vm(&self) -> Result<RegoVM, VmError> {
+        let mut vm = RegoVM::new();
+        vm.load_program(self.program.clone());
+        vm.set_data(self.data.clone())?;
+        vm.set_execution_timer_config(Some(self.timer));
+        vm.set_max_instructions(MAX_INSTRUCTIONS);
+        Ok(vm)
     }
 
     /// The decision for an input document as the policy sees it.
@@ -118,23 +147,29 @@ impl RegoPolicy {
         loop {
             match self.evaluate(input.clone()) {
                 Ok(value) => return self.shape(value),
-                Err(e) if is_timeout(&e) && attempt < TIMEOUT_ATTEMPTS => attempt += 1,
-                Err(e) if is_timeout(&e) => return self.deny(POLICY_TIMEOUT, format!("{DECISION_RULE}: {e}")),
+                Err(e @ VmError::TimeLimitExceeded { .. }) if attempt >= TIMEOUT_ATTEMPTS => {
+                    return self.deny(POLICY_TIMEOUT, format!("{DECISION_RULE}: {e}"))
+                }
+                Err(VmError::TimeLimitExceeded { .. }) => attempt += 1,
                 Err(e) => return self.deny(POLICY_ERROR, format!("{DECISION_RULE}: {e}")),
             }
         }
     }
 
-    /// One evaluation of the decision rule on an engine from the pool.
-    fn evaluate(&self, input: Value) -> anyhow::Result<Value> {
-        let mut engine = self.idle.lock().pop().unwrap_or_else(|| self.prototype.lock().clone());
-        engine.set_input(input);
-        let result = engine.eval_rule(DECISION_RULE.to_owned());
-        // An engine that failed mid-evaluation is dropped, not reused.
+    /// One evaluation of the decision rule on a VM from the pool.
+    fn evaluate(&self, input: Value) -> Result<Value, VmError> {
+        let pooled = self.idle.lock().pop();
+        let mut vm = match pooled {
+            Some(vm) => vm,
+            None => self.load_vm()?,
+        };
+        vm.set_input(input);
+        let result = vm.execute();
+        // A VM that failed mid-evaluation is dropped, not reused.
         if result.is_ok() {
             let mut idle = self.idle.lock();
-            if idle.len() < MAX_IDLE_ENGINES {
-                idle.push(engine);
+            if idle.len() < MAX_IDLE_VMS {
+                idle.push(vm);
             }
         }
         result
@@ -163,11 +198,6 @@ impl RegoPolicy {
             policy_hash: self.hash.clone(),
         }
     }
-}
-
-fn is_timeout(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| matches!(c.downcast_ref::<LimitError>(), Some(LimitError::TimeLimitExceeded { .. })))
-        || e.to_string().contains("exceeded time limit")
 }
 
 impl PolicyEngine for RegoPolicy {
