@@ -1,8 +1,10 @@
 //! Actions per second through the whole pipeline on one node: admission,
 //! policy, the log (group commit), dispatch, breaker, sim executor (0 ms),
 //! completion — with the log fsync'd (durable) and without (volatile), so the
-//! cost of fsync is visible. A raw redb durable commit is measured in the same
-//! run as the primitive the durable figure is bounded by.
+//! cost of fsync is visible, and with each policy engine (the embedded Rego
+//! bundle, the native rules), so the cost of Rego is visible. A raw redb
+//! durable commit is measured in the same run as the primitive the durable
+//! figure is bounded by.
 //!
 //! Run: cargo bench --bench action_throughput
 
@@ -10,6 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use warden_actors::authz::EngineKind;
 use warden_actors::consensus::Durability;
 use warden_actors::domain::{Capability, Tier, Trust};
 use warden_actors::pipeline::SubmitRequest;
@@ -50,10 +53,17 @@ fn pipeline(c: &mut Criterion) {
     group.throughput(Throughput::Elements(ACTIONS as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(15));
-    for (label, durability) in [("durable", Durability::Durable), ("volatile", Durability::Volatile)] {
+    let runs = [
+        ("durable_rego", Durability::Durable, EngineKind::Rego),
+        ("durable_native", Durability::Durable, EngineKind::Native),
+        ("volatile_rego", Durability::Volatile, EngineKind::Rego),
+        ("volatile_native", Durability::Volatile, EngineKind::Native),
+    ];
+    for (label, durability, engine) in runs {
         let dir = tempfile::tempdir().unwrap();
         let mut config = NodeConfig::new("bench", dir.path(), vec![Capability::new("bench.noop", Tier::Observe)]);
         config.durability = durability;
+        config.policy.engine = engine;
         let node = Arc::new(rt.block_on(Node::start(config)).unwrap());
         let turn = rt
             .block_on(node.open_turn(OpenTurnRequest { trust: Some(Trust::Normal), ..Default::default() }))

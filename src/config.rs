@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use warden_actors::authz::{Bundle, EngineKind, PolicyConfig, DEFAULT_EVAL_TIMEOUT};
 use warden_actors::config::DEFAULT_CONFIRM_TTL_MS;
 use warden_actors::consensus::RaftSettings;
 use warden_actors::domain::Capability;
@@ -35,7 +36,15 @@ pub struct ConfigFile {
     pub cluster_transitive: Option<bool>,
     /// A separate file of `[[capability]]` tables, relative to this file.
     pub capabilities: Option<PathBuf>,
+    /// A policy bundle directory (relative to this file); without it, the
+    /// bundle embedded in the binary (the repository's `policies/`).
     pub policies_dir: Option<PathBuf>,
+    /// `"rego"` (default): the bundle decides; `"native"`: the 4-tier rules
+    /// compiled into warden decide and the bundle is not read.
+    pub policy_engine: Option<EngineKind>,
+    /// Longest one policy evaluation may run before the action is denied
+    /// (`policy_timeout`); default 10.
+    pub policy_timeout_ms: Option<u64>,
     pub confirm_ttl_ms: Option<u64>,
     pub sim_seed: Option<u64>,
     /// Failure detector: heartbeat period, and silences that make a peer suspect / down.
@@ -253,6 +262,20 @@ fn health_config(health: &HealthFile) -> anyhow::Result<HealthConfig> {
     Ok(c)
 }
 
+/// The policy: engine, bundle (read now, compiled when the node starts), time limit.
+fn policy_config(file: &ConfigFile, base: &Path) -> anyhow::Result<PolicyConfig> {
+    let engine = file.policy_engine.unwrap_or_default();
+    let bundle = match &file.policies_dir {
+        Some(dir) if engine == EngineKind::Rego => Bundle::load_dir(&base.join(dir))?,
+        _ => Bundle::embedded(),
+    };
+    let eval_timeout = ms(file.policy_timeout_ms, DEFAULT_EVAL_TIMEOUT);
+    if eval_timeout.is_zero() {
+        bail!("policy_timeout_ms must be at least 1");
+    }
+    Ok(PolicyConfig { engine, bundle, eval_timeout })
+}
+
 impl Settings {
     /// Loads `path` (if any), applies `overrides`, and fills in defaults.
     pub fn load(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Settings> {
@@ -261,6 +284,7 @@ impl Settings {
             None => ConfigFile::default(),
         };
         let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+        let policy = policy_config(&file, base)?;
         let mut capabilities = file.capability;
         if let Some(extra) = &file.capabilities {
             let extra: CapabilityFile = read_toml(&base.join(extra))?;
@@ -285,6 +309,7 @@ impl Settings {
         node.raft = raft_settings(&file.raft)?;
         node.health = health_config(&file.health)?;
         node.fault_injection = file.fault_injection.unwrap_or(false);
+        node.policy = policy;
         warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cluster = match overrides.cluster_addr.or(file.cluster_addr) {
             None => None,

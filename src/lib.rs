@@ -11,6 +11,7 @@ pub mod http;
 pub mod local;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod server;
 pub mod soak;
 pub mod status;

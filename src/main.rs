@@ -92,6 +92,11 @@ enum Command {
         #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Policy bundles: run their Rego unit tests, evaluate an input.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Start a local cluster, drive actions while killing and restarting nodes, check nothing was lost.
     Soak {
         #[arg(long, default_value_t = 3)]
@@ -122,6 +127,28 @@ enum TokenCommand {
         role: Role,
         #[arg(long, default_value = "tokens.toml")]
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run the bundle's Rego unit tests (`test_*` rules), `opa test` style; exits 1 on any failure.
+    Test {
+        /// The bundle directory (default: ./policies).
+        dir: Option<PathBuf>,
+        /// Also report which lines of each module the tests ran.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Print the decision the bundle gives one input document (JSON, see docs/policy.md).
+    Eval {
+        /// The bundle directory (default: ./policies).
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        input: PathBuf,
+        /// Longest the evaluation may run.
+        #[arg(long, default_value_t = 10)]
+        timeout_ms: u64,
     },
 }
 
@@ -167,6 +194,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Status { target, token } => {
             let code = warden::status::run(&target, token.as_deref()).await?;
             std::process::exit(code);
+        }
+        Command::Policy { command: PolicyCommand::Test { dir, coverage } } => {
+            if !warden::policy::test(dir.as_deref(), coverage)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Eval { dir, input, timeout_ms } } => {
+            warden::policy::eval(dir.as_deref(), &input, std::time::Duration::from_millis(timeout_ms))
         }
         Command::Soak { nodes, actions, rate, kill_every, data_dir } => {
             let kill_every = (!kill_every.is_zero()).then_some(kill_every);

@@ -299,6 +299,11 @@ impl Harness {
                 call(format!("/v1/correlations/{}/graph", t["correlation_id"].as_str().unwrap()), None)
             }
             Endpoint::EventStream => call("/v1/events/stream".into(), None),
+            Endpoint::Policies => call("/v1/policies".into(), None),
+            Endpoint::PolicyDecide => {
+                let body = json!({"capability": "email.send", "args": {"to": "x"}, "trust": "normal"});
+                call("/v1/policies/decide".into(), Some(body))
+            }
             #[allow(unreachable_patterns)]
             _ => None,
         }

@@ -2,6 +2,7 @@
 //! work. The `Runtime` carries the whole `NodeConfig`, so an actor takes what
 //! it needs from there and adding one needs no new plumbing.
 
+use crate::authz::PolicyConfig;
 use crate::clock::Clock;
 use crate::consensus::{Durability, RaftSettings};
 use crate::domain::Capability;
@@ -28,6 +29,8 @@ pub struct NodeConfig {
     pub health: HealthConfig,
     /// Where every time-based decision reads the time (a manual clock in tests).
     pub clock: Clock,
+    /// The engine and bundle that decide actions.
+    pub policy: PolicyConfig,
 }
 
 impl NodeConfig {
@@ -45,6 +48,7 @@ impl NodeConfig {
             raft: RaftSettings::default(),
             health: HealthConfig::default(),
             clock: Clock::system(),
+            policy: PolicyConfig::default(),
         }
     }
 }

@@ -36,6 +36,9 @@ pub enum WardenError {
     Unavailable(String),
     #[error("storage: {0}")]
     Storage(String),
+    /// A policy bundle that does not load or compile.
+    #[error("policy rejected: {0}")]
+    PolicyRejected(String),
 }
 
 impl WardenError {
@@ -57,6 +60,7 @@ impl WardenError {
             Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Storage(_) => "storage",
+            Self::PolicyRejected(_) => "policy_rejected",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! warden's actors crate: the domain model, the commands and the deterministic
 //! state machine they drive, storage, and one module per supervised actor.
 
+pub mod authz;
 pub mod backoff;
 pub mod breaker;
 pub mod clock;

@@ -4,6 +4,7 @@
 
 pub use crate::config::{NodeConfig, DEFAULT_CONFIRM_TTL_MS};
 
+use crate::authz::{ActivePolicy, PolicyInput, PolicySlot, PolicySummary};
 use crate::breaker::{self, BreakerMsg, BreakerView};
 use crate::command::Command;
 use crate::consensus::{self, RaftStatus};
@@ -16,7 +17,7 @@ use crate::ledger::Ledger;
 use crate::memory::{self, MemoryMsg, PutRequest};
 use crate::orchestrator::{self, DrainReport};
 use crate::pipeline::{self, dispatcher, worker, PipelineMsg, SubmitRequest};
-use crate::policy;
+use crate::policy::{self, PolicyMsg};
 use crate::registry::{self, PeerTable, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
@@ -77,6 +78,8 @@ impl Node {
     /// Opens the node's storage and starts its supervision tree; attempts the
     /// log assigns to this node that a previous process left are taken over.
     pub async fn start(config: NodeConfig) -> Result<Node> {
+        // First, so a node with a policy that does not compile touches nothing.
+        let policy = ActivePolicy::from_config(&config.policy, config.clock.now_ms())?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| WardenError::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let catalog = Arc::new(Catalog::new(config.capabilities.clone())?);
@@ -103,6 +106,7 @@ impl Node {
             config: Arc::new(config.clone()),
             clock: clock.clone(),
             report,
+            policy: Arc::new(PolicySlot::new(policy)),
         });
         let args = SupervisorArgs {
             children: children(&rt),
@@ -165,6 +169,17 @@ impl Node {
         tokio::task::spawn_blocking(move || store.digest_at())
             .await
             .map_err(|e| WardenError::Storage(format!("digest failed: {e}")))?
+    }
+
+    /// What the active policy would decide, evaluated here on the caller's
+    /// thread (no actor in the way); nothing is recorded.
+    pub fn decide(&self, input: &PolicyInput) -> Decision {
+        self.rt.policy.decide(input)
+    }
+
+    /// The active policy: engine, bundle hash and revision, files.
+    pub async fn policy(&self) -> Result<PolicySummary> {
+        call(&self.rt.directory.get(policy::NAME)?, PolicyMsg::Active).await
     }
 
     pub fn catalog(&self) -> &Catalog {

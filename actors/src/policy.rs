@@ -1,72 +1,19 @@
-//! PolicyStore: the active policy engine and the decisions it makes.
-//! `NativePolicy` is the reference 4-tier evaluator of contract.md; the Rego
-//! engine will implement the same `PolicyEngine` trait and must agree with it.
+//! The `PolicyStore` actor: it answers what the active policy is (engine,
+//! bundle hash and revision, files). Decisions do not pass through it —
+//! they read the runtime's `PolicySlot` directly (`authz`), in parallel —
+//! but replacing the active policy belongs here.
 
+use crate::authz::PolicySummary;
 use crate::directory::{ActorName, ChildSpec};
-use crate::domain::{Capability, Decision, Tier, Trust, Verdict};
 use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
-use serde_json::Value;
 use std::sync::Arc;
-
-/// Everything a decision depends on.
-#[derive(Clone, Debug)]
-pub struct PolicyInput {
-    pub capability: Arc<Capability>,
-    pub args: Value,
-    pub trust: Trust,
-}
-
-pub trait PolicyEngine: Send + Sync {
-    fn decide(&self, input: &PolicyInput) -> Decision;
-    /// Identifies the policy: every decision carries it.
-    fn hash(&self) -> &str;
-}
-
-/// The 4-tier rules, in Rust: base tier, +1 over the amount limit, +1 for a
-/// low-trust session at tier >= 1, capped at 3.
-pub struct NativePolicy;
-
-pub const NATIVE_POLICY_HASH: &str = "native-4tier-v1";
-
-impl PolicyEngine for NativePolicy {
-    fn decide(&self, input: &PolicyInput) -> Decision {
-        let cap = &input.capability;
-        let mut level = cap.tier.level();
-        let mut reasons = vec![format!("{} is tier {}", cap.name, level)];
-        if let (Some(limit), Some(amount)) = (cap.amount_limit, input.args.get("amount").and_then(Value::as_f64)) {
-            if amount > limit {
-                level += 1;
-                reasons.push(format!("amount {amount} exceeds limit {limit}: +1"));
-            }
-        }
-        if input.trust == Trust::Low && cap.tier >= Tier::Reversible {
-            level += 1;
-            reasons.push("low-trust session: +1".to_owned());
-        }
-        if level > 3 {
-            reasons.push("capped at tier 3".to_owned());
-        }
-        let tier = Tier::from_level(level.min(3));
-        let decision = match tier {
-            Tier::Observe | Tier::Reversible => Verdict::Allow,
-            Tier::Confirm => Verdict::Confirm,
-            Tier::Forbidden => Verdict::Deny,
-        };
-        Decision { decision, tier, reasons, policy_hash: NATIVE_POLICY_HASH.to_owned() }
-    }
-
-    fn hash(&self) -> &str {
-        NATIVE_POLICY_HASH
-    }
-}
 
 #[derive(RactorMessage)]
 pub enum PolicyMsg {
-    Decide(PolicyInput, RpcReplyPort<Decision>),
-    /// The hash of the active policy.
-    ActiveHash(RpcReplyPort<String>),
+    /// What the active policy is.
+    Active(RpcReplyPort<PolicySummary>),
 }
 
 pub struct PolicyStore;
@@ -74,82 +21,31 @@ pub struct PolicyStore;
 /// The actor's name in the node's directory.
 pub const NAME: ActorName<PolicyMsg> = ActorName::new("policy_store");
 
-/// The PolicyStore with the native 4-tier rules.
-pub fn child(_rt: &Arc<Runtime>) -> ChildSpec {
-    let engine: Arc<dyn PolicyEngine> = Arc::new(NativePolicy);
-    ChildSpec::new(NAME, move || (PolicyStore, engine.clone()))
+pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
+    let rt = rt.clone();
+    ChildSpec::new(NAME, move || (PolicyStore, rt.clone()))
 }
 
 impl Actor for PolicyStore {
     type Msg = PolicyMsg;
-    type State = Arc<dyn PolicyEngine>;
-    type Arguments = Arc<dyn PolicyEngine>;
+    type State = Arc<Runtime>;
+    type Arguments = Arc<Runtime>;
 
-    async fn pre_start(
-        &self,
-        _: ActorRef<Self::Msg>,
-        engine: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(engine)
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, rt: Arc<Runtime>) -> Result<Self::State, ActorProcessingErr> {
+        Ok(rt)
     }
 
     async fn handle(
         &self,
         _: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        engine: &mut Self::State,
+        rt: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            PolicyMsg::Decide(input, reply) => {
-                let _ = reply.send(engine.decide(&input));
-            }
-            PolicyMsg::ActiveHash(reply) => {
-                let _ = reply.send(engine.hash().to_owned());
+            PolicyMsg::Active(reply) => {
+                let _ = reply.send(rt.policy.active().summary());
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn decide(tier: Tier, limit: Option<f64>, args: Value, trust: Trust) -> Decision {
-        let mut cap = Capability::new("t", tier);
-        cap.amount_limit = limit;
-        NativePolicy.decide(&PolicyInput { capability: Arc::new(cap), args, trust })
-    }
-
-    #[test]
-    fn base_tiers_map_to_verdicts() {
-        let d = |t| decide(t, None, json!({}), Trust::Normal).decision;
-        assert_eq!(d(Tier::Observe), Verdict::Allow);
-        assert_eq!(d(Tier::Reversible), Verdict::Allow);
-        assert_eq!(d(Tier::Confirm), Verdict::Confirm);
-        assert_eq!(d(Tier::Forbidden), Verdict::Deny);
-    }
-
-    #[test]
-    fn escalation_rules_match_the_contract() {
-        // amount over the limit: +1
-        let d = decide(Tier::Reversible, Some(100.0), json!({"amount": 150}), Trust::Normal);
-        assert_eq!((d.tier, d.decision), (Tier::Confirm, Verdict::Confirm));
-        // at the limit: no escalation
-        assert_eq!(decide(Tier::Reversible, Some(100.0), json!({"amount": 100}), Trust::Normal).tier, Tier::Reversible);
-        // amount not a number: no escalation
-        assert_eq!(
-            decide(Tier::Reversible, Some(1.0), json!({"amount": "lots"}), Trust::Normal).tier,
-            Tier::Reversible
-        );
-        // low trust escalates tier >= 1 only
-        assert_eq!(decide(Tier::Observe, None, json!({}), Trust::Low).tier, Tier::Observe);
-        assert_eq!(decide(Tier::Reversible, None, json!({}), Trust::Low).tier, Tier::Confirm);
-        // both, capped at 3
-        let d = decide(Tier::Confirm, Some(1.0), json!({"amount": 5}), Trust::Low);
-        assert_eq!((d.tier, d.decision), (Tier::Forbidden, Verdict::Deny));
-        assert!(d.reasons.iter().any(|r| r.contains("capped")));
-        assert_eq!(d.policy_hash, NATIVE_POLICY_HASH);
     }
 }

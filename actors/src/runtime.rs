@@ -4,6 +4,7 @@
 //! outlives any one actor, so a restarted actor finds it intact, and an
 //! actor's `child(rt)` takes everything it needs from here.
 
+use crate::authz::PolicySlot;
 use crate::clock::Clock;
 use crate::command::{Command, Response};
 use crate::config::NodeConfig;
@@ -133,6 +134,8 @@ pub struct Runtime {
     pub clock: Clock,
     /// This node's latest health report (refreshed by the reporter, sent with heartbeats).
     pub report: ReportSlot,
+    /// The policy in force: every decision reads it here, without a message.
+    pub policy: Arc<PolicySlot>,
 }
 
 /// Proposes `cmd` without blocking the calling actor, then answers `reply`

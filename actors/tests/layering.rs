@@ -36,6 +36,8 @@ fn never_imports() -> Vec<(&'static str, Vec<&'static str>)> {
         .chain(ACTORS.iter().copied())
         .collect();
     let mut rules: Vec<(&str, Vec<&str>)> = FOUNDATION.iter().map(|m| (*m, above_foundation.clone())).collect();
+    // The policy engines decide from their input alone: no storage, no actors.
+    rules.push(("authz", above_foundation.clone()));
     let mut above_store = vec!["consensus", "ledger", "runtime", "directory", "config"];
     above_store.extend(ACTORS);
     rules.push(("store", above_store));
@@ -46,7 +48,7 @@ fn never_imports() -> Vec<(&'static str, Vec<&'static str>)> {
         .iter()
         .chain(ACTORS)
         .copied()
-        .chain(["store", "consensus", "ledger", "runtime", "directory", "config"])
+        .chain(["authz", "store", "consensus", "ledger", "runtime", "directory", "config"])
         .collect();
     for m in all.into_iter().filter(|m| *m != "node") {
         rules.push((m, vec!["node"]));

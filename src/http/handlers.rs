@@ -7,9 +7,11 @@ use crate::auth::Principal;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::wrappers::BroadcastStream;
-use warden_actors::domain::Trust;
+use warden_actors::authz::PolicyInput;
+use warden_actors::domain::{Capability, Tier, Trust};
 use warden_actors::ids::*;
 use warden_actors::memory::PutRequest;
 use warden_actors::pipeline::SubmitRequest;
@@ -84,6 +86,33 @@ struct ConfirmBody {
     /// Required without tokens; with them, the principal confirms and a `by`
     /// naming anyone else is refused.
     by: Option<String>,
+}
+
+/// `POST /v1/policies/decide`: a catalog capability by name, or one
+/// described inline (`{name, tier, amount_limit?}`) to ask "what if".
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    capability: CapabilityRef,
+    #[serde(default)]
+    args: Value,
+    #[serde(default)]
+    trust: Trust,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CapabilityRef {
+    Name(String),
+    Inline(InlineCapability),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InlineCapability {
+    name: String,
+    tier: Tier,
+    amount_limit: Option<f64>,
 }
 
 fn limit(q: &Query) -> Result<Option<usize>, ApiError> {
@@ -329,6 +358,32 @@ impl Handlers<'_> {
     pub async fn provenance(&self, id: &str) -> ApiResult {
         let chain = self.api.node.provenance(&DlqId(id.to_owned())).await?;
         json_reply(StatusCode::OK, &json!({ "dlq_id": id, "chain": chain }))
+    }
+
+    /// The active policy: engine, bundle hash, revision, files.
+    pub async fn policies(&self) -> ApiResult {
+        json_reply(StatusCode::OK, &json!({ "active": self.api.node.policy().await? }))
+    }
+
+    /// What the active policy would decide; nothing is recorded.
+    pub fn policy_decide(&self, body: &[u8]) -> ApiResult {
+        let b: DecideBody = parse_json(body)?;
+        let capability = match b.capability {
+            CapabilityRef::Name(name) => self.api.node.catalog().get(&name)?,
+            CapabilityRef::Inline(c) => {
+                let mut cap = Capability::new(&c.name, c.tier);
+                cap.amount_limit = c.amount_limit;
+                cap.validate()?;
+                Arc::new(cap)
+            }
+        };
+        let args = match b.args {
+            Value::Null => json!({}),
+            args @ Value::Object(_) => args,
+            other => return Err(ApiError::bad_request(format!("args must be a JSON object, got {other}"))),
+        };
+        let decision = self.api.node.decide(&PolicyInput::new(capability, args, b.trust));
+        json_reply(StatusCode::OK, &decision)
     }
 
     pub async fn breakers(&self) -> ApiResult {

@@ -187,6 +187,8 @@ impl Api {
             Endpoint::Timeline => h.timeline(q).await,
             Endpoint::Graph => h.graph(p[0]).await,
             Endpoint::EventStream => h.event_stream(),
+            Endpoint::Policies => h.policies().await,
+            Endpoint::PolicyDecide => h.policy_decide(&body().await?),
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Endpoint {
     Timeline,
     Graph,
     EventStream,
+    Policies,
+    PolicyDecide,
 }
 
 /// One route: `pattern` is the path's segments, `{}` for a parameter.
@@ -88,6 +90,8 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, &["v1", "timeline"], Endpoint::Timeline, OPERATOR),
     route(Method::GET, &["v1", "correlations", P, "graph"], Endpoint::Graph, OPERATOR),
     route(Method::GET, &["v1", "events", "stream"], Endpoint::EventStream, OPERATOR),
+    route(Method::GET, &["v1", "policies"], Endpoint::Policies, OPERATOR),
+    route(Method::POST, &["v1", "policies", "decide"], Endpoint::PolicyDecide, AGENT),
 ];
 
 /// Why a request matched no route.

@@ -9,13 +9,13 @@
 pub mod dispatcher;
 pub mod worker;
 
+use crate::authz::PolicyInput;
 use crate::command::{Command, Response};
-use crate::directory::{call, ActorName, ChildSpec};
+use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{Action, Trust};
 use crate::error::{Result, WardenError};
 use crate::ids::*;
 use crate::limits::{MAX_ACTIVE_ACTIONS, MAX_ARGS_BYTES};
-use crate::policy::{self, PolicyInput, PolicyMsg};
 use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
@@ -110,13 +110,12 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
     if size > MAX_ARGS_BYTES {
         return Err(WardenError::BadInput(format!("args are {size} bytes; the limit is {MAX_ARGS_BYTES}")));
     }
-    let trust = trust_of_turn(rt, &req.turn_id)?;
+    let (session, trust) = session_of_turn(rt, &req.turn_id)?;
     if rt.store.active_count()? >= MAX_ACTIVE_ACTIONS {
         return Err(WardenError::Overloaded(format!("{MAX_ACTIVE_ACTIONS} actions are already active")));
     }
-    let input = PolicyInput { capability: capability.clone(), args: args.clone(), trust };
-    let policy = rt.directory.get(policy::NAME)?;
-    let decision = call(&policy, |r| PolicyMsg::Decide(input, r)).await?;
+    let input = PolicyInput::new(capability.clone(), args.clone(), trust).in_turn(session, req.turn_id.clone());
+    let decision = rt.policy.decide(&input);
     Ok(Command::SubmitAction {
         action_id: ActionId::generate(),
         turn_id: req.turn_id.clone(),
@@ -130,9 +129,11 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
     })
 }
 
-fn trust_of_turn(rt: &Runtime, turn_id: &TurnId) -> Result<Trust> {
+/// The session a turn belongs to, and how much it is trusted.
+fn session_of_turn(rt: &Runtime, turn_id: &TurnId) -> Result<(SessionId, Trust)> {
     let turn = rt.store.turn(turn_id)?.ok_or_else(|| WardenError::UnknownTurn(turn_id.to_string()))?;
-    Ok(rt.store.session(&turn.session_id)?.map_or(Trust::Normal, |s| s.trust))
+    let trust = rt.store.session(&turn.session_id)?.map_or(Trust::Normal, |s| s.trust);
+    Ok((turn.session_id, trust))
 }
 
 /// A replay is decided again, against the policy active now.
@@ -141,10 +142,9 @@ async fn admit_replay(rt: &Runtime, dlq_id: &DlqId, principal: Option<String>) -
     let original =
         rt.store.action(&entry.action_id)?.ok_or_else(|| WardenError::UnknownAction(entry.action_id.to_string()))?;
     let capability = rt.catalog.get(&original.capability)?;
-    let trust = trust_of_turn(rt, &original.turn_id)?;
-    let input = PolicyInput { capability, args: original.args.clone(), trust };
-    let policy = rt.directory.get(policy::NAME)?;
-    let decision = call(&policy, |r| PolicyMsg::Decide(input, r)).await?;
+    let (session, trust) = session_of_turn(rt, &original.turn_id)?;
+    let input = PolicyInput::new(capability, original.args.clone(), trust).in_turn(session, original.turn_id.clone());
+    let decision = rt.policy.decide(&input);
     Ok(Command::ReplayDlq {
         dlq_id: dlq_id.clone(),
         new_action_id: ActionId::generate(),
