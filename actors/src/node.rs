@@ -23,7 +23,7 @@ use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
 use crate::store::{open_database, RecallQuery, Store, TimelineQuery};
 use crate::supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::timeline::{self, CorrelationGraph, TimelineMsg};
-use crate::{executor, version};
+use crate::{executor, slo, version};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, Message};
 use serde::Serialize;
@@ -48,6 +48,7 @@ fn children(rt: &Arc<Runtime>) -> Vec<ChildSpec> {
         memory::child(rt),
         timeline::child(rt),
         registry::child(rt),
+        slo::child(rt),
         pipeline::child(rt),
         worker::child(rt),
         dispatcher::child(rt),
