@@ -318,6 +318,21 @@ impl Node {
         self.rt.ledger.consensus().read_barrier().await
     }
 
+    /// Per-capability SLO state: this node's windows (`node_only`) or every
+    /// node's merged (histograms added, counts summed), with the advisories
+    /// the log holds open.
+    pub async fn slo(&self, node_only: bool) -> Result<slo::SloView> {
+        let reports = if node_only {
+            vec![call(&self.actor(slo::NAME)?, slo::SloMsg::Report).await?]
+        } else {
+            slo::cluster_reports().await
+        };
+        let settings = slo::monitor::Settings::new(&self.rt.config.slo);
+        let episodes = self.rt.store.slo_episodes()?;
+        let scope = if node_only { "node" } else { "cluster" };
+        Ok(slo::view::merge(scope, &reports, &settings.rules, settings.period, &episodes))
+    }
+
     pub async fn breakers(&self) -> Result<Vec<BreakerView>> {
         call(&self.actor(breaker::NAME)?, BreakerMsg::Snapshot).await
     }
