@@ -4,7 +4,12 @@
 use warden_actors::domain::{BreakerSpec, Capability, ExecutorSpec, SloSpec, Tier};
 
 pub fn demo_catalog() -> Vec<Capability> {
-    let sim = |latency_ms, fail_rate| ExecutorSpec::Sim { latency_ms, jitter_ms: latency_ms / 4, fail_rate, ramp: Default::default() };
+    let sim = |latency_ms, fail_rate| ExecutorSpec::Sim {
+        latency_ms,
+        jitter_ms: latency_ms / 4,
+        fail_rate,
+        ramp: Default::default(),
+    };
     let cap = |name: &str, tier, executor| Capability { executor, ..Capability::new(name, tier) };
     let mut payments = cap("payments.send", Tier::Reversible, sim(40, 0.02));
     payments.amount_limit = Some(500.0);

@@ -53,11 +53,23 @@ impl SloGauges {
     fn register(&self, r: &mut Registry) {
         r.register("slo_p95_seconds", "p95 attempt latency over the window (this node)", self.p95.clone());
         r.register("slo_p99_seconds", "p99 attempt latency over the window (this node)", self.p99.clone());
-        r.register("slo_error_ratio", "Failed attempts over attempts in the window (this node)", self.error_ratio.clone());
-        r.register("slo_burn_rate", "Error ratio over the error budget in the window (this node)", self.burn_rate.clone());
+        r.register(
+            "slo_error_ratio",
+            "Failed attempts over attempts in the window (this node)",
+            self.error_ratio.clone(),
+        );
+        r.register(
+            "slo_burn_rate",
+            "Error ratio over the error budget in the window (this node)",
+            self.burn_rate.clone(),
+        );
         r.register("slo_objective_p95_seconds", "The capability's p95 objective", self.objective_p95.clone());
         r.register("slo_error_budget", "The capability's error budget (share of attempts)", self.error_budget.clone());
-        r.register("slo_budget_remaining", "Share of the period's error budget left (this node)", self.budget_remaining.clone());
+        r.register(
+            "slo_budget_remaining",
+            "Share of the period's error budget left (this node)",
+            self.budget_remaining.clone(),
+        );
         r.register("slo_open_advisories", "SLO advisories the log holds open", self.advisories.clone());
     }
 

@@ -158,7 +158,8 @@ async fn a_latency_ramp_on_the_manual_clock_is_recorded_as_one_trend_advisory_be
         for _ in 0..50 {
             // Uniform on [0.5, 1.05] × p95 / 1.0: its 95th percentile is p95.
             let latency = (p95 * (0.5 + 0.5 * rng.f64() / 0.9090909)) as u64;
-            let sample = Sample { capability: "search.web".into(), at_ms: clock.now_ms(), latency_ms: latency, ok: true };
+            let sample =
+                Sample { capability: "search.web".into(), at_ms: clock.now_ms(), latency_ms: latency, ok: true };
             monitor.cast(SloMsg::Record(sample)).unwrap();
         }
         clock.advance(Duration::from_secs(10));

@@ -278,7 +278,7 @@ impl Capability {
 /// A window's name: `90s`, `5m`, `6h`, `3d`: the largest unit that divides the window.
 pub fn window_name(ms: u64) -> String {
     for (unit, name) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")] {
-        if ms >= unit && ms % unit == 0 {
+        if ms >= unit && ms.is_multiple_of(unit) {
             return format!("{}{name}", ms / unit);
         }
     }

@@ -134,8 +134,9 @@ fn error_budget_burn_is_announced_before_the_breaker_opens() {
             };
             let ts = replay(&mut m, &mut rng, (0, 6 * 60 * MIN), 10, |_| p95, fail_at, stop);
             let opened_at = opened_at.unwrap_or_else(|| panic!("slope {slope} seed {seed}: the breaker never opened"));
-            let burn = opened(&ts, |a| matches!(a, Advisory::Burn(_)))
-                .unwrap_or_else(|| panic!("slope {slope} seed {seed}: breaker open at {opened_at} ms, no slo.burn before"));
+            let burn = opened(&ts, |a| matches!(a, Advisory::Burn(_))).unwrap_or_else(|| {
+                panic!("slope {slope} seed {seed}: breaker open at {opened_at} ms, no slo.burn before")
+            });
             assert!(burn.at_ms <= opened_at, "slope {slope} seed {seed}");
             runs += 1;
         }

@@ -192,7 +192,11 @@ impl Actor for SloMonitor {
     type State = SloState;
     type Arguments = Arc<Runtime>;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, rt: Arc<Runtime>) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        rt: Arc<Runtime>,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let settings = Settings::new(&rt.config.slo);
         let monitor = Monitor::new(settings, &rt.catalog.all(), rt.clock.now_ms());
         ractor::pg::join(SLO_GROUP.to_owned(), vec![myself.get_cell()]);
@@ -201,7 +205,12 @@ impl Actor for SloMonitor {
         Ok(SloState { rt, monitor, proposals })
     }
 
-    async fn handle(&self, _: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SloMsg::Record(s) => state.monitor.record(&s.capability, s.at_ms, s.latency_ms, s.ok),
             SloMsg::Evaluate(at_ms) => {
@@ -215,7 +224,8 @@ impl Actor for SloMonitor {
             }
             SloMsg::Report(reply) => {
                 let now = state.rt.clock.now_ms();
-                let report = NodeSlo { node: state.rt.node.clone(), at_ms: now, capabilities: state.monitor.report(now) };
+                let report =
+                    NodeSlo { node: state.rt.node.clone(), at_ms: now, capabilities: state.monitor.report(now) };
                 let _ = reply.send(report);
             }
         }

@@ -352,8 +352,11 @@ impl Monitor {
                         WindowReport { window_ms: w, counts: stats.counts, latency: Buckets::of(&stats.latency) }
                     })
                     .collect();
-                let burn =
-                    s.rules.iter().map(|r| (c.ring.counts(now_ms, r.long_ms), c.ring.counts(now_ms, r.short_ms))).collect();
+                let burn = s
+                    .rules
+                    .iter()
+                    .map(|r| (c.ring.counts(now_ms, r.long_ms), c.ring.counts(now_ms, r.short_ms)))
+                    .collect();
                 let series: Vec<(u64, f64)> = c.series.iter().copied().collect();
                 let trend = trend::project(&series, s.trend_min_points, now_ms, s.horizon, c.slo.p95_ms as f64);
                 CapabilityReport {

@@ -124,7 +124,7 @@ impl WindowStats {
 
     /// The latency at `q` (0..1) in ms, `None` with no attempt.
     pub fn quantile_ms(&self, q: f64) -> Option<u64> {
-        (self.latency.len() > 0).then(|| self.latency.value_at_quantile(q))
+        (!self.latency.is_empty()).then(|| self.latency.value_at_quantile(q))
     }
 }
 

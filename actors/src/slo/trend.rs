@@ -85,7 +85,13 @@ pub struct TrendView {
 
 /// Fits `series` and projects it `horizon_ms` past `now_ms`; `None` with
 /// fewer than `min_points` points.
-pub fn project(series: &[(u64, f64)], min_points: usize, now_ms: u64, horizon_ms: u64, slo_ms: f64) -> Option<TrendView> {
+pub fn project(
+    series: &[(u64, f64)],
+    min_points: usize,
+    now_ms: u64,
+    horizon_ms: u64,
+    slo_ms: f64,
+) -> Option<TrendView> {
     if series.len() < min_points.max(2) {
         return None;
     }

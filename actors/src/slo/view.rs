@@ -73,17 +73,21 @@ pub struct NodeTrend {
 
 /// Merges `reports` (one per node) under `rules` and `period_ms`, with the
 /// advisories the log holds open.
-pub fn merge(scope: &str, reports: &[NodeSlo], rules: &[BurnRule], period_ms: u64, episodes: &[SloEpisodeState]) -> SloView {
+pub fn merge(
+    scope: &str,
+    reports: &[NodeSlo],
+    rules: &[BurnRule],
+    period_ms: u64,
+    episodes: &[SloEpisodeState],
+) -> SloView {
     let mut by_capability: BTreeMap<&str, Vec<(&str, &CapabilityReport)>> = BTreeMap::new();
     for r in reports {
         for c in &r.capabilities {
             by_capability.entry(c.capability.as_str()).or_default().push((r.node.as_str(), c));
         }
     }
-    let capabilities = by_capability
-        .into_iter()
-        .map(|(name, parts)| capability(name, &parts, rules, period_ms, episodes))
-        .collect();
+    let capabilities =
+        by_capability.into_iter().map(|(name, parts)| capability(name, &parts, rules, period_ms, episodes)).collect();
     let mut nodes: Vec<String> = reports.iter().map(|r| r.node.clone()).collect();
     nodes.sort();
     SloView { scope: scope.into(), nodes, capabilities }
@@ -103,7 +107,8 @@ fn capability(
     let windows = window_lengths
         .into_iter()
         .map(|len| {
-            let merged = merge_window(parts.iter().flat_map(|(_, c)| c.windows.iter().filter(move |w| w.window_ms == len)));
+            let merged =
+                merge_window(parts.iter().flat_map(|(_, c)| c.windows.iter().filter(move |w| w.window_ms == len)));
             WindowView {
                 window: window_name(len),
                 count: merged.counts.count,
@@ -142,7 +147,11 @@ fn capability(
         errors: period.errors,
         consumed: spent,
         remaining: 1.0 - spent,
-        consumed_last_hour: if period.count == 0 { 0.0 } else { hour.errors as f64 / (slo.error_budget * period.count as f64) },
+        consumed_last_hour: if period.count == 0 {
+            0.0
+        } else {
+            hour.errors as f64 / (slo.error_budget * period.count as f64)
+        },
     };
     let trend = parts
         .iter()
