@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use warden::config::{Overrides, Settings};
-use warden::demo::{self, DemoArgs};
+use warden::demo::{self, Degrade, DemoArgs};
 use warden::soak::{self, SoakArgs};
 use warden::up::{self, UpArgs};
 
@@ -68,6 +68,15 @@ enum Command {
         rate: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Make this sim capability go slowly bad during the run (half the steps call it).
+        #[arg(long)]
+        degrade: Option<String>,
+        /// Latency growth of the degraded capability, ms per minute (from 100 ms).
+        #[arg(long, default_value_t = 60.0)]
+        degrade_latency_ms_per_min: f64,
+        /// Failure-chance growth of the degraded capability, per minute.
+        #[arg(long, default_value_t = 0.01)]
+        degrade_fail_per_min: f64,
     },
     /// The cluster at a glance: leader, health verdict and reasons, nodes, breakers, DLQ (exit 0 ok, 2 degraded, 3 critical).
     Status {
@@ -104,8 +113,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Up { nodes, demo, http_port, cluster_port, data_dir } => {
             up::run(UpArgs { nodes, demo, http_port, cluster_port, data_dir }).await
         }
-        Command::Demo { target, actions, rate, seed } => {
-            let summary = demo::run(DemoArgs { target, actions, rate, seed, quiet: false }).await?;
+        Command::Demo { target, actions, rate, seed, degrade, degrade_latency_ms_per_min, degrade_fail_per_min } => {
+            let degrade = degrade.map(|capability| Degrade {
+                capability,
+                base_latency_ms: 100.0,
+                latency_ms_per_min: degrade_latency_ms_per_min,
+                fail_per_min: degrade_fail_per_min,
+            });
+            let summary = demo::run(DemoArgs { target, actions, rate, seed, quiet: false, degrade }).await?;
             summary.print();
             if summary.lost > 0 || summary.accounted() != summary.submitted {
                 anyhow::bail!("{} of {} actions did not reach a terminal state", summary.lost, summary.submitted);

@@ -49,8 +49,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut demos = tokio::task::JoinSet::new();
     if args.demo {
         for (i, url) in urls.iter().enumerate() {
-            let demo =
-                DemoArgs { target: url.clone(), actions: usize::MAX / 2, rate: 5.0, seed: i as u64 + 1, quiet: true };
+            let demo = DemoArgs {
+                target: url.clone(),
+                actions: usize::MAX / 2,
+                rate: 5.0,
+                seed: i as u64 + 1,
+                quiet: true,
+                degrade: None,
+            };
             demos.spawn(demo::run(demo));
         }
     }
