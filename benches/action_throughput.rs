@@ -2,7 +2,9 @@
 //! policy, the log (group commit), dispatch, breaker, sim executor (0 ms),
 //! completion — with the log fsync'd (durable) and without (volatile), so the
 //! cost of fsync is visible. A raw redb durable commit is measured in the same
-//! run as the primitive the durable figure is bounded by.
+//! run as the primitive the durable figure is bounded by. `volatile_no_slo`
+//! is `volatile` with the SloMonitor not recording (`[slo] enabled = false`):
+//! the two, in one run, are the monitor's cost per attempt.
 //!
 //! Run: cargo bench --bench action_throughput
 
@@ -50,10 +52,16 @@ fn pipeline(c: &mut Criterion) {
     group.throughput(Throughput::Elements(ACTIONS as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(15));
-    for (label, durability) in [("durable", Durability::Durable), ("volatile", Durability::Volatile)] {
+    let runs = [
+        ("durable", Durability::Durable, true),
+        ("volatile", Durability::Volatile, true),
+        ("volatile_no_slo", Durability::Volatile, false),
+    ];
+    for (label, durability, slo) in runs {
         let dir = tempfile::tempdir().unwrap();
         let mut config = NodeConfig::new("bench", dir.path(), vec![Capability::new("bench.noop", Tier::Observe)]);
         config.durability = durability;
+        config.slo.enabled = slo;
         let node = Arc::new(rt.block_on(Node::start(config)).unwrap());
         let turn = rt
             .block_on(node.open_turn(OpenTurnRequest { trust: Some(Trust::Normal), ..Default::default() }))

@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use warden_actors::breaker::BreakerState;
 use warden_actors::clock::{wall_ms, Clock};
 use warden_actors::domain::*;
+use warden_actors::store::TimelineQuery;
 use warden_actors::{Node, NodeConfig};
 
 /// A node on a manual clock that stands at the current wall time.
@@ -167,7 +168,7 @@ async fn a_latency_ramp_on_the_manual_clock_is_recorded_as_one_trend_advisory_be
         node.slo(true).await.unwrap();
     }
     let trends = until("slo.trend is recorded", || {
-        let events = node.store().timeline(&Default::default()).ok()?;
+        let events = node.store().timeline(&TimelineQuery { limit: Some(100_000), ..Default::default() }).ok()?;
         let trends: Vec<Event> = events.into_iter().filter(|e| e.kind() == EventKind::SloTrend).collect();
         (!trends.is_empty()).then_some(trends)
     })
@@ -179,4 +180,52 @@ async fn a_latency_ramp_on_the_manual_clock_is_recorded_as_one_trend_advisory_be
     let view = node.slo(true).await.unwrap();
     let c = view.capabilities.iter().find(|c| c.capability == "search.web").unwrap();
     assert!(c.advisories.iter().any(|a| a.advisory == "trend" && a.open), "{:?}", c.advisories);
+}
+
+/// Error ramps through the whole node (the sim tool failing more each
+/// minute of the manual clock, one attempt per simulated second): on each
+/// slope, `slo.burn` is recorded before the breaker's `breaker.changed` → open.
+#[tokio::test]
+async fn error_budget_burn_is_recorded_before_the_breaker_opens_on_error_ramps() {
+    // Failure-rate growth per minute, after 500 clean attempts (enough for a 2 % budget).
+    for slope in [0.02, 0.04, 0.08] {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, clock) = start_on_manual_clock(&dir, |config| {
+            let mut c = Capability::new("ramped", Tier::Observe);
+            c.max_attempts = 1;
+            c.slo = SloSpec { p95_ms: 1_000, error_budget: 0.02, windows: Vec::new() };
+            c.executor = ExecutorSpec::Sim {
+                latency_ms: 0,
+                jitter_ms: 0,
+                fail_rate: 0.0,
+                ramp: SimRamp { latency_ms_per_min: 0.0, fail_per_min: slope, after_ms: 500_000 },
+            };
+            config.capabilities = vec![c];
+        })
+        .await;
+        let t = turn(&node, Trust::Normal).await;
+        let mut attempts = 0;
+        loop {
+            let done = terminal(&node, &submit(&node, &t, "ramped", json!({})).await.id).await;
+            attempts += 1;
+            if done.attempts.last().and_then(|a| a.outcome.clone()) == Some(AttemptOutcome::BreakerOpen) {
+                break;
+            }
+            assert!(attempts < 20_000, "slope {slope}: the breaker never opened");
+            clock.advance(Duration::from_secs(1));
+        }
+        let (burn, opened) = until("the breaker's opening is recorded", || {
+            let events = node.store().timeline(&TimelineQuery { limit: Some(100_000), ..Default::default() }).ok()?;
+            let seq = |f: &dyn Fn(&EventData) -> bool| events.iter().find(|e| f(&e.data)).map(|e| e.seq);
+            let opened = seq(&|d| matches!(d, EventData::BreakerChanged { state: BreakerState::Open, .. }))?;
+            Some((seq(&|d| matches!(d, EventData::SloBurn { .. })), opened))
+        })
+        .await;
+        eprintln!("slope {slope}/min: breaker open after {attempts} attempts; slo.burn seq {burn:?}, breaker.changed seq {opened}");
+        assert!(
+            burn.is_some_and(|b| b < opened),
+            "slope {slope}: slo.burn {burn:?} must precede the breaker ({opened})"
+        );
+        node.shutdown().await.unwrap();
+    }
 }
