@@ -31,7 +31,10 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 /// The non-empty buckets of a histogram: `(highest equivalent value, count)`.
-/// What sealed slots keep and what nodes send each other (MessagePack).
+/// What sealed slots keep and what nodes send each other (MessagePack, like
+/// every cluster payload). Not hdrhistogram's V2 serializer: it needs the
+/// crate's `serialization` feature (flate2, nom, base64), and these pairs
+/// carry the same buckets, merged exactly by `add_to`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Buckets(pub Vec<(u32, u32)>);
 
