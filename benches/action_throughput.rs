@@ -5,6 +5,9 @@
 //! bundle, the native rules), so the cost of Rego is visible. A raw redb
 //! durable commit is measured in the same run as the primitive the durable
 //! figure is bounded by.
+//! `volatile_no_slo` is `volatile_rego` with the SloMonitor not recording
+//! (`[slo] enabled = false`): the two, in one run, are the monitor's cost per
+//! attempt.
 //!
 //! Run: cargo bench --bench action_throughput
 
@@ -54,16 +57,18 @@ fn pipeline(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(15));
     let runs = [
-        ("durable_rego", Durability::Durable, EngineKind::Rego),
-        ("durable_native", Durability::Durable, EngineKind::Native),
-        ("volatile_rego", Durability::Volatile, EngineKind::Rego),
-        ("volatile_native", Durability::Volatile, EngineKind::Native),
+        ("durable_rego", Durability::Durable, EngineKind::Rego, true),
+        ("durable_native", Durability::Durable, EngineKind::Native, true),
+        ("volatile_rego", Durability::Volatile, EngineKind::Rego, true),
+        ("volatile_native", Durability::Volatile, EngineKind::Native, true),
+        ("volatile_no_slo", Durability::Volatile, EngineKind::Rego, false),
     ];
-    for (label, durability, engine) in runs {
+    for (label, durability, engine, slo) in runs {
         let dir = tempfile::tempdir().unwrap();
         let mut config = NodeConfig::new("bench", dir.path(), vec![Capability::new("bench.noop", Tier::Observe)]);
         config.durability = durability;
         config.policy.engine = engine;
+        config.slo.enabled = slo;
         let node = Arc::new(rt.block_on(Node::start(config)).unwrap());
         let turn = rt
             .block_on(node.open_turn(OpenTurnRequest { trust: Some(Trust::Normal), ..Default::default() }))

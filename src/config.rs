@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use warden_actors::authz::{Bundle, EngineKind, PolicyConfig, DEFAULT_EVAL_TIMEOUT};
-use warden_actors::config::DEFAULT_CONFIRM_TTL_MS;
+use warden_actors::config::{SloConfig, DEFAULT_CONFIRM_TTL_MS};
 use warden_actors::consensus::RaftSettings;
-use warden_actors::domain::Capability;
+use warden_actors::domain::{parse_window, Capability};
 use warden_actors::health::HealthConfig;
 use warden_actors::registry::RegistryConfig;
 use warden_actors::NodeConfig;
@@ -59,6 +59,8 @@ pub struct ConfigFile {
     pub raft: RaftFile,
     #[serde(default)]
     pub health: HealthFile,
+    #[serde(default)]
+    pub slo: SloFile,
     /// Lets `args._sim.panic_attempts` crash the Executors actor: for tests of
     /// supervision and health only, never in production.
     pub fault_injection: Option<bool>,
@@ -123,6 +125,62 @@ impl AccessSettings {
         };
         Ok(AccessSettings { auth, metrics_open: metrics_open.unwrap_or(true) })
     }
+}
+
+/// `[slo]`: the SloMonitor's ring, windows and detectors (docs/operations.md,
+/// "SLO advisories"). Durations are window names: `10s`, `5m`, `1h`, `30d`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloFile {
+    /// Off: attempts are not recorded (for measuring the monitor's cost).
+    pub enabled: Option<bool>,
+    pub slot: Option<String>,
+    pub keep: Option<String>,
+    pub coarse_slot: Option<String>,
+    pub period: Option<String>,
+    pub windows: Option<Vec<String>>,
+    pub trend_window: Option<String>,
+    pub trend_span: Option<String>,
+    pub trend_min_points: Option<usize>,
+    pub horizon: Option<String>,
+    pub min_samples: Option<u64>,
+    pub hysteresis: Option<f64>,
+    pub breach_window: Option<String>,
+}
+
+fn slo_config(f: &SloFile) -> anyhow::Result<SloConfig> {
+    let d = SloConfig::default();
+    let window = |name: &str, v: &Option<String>, default: Duration| -> anyhow::Result<Duration> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_window(s)
+                .map(Duration::from_millis)
+                .ok_or_else(|| anyhow::anyhow!("slo.{name}: {s:?} is not a window like \"5m\"")),
+        }
+    };
+    let windows = match &f.windows {
+        None => d.windows.clone(),
+        Some(ws) => ws.iter().map(|w| window("windows", &Some(w.clone()), Duration::ZERO)).collect::<Result<_, _>>()?,
+    };
+    let c = SloConfig {
+        enabled: f.enabled.unwrap_or(d.enabled),
+        slot: window("slot", &f.slot, d.slot)?,
+        keep: window("keep", &f.keep, d.keep)?,
+        coarse_slot: window("coarse_slot", &f.coarse_slot, d.coarse_slot)?,
+        period: window("period", &f.period, d.period)?,
+        windows,
+        trend_window: window("trend_window", &f.trend_window, d.trend_window)?,
+        trend_span: window("trend_span", &f.trend_span, d.trend_span)?,
+        trend_min_points: f.trend_min_points.unwrap_or(d.trend_min_points),
+        horizon: window("horizon", &f.horizon, d.horizon)?,
+        min_samples: f.min_samples.unwrap_or(d.min_samples),
+        hysteresis: f.hysteresis.unwrap_or(d.hysteresis),
+        breach_window: window("breach_window", &f.breach_window, d.breach_window)?,
+    };
+    if c.coarse_slot < c.slot || c.keep < c.slot || c.trend_min_points < 2 || !(0.0..1.0).contains(&c.hysteresis) {
+        bail!("slo: coarse_slot and keep must be at least one slot, trend_min_points at least 2, hysteresis within [0, 1)");
+    }
+    Ok(c)
 }
 
 /// `[health]`: what the cluster verdict counts as unhealthy.
@@ -308,6 +366,7 @@ impl Settings {
         node.registry = registry_config([file.heartbeat_ms, file.suspect_after_ms, file.down_after_ms])?;
         node.raft = raft_settings(&file.raft)?;
         node.health = health_config(&file.health)?;
+        node.slo = slo_config(&file.slo)?;
         node.fault_injection = file.fault_injection.unwrap_or(false);
         node.policy = policy;
         warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -381,9 +440,14 @@ amount_limit = 500
 timeout_ms = 5000
 max_attempts = 3
 backoff_ms = 200
-slo = { p95_ms = 800, error_budget = 0.01 }
+slo = { p95_ms = 800, error_budget = 0.01, windows = ["1m", "15m"] }
 breaker = { failure_threshold = 5, open_ms = 10000 }
-executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0 }
+executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0, ramp = { latency_ms_per_min = 30, after_ms = 60000 } }
+
+[slo]
+period = "7d"
+horizon = "15m"
+windows = ["1m", "1h"]
 "#,
         )
         .unwrap();
@@ -404,6 +468,13 @@ executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0 }
         assert_eq!(s.node.capabilities[0].amount_limit, Some(500.0));
         assert_eq!(s.node.capabilities[0].tier, Tier::Confirm);
         assert!(matches!(&s.node.capabilities[1].executor, ExecutorSpec::Http { url } if url.ends_with("/crm")));
+        assert_eq!(s.node.capabilities[0].slo.windows, ["1m", "15m"]);
+        let ExecutorSpec::Sim { ramp, .. } = &s.node.capabilities[0].executor else { panic!("a sim executor") };
+        assert_eq!((ramp.latency_ms_per_min, ramp.after_ms), (30.0, 60_000));
+        assert_eq!(s.node.slo.period, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.node.slo.horizon, Duration::from_secs(15 * 60));
+        assert_eq!(s.node.slo.windows, [Duration::from_secs(60), Duration::from_secs(3_600)]);
+        assert_eq!(s.node.slo.slot, SloConfig::default().slot, "unset keys keep their defaults");
     }
 
     #[test]
@@ -416,6 +487,9 @@ executor = { kind = "sim", latency_ms = 20, jitter_ms = 5, fail_rate = 0.0 }
         std::fs::write(&path, "heartbeat_ms = 500\ndown_after_ms = 400\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("heartbeat_ms"), "{err}");
+        std::fs::write(&path, "[slo]\nhorizon = \"ten minutes\"\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
+        assert!(err.contains("slo.horizon"), "{err}");
         std::fs::write(&path, "[[capability]]\nname = \"x\"\ntier = 7\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("tier"), "{err}");

@@ -3,6 +3,13 @@
 //! every tier, confirmations approved and rejected, some failures that end in
 //! the DLQ — at a target rate, with a progress bar and a summary that must
 //! account for every submitted action.
+//!
+//! `--degrade CAPABILITY` makes one sim capability go slowly bad while the
+//! demo runs: every other step calls it, asking the sim tool (`args._sim`)
+//! for a latency and a failure chance that grow each minute, so its p95 trend
+//! and burn rates move live in `warden status`, the dashboard and
+//! `GET /v1/slo`. (A node-side ramp is `executor.ramp` in the capability's
+//! config.)
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
@@ -33,6 +40,29 @@ pub struct DemoArgs {
     pub token: Option<String>,
     /// The token confirmations are given with (an operator's: agents may not confirm).
     pub confirm_token: Option<String>,
+    pub degrade: Option<Degrade>,
+}
+
+/// A capability the demo degrades: from `base_latency_ms`, latency grows by
+/// `latency_ms_per_min` and the failure chance by `fail_per_min` per minute.
+#[derive(Clone, Debug)]
+pub struct Degrade {
+    pub capability: String,
+    pub base_latency_ms: f64,
+    pub latency_ms_per_min: f64,
+    pub fail_per_min: f64,
+}
+
+impl Degrade {
+    /// What the sim tool is asked for `elapsed` into the run: `_sim` args.
+    pub fn sim_args(&self, elapsed: Duration, rng: &mut fastrand::Rng) -> Value {
+        let minutes = elapsed.as_secs_f64() / 60.0;
+        let latency = self.base_latency_ms + self.latency_ms_per_min * minutes;
+        // ±25 % noise, so percentiles are percentiles of something.
+        let latency = (latency * (0.75 + 0.5 * rng.f64())).round() as u64;
+        let fail = rng.f64() < (self.fail_per_min * minutes).min(1.0);
+        json!({"latency_ms": latency, "fail": fail})
+    }
 }
 
 /// What the run saw; `lost` must be zero.
@@ -116,6 +146,16 @@ struct Catalog {
     by_tier: [Vec<(String, Option<f64>, bool)>; 4],
 }
 
+impl Catalog {
+    fn find(&self, name: &str) -> Option<&(String, Option<f64>, bool)> {
+        self.by_tier.iter().flatten().find(|(n, _, _)| n == name)
+    }
+
+    fn amount_limit(&self, name: &str) -> Option<f64> {
+        self.find(name).and_then(|c| c.1)
+    }
+}
+
 async fn load_catalog(client: &Client) -> anyhow::Result<Catalog> {
     let caps = client.send(reqwest::Method::GET, "/v1/capabilities", None).await?;
     let mut by_tier: [Vec<(String, Option<f64>, bool)>; 4] = Default::default();
@@ -132,7 +172,13 @@ async fn load_catalog(client: &Client) -> anyhow::Result<Catalog> {
 
 /// One agent step: a turn with a model call, memory traffic and one action,
 /// followed to its end. Returns the action's final state and latency.
-async fn agent_step(client: &Client, catalog: &Catalog, i: u64, seed: u64) -> anyhow::Result<(String, u64)> {
+async fn agent_step(
+    client: &Client,
+    catalog: &Catalog,
+    i: u64,
+    seed: u64,
+    degrade: Option<(&Degrade, Duration)>,
+) -> anyhow::Result<(String, u64)> {
     let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(0x9E37_79B9).wrapping_add(i));
     let session = rng.usize(0..SESSIONS);
     let trust = if session < 2 { "low" } else { "normal" };
@@ -166,13 +212,18 @@ async fn agent_step(client: &Client, catalog: &Catalog, i: u64, seed: u64) -> an
         3
     };
     let tier = (wanted..4).chain(0..wanted).find(|t| !catalog.by_tier[*t].is_empty()).unwrap_or(0);
-    let (name, amount_limit, sim) = &catalog.by_tier[tier][rng.usize(0..catalog.by_tier[tier].len())];
+    let (mut name, mut amount_limit, sim) = catalog.by_tier[tier][rng.usize(0..catalog.by_tier[tier].len())].clone();
     let mut args = json!({"demo_step": i});
-    if let Some(limit) = amount_limit {
-        args["amount"] = json!((rng.f64() * limit * 1.5).round());
+    if let Some((d, _)) = degrade.filter(|_| i % 2 == 1) {
+        (name, amount_limit) = (d.capability.clone(), catalog.amount_limit(&d.capability));
     }
-    if *sim && rng.f64() < 0.05 {
-        args["_sim"] = json!({"fail": true});
+    if let Some(limit) = amount_limit {
+        args["amount"] = json!((rng.f64() * limit * 0.5).round());
+    }
+    match degrade {
+        Some((d, elapsed)) if d.capability == name => args["_sim"] = d.sim_args(elapsed, &mut rng),
+        _ if sim && rng.f64() < 0.05 => args["_sim"] = json!({"fail": true}),
+        _ => {}
     }
     let started = Instant::now();
     let submitted = client
@@ -214,6 +265,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Summary> {
         base: args.target.trim_end_matches('/').to_owned(),
     });
     let catalog = Arc::new(load_catalog(&client).await.with_context(|| format!("cannot reach {}", args.target))?);
+    if let Some(d) = &args.degrade {
+        match catalog.find(&d.capability) {
+            Some((_, _, true)) => {}
+            Some(_) => bail!("--degrade {}: not a sim capability", d.capability),
+            None => bail!("--degrade {}: the target has no such capability", d.capability),
+        }
+    }
+    let degrade = args.degrade.clone().map(Arc::new);
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.actions as u64) };
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} actions  {per_sec}  eta {eta}  {msg}")?);
     let summary = Arc::new(Mutex::new(Summary {
@@ -230,8 +289,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Summary> {
         let permit = agents.clone().acquire_owned().await?;
         let (client, catalog, summary, bar) = (client.clone(), catalog.clone(), summary.clone(), bar.clone());
         let seed = args.seed;
+        let degrade = degrade.clone();
+        let elapsed = started.elapsed();
         tasks.spawn(async move {
-            let result = agent_step(&client, &catalog, i, seed).await;
+            let result = agent_step(&client, &catalog, i, seed, degrade.as_deref().map(|d| (d, elapsed))).await;
             drop(permit);
             let mut s = summary.lock().await;
             s.submitted += 1;

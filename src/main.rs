@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use warden::auth::Role;
 use warden::config::{Overrides, Settings};
-use warden::demo::{self, DemoArgs};
+use warden::demo::{self, Degrade, DemoArgs};
 use warden::soak::{self, SoakArgs};
 use warden::up::{self, UpArgs};
 
@@ -83,6 +83,15 @@ enum Command {
         /// Bearer token (operator or admin) for the confirmations; default: --token.
         #[arg(long, hide_env_values = true)]
         confirm_token: Option<String>,
+        /// Make this sim capability go slowly bad during the run (half the steps call it).
+        #[arg(long)]
+        degrade: Option<String>,
+        /// Latency growth of the degraded capability, ms per minute (from 100 ms).
+        #[arg(long, default_value_t = 60.0)]
+        degrade_latency_ms_per_min: f64,
+        /// Failure-chance growth of the degraded capability, per minute.
+        #[arg(long, default_value_t = 0.01)]
+        degrade_fail_per_min: f64,
     },
     /// The cluster at a glance: leader, health verdict and reasons, nodes, breakers, DLQ (exit 0 ok, 2 degraded, 3 critical).
     Status {
@@ -181,9 +190,25 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Demo { target, actions, rate, seed, token, confirm_token } => {
+        Command::Demo {
+            target,
+            actions,
+            rate,
+            seed,
+            token,
+            confirm_token,
+            degrade,
+            degrade_latency_ms_per_min,
+            degrade_fail_per_min,
+        } => {
             let confirm_token = confirm_token.or_else(|| token.clone());
-            let args = DemoArgs { target, actions, rate, seed, quiet: false, token, confirm_token };
+            let degrade = degrade.map(|capability| Degrade {
+                capability,
+                base_latency_ms: 100.0,
+                latency_ms_per_min: degrade_latency_ms_per_min,
+                fail_per_min: degrade_fail_per_min,
+            });
+            let args = DemoArgs { target, actions, rate, seed, quiet: false, token, confirm_token, degrade };
             let summary = demo::run(args).await?;
             summary.print();
             if summary.lost > 0 || summary.accounted() != summary.submitted {

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use warden_actors::breaker::BreakerState;
-use warden_actors::domain::{Event, EventData, Verdict};
+use warden_actors::domain::{AttemptOutcome, Event, EventData, Verdict};
+use warden_actors::slo::SloView;
 use warden_actors::Node;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,6 +27,76 @@ struct CapabilityLabels {
     capability: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabels {
+    capability: String,
+    window: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// This node's SLO view at scrape time (`GET /v1/slo?scope=node`): the
+/// gauges that deploy/prometheus/warden.rules.yml reads.
+#[derive(Default)]
+struct SloGauges {
+    p95: Family<WindowLabels, FloatGauge>,
+    p99: Family<WindowLabels, FloatGauge>,
+    error_ratio: Family<WindowLabels, FloatGauge>,
+    burn_rate: Family<WindowLabels, FloatGauge>,
+    objective_p95: Family<CapabilityLabels, FloatGauge>,
+    error_budget: Family<CapabilityLabels, FloatGauge>,
+    budget_remaining: Family<CapabilityLabels, FloatGauge>,
+    advisories: Family<CapabilityLabels, Gauge>,
+}
+
+impl SloGauges {
+    fn register(&self, r: &mut Registry) {
+        r.register("slo_p95_seconds", "p95 attempt latency over the window (this node)", self.p95.clone());
+        r.register("slo_p99_seconds", "p99 attempt latency over the window (this node)", self.p99.clone());
+        r.register(
+            "slo_error_ratio",
+            "Failed attempts over attempts in the window (this node)",
+            self.error_ratio.clone(),
+        );
+        r.register(
+            "slo_burn_rate",
+            "Error ratio over the error budget in the window (this node)",
+            self.burn_rate.clone(),
+        );
+        r.register("slo_objective_p95_seconds", "The capability's p95 objective", self.objective_p95.clone());
+        r.register("slo_error_budget", "The capability's error budget (share of attempts)", self.error_budget.clone());
+        r.register(
+            "slo_budget_remaining",
+            "Share of the period's error budget left (this node)",
+            self.budget_remaining.clone(),
+        );
+        r.register("slo_open_advisories", "SLO advisories the log holds open", self.advisories.clone());
+    }
+
+    fn set(&self, view: &SloView) {
+        let secs = |ms: Option<u64>| ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0);
+        for c in &view.capabilities {
+            let cap = CapabilityLabels { capability: c.capability.clone() };
+            for w in &c.windows {
+                let l = WindowLabels { capability: c.capability.clone(), window: w.window.clone() };
+                self.p95.get_or_create(&l).set(secs(w.p95_ms));
+                self.p99.get_or_create(&l).set(secs(w.p99_ms));
+                self.error_ratio.get_or_create(&l).set(w.error_ratio);
+            }
+            for b in &c.burn {
+                for (window, rate) in [(&b.long_window, b.long_rate), (&b.short_window, b.short_rate)] {
+                    let l = WindowLabels { capability: c.capability.clone(), window: window.clone() };
+                    self.burn_rate.get_or_create(&l).set(rate);
+                }
+            }
+            self.objective_p95.get_or_create(&cap).set(c.slo.p95_ms as f64 / 1000.0);
+            self.error_budget.get_or_create(&cap).set(c.slo.error_budget);
+            self.budget_remaining.get_or_create(&cap).set(c.budget.remaining);
+            self.advisories.get_or_create(&cap).set(c.advisories.len() as i64);
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~32 s
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -36,6 +107,9 @@ pub struct Metrics {
     actions: Family<OutcomeLabels, Counter>,
     attempt_latency: Family<CapabilityLabels, Histogram, fn() -> Histogram>,
     breaker_state: Family<CapabilityLabels, Gauge>,
+    /// Attempts by capability and `outcome` (`ok`, or `error`: what the SLO counts as failed).
+    slo_attempts: Family<OutcomeLabels, Counter>,
+    slo: SloGauges,
     dlq_depth: Gauge,
     /// Events the counting task missed because it fell behind.
     missed_events: Counter,
@@ -58,6 +132,14 @@ impl Metrics {
         registry.register("attempt_latency_seconds", "Tool call latency per attempt", attempt_latency.clone());
         let breaker_state = Family::<CapabilityLabels, Gauge>::default();
         registry.register("breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", breaker_state.clone());
+        let slo_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "slo_attempts",
+            "Attempts that reached their tool, by outcome as the SLO counts it (ok / error)",
+            slo_attempts.clone(),
+        );
+        let slo = SloGauges::default();
+        slo.register(&mut registry);
         let dlq_depth = Gauge::default();
         registry.register("dlq_depth", "Dead-lettered actions not yet replayed", dlq_depth.clone());
         let missed_events = Counter::default();
@@ -71,6 +153,8 @@ impl Metrics {
             actions,
             attempt_latency,
             breaker_state,
+            slo_attempts,
+            slo,
             dlq_depth,
             missed_events,
             last_seq: AtomicU64::new(0),
@@ -103,9 +187,19 @@ impl Metrics {
     fn observe(&self, node: &Node, event: &Event) {
         self.last_seq.store(event.seq, Ordering::Relaxed);
         let terminal = match &event.data {
-            EventData::ActionAttempt { capability, latency_ms, .. } => {
+            EventData::ActionAttempt { capability, latency_ms, outcome, .. } => {
                 let labels = CapabilityLabels { capability: capability.clone() };
                 self.attempt_latency.get_or_create(&labels).observe(*latency_ms as f64 / 1000.0);
+                // As the SloMonitor counts: retryable failures are errors; a breaker-open fast fail never reached the tool.
+                let counted = match outcome {
+                    AttemptOutcome::BreakerOpen | AttemptOutcome::Interrupted => None,
+                    AttemptOutcome::Retryable { .. } => Some("error"),
+                    AttemptOutcome::Succeeded | AttemptOutcome::Permanent { .. } => Some("ok"),
+                };
+                if let Some(outcome) = counted {
+                    let labels = OutcomeLabels { capability: capability.clone(), outcome: outcome.into() };
+                    self.slo_attempts.get_or_create(&labels).inc();
+                }
                 false
             }
             EventData::ActionSucceeded { .. }
@@ -135,6 +229,9 @@ impl Metrics {
                 };
                 self.breaker_state.get_or_create(&CapabilityLabels { capability: b.capability }).set(v);
             }
+        }
+        if let Ok(view) = node.slo(true).await {
+            self.slo.set(&view);
         }
         if let Ok(depth) = node.dlq_depth() {
             self.dlq_depth.set(depth as i64);

@@ -1,6 +1,7 @@
 //! `warden status --target URL [--token T]`: the cluster at a glance — leader, term, the
 //! health verdict with its reasons, each node (state, role, draining,
-//! running attempts, applied index, disk), breakers not closed, the DLQ and
+//! running attempts, applied index, disk), breakers not closed, the DLQ,
+//! each capability's p95 against its SLO with any open SLO advisory, and
 //! alerts — coloured when stdout is a terminal. The exit code is the
 //! verdict: 0 ok, 2 degraded, 3 critical (1: the node did not answer).
 
@@ -108,6 +109,46 @@ fn nodes_table(out: &mut String, p: &Paint, health: &Value, cluster: &Value, lea
     breakers
 }
 
+/// One line per capability that saw attempts: its 5m p95 against the SLO's,
+/// its error ratio, and its open advisories (`GET /v1/slo`).
+fn slo_table(p: &Paint, slo: Option<&Value>) -> String {
+    let Some(slo) = slo else { return format!("slo       {}\n", p.dim("not served by this node")) };
+    let mut out = String::new();
+    for c in slo["capabilities"].as_array().into_iter().flatten() {
+        let windows = c["windows"].as_array().cloned().unwrap_or_default();
+        let window = windows.iter().find(|w| w["window"] == "5m").or(windows.first()).cloned().unwrap_or_default();
+        let advisories: Vec<String> = c["advisories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["advisory"].as_str().map(str::to_owned))
+            .collect();
+        if window["count"].as_u64().unwrap_or(0) == 0 && advisories.is_empty() {
+            continue;
+        }
+        let target = c["slo"]["p95_ms"].as_u64().unwrap_or(0);
+        let p95 = window["p95_ms"].as_u64();
+        let over = p95.is_some_and(|v| v > target);
+        let p95_cell = p95.map_or("-".into(), |v| format!("{v} ms"));
+        let p95_cell = if over { p.code("31", &p95_cell) } else { p95_cell };
+        let flags =
+            if advisories.is_empty() { String::new() } else { p.code("33", &format!("  [{}]", advisories.join(", "))) };
+        out += &format!(
+            "  {:<20} p95 {} / {} ms over {}, errors {:.2} %{}\n",
+            c["capability"].as_str().unwrap_or("?"),
+            p95_cell,
+            target,
+            window["window"].as_str().unwrap_or("?"),
+            window["error_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+            flags
+        );
+    }
+    if out.is_empty() {
+        return format!("slo       {}\n", p.dim("no attempts in the windows"));
+    }
+    format!("slo\n{out}")
+}
+
 /// Renders the cluster's state; returns the text and the verdict.
 pub async fn render(target: &str, token: Option<&str>, colour: bool) -> anyhow::Result<(String, String)> {
     let target = target.trim_end_matches('/');
@@ -139,6 +180,11 @@ pub async fn render(target: &str, token: Option<&str>, colour: bool) -> anyhow::
     out += &format!("dlq       {depth} pending ({growth:+} in the DLQ window)\n");
     let pending = observer["pending_actions"].as_u64().unwrap_or(0);
     out += &format!("pending   {pending} actions waiting for placement\n");
+    let slo = match http.get(format!("{target}/v1/slo")).send().await {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        _ => None,
+    };
+    out += &slo_table(&p, slo.as_ref());
     let alerts = match alerts {
         Some(a) => a["alerts"].as_array().map_or(0, Vec::len).to_string(),
         None => p.dim("not served by this node yet"),

@@ -99,6 +99,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 quiet: true,
                 token: Some(tokens.agent.clone()),
                 confirm_token: Some(tokens.admin.clone()),
+                degrade: None,
             };
             demos.spawn(demo::run(demo));
         }

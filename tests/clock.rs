@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use warden_actors::breaker::BreakerState;
 use warden_actors::clock::{wall_ms, Clock};
 use warden_actors::domain::*;
+use warden_actors::store::TimelineQuery;
 use warden_actors::{Node, NodeConfig};
 
 /// A node on a manual clock that stands at the current wall time.
@@ -122,4 +123,109 @@ async fn dlq_growth_counts_only_entries_within_the_health_window_on_the_clock() 
     .await;
     assert_eq!((later.dlq_depth, later.dlq_growth), (1, 0));
     node.shutdown().await.unwrap();
+}
+
+/// The SloMonitor on the node's clock: attempts reach it from the Worker, its
+/// evaluation runs at every slot the manual clock passes, and a latency ramp
+/// is recorded as one `slo.trend` episode before it breaches.
+#[tokio::test]
+async fn a_latency_ramp_on_the_manual_clock_is_recorded_as_one_trend_advisory_before_the_breach() {
+    use warden_actors::slo::{self, Sample, SloMsg};
+    let dir = tempfile::tempdir().unwrap();
+    let (node, clock) = start_on_manual_clock(&dir, |_| {}).await;
+    // An attempt run by the Worker is counted in the node's windows.
+    let t = turn(&node, Trust::Normal).await;
+    let done = terminal(&node, &submit(&node, &t, "search.web", json!({})).await.id).await;
+    assert_eq!(done.state, ActionState::Succeeded);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let view = node.slo(true).await.unwrap();
+        let c = view.capabilities.iter().find(|c| c.capability == "search.web").unwrap();
+        if c.windows[0].count == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the attempt never reached the SloMonitor");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // search.web's SLO: p95 1000 ms. 40 minutes flat at 600 ms, then +10 ms/min: breach at 80 min.
+    let monitor = node.actor(slo::NAME).unwrap();
+    let start = clock.now_ms();
+    let breach_at = start + 80 * 60_000;
+    let mut rng = fastrand::Rng::with_seed(5);
+    while clock.now_ms() < breach_at {
+        let minutes = (clock.now_ms() - start) as f64 / 60_000.0;
+        let p95 = 600.0 + 10.0 * (minutes - 40.0).max(0.0);
+        for _ in 0..50 {
+            // Uniform on [0.5, 1.05] × p95 / 1.0: its 95th percentile is p95.
+            let latency = (p95 * (0.5 + 0.5 * rng.f64() / 0.9090909)) as u64;
+            let sample =
+                Sample { capability: "search.web".into(), at_ms: clock.now_ms(), latency_ms: latency, ok: true };
+            monitor.cast(SloMsg::Record(sample)).unwrap();
+        }
+        clock.advance(Duration::from_secs(10));
+        // Let the ticker cast this slot's evaluation before the next samples.
+        node.slo(true).await.unwrap();
+    }
+    let trends = until("slo.trend is recorded", || {
+        let events = node.store().timeline(&TimelineQuery { limit: Some(100_000), ..Default::default() }).ok()?;
+        let trends: Vec<Event> = events.into_iter().filter(|e| e.kind() == EventKind::SloTrend).collect();
+        (!trends.is_empty()).then_some(trends)
+    })
+    .await;
+    assert_eq!(trends.len(), 1, "one episode: {trends:?}");
+    let trend = &trends[0];
+    assert_eq!(trend.correlation_id.as_str(), "slo:search.web:trend:1");
+    assert!(trend.ts + 10 * 60_000 <= breach_at, "announced {} ms before the breach", breach_at - trend.ts);
+    let view = node.slo(true).await.unwrap();
+    let c = view.capabilities.iter().find(|c| c.capability == "search.web").unwrap();
+    assert!(c.advisories.iter().any(|a| a.advisory == "trend" && a.open), "{:?}", c.advisories);
+}
+
+/// Error ramps through the whole node (the sim tool failing more each
+/// minute of the manual clock, one attempt per simulated second): on each
+/// slope, `slo.burn` is recorded before the breaker's `breaker.changed` → open.
+#[tokio::test]
+async fn error_budget_burn_is_recorded_before_the_breaker_opens_on_error_ramps() {
+    // Failure-rate growth per minute, after 500 clean attempts (enough for a 2 % budget).
+    for slope in [0.02, 0.04, 0.08] {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, clock) = start_on_manual_clock(&dir, |config| {
+            let mut c = Capability::new("ramped", Tier::Observe);
+            c.max_attempts = 1;
+            c.slo = SloSpec { p95_ms: 1_000, error_budget: 0.02, windows: Vec::new() };
+            c.executor = ExecutorSpec::Sim {
+                latency_ms: 0,
+                jitter_ms: 0,
+                fail_rate: 0.0,
+                ramp: SimRamp { latency_ms_per_min: 0.0, fail_per_min: slope, after_ms: 500_000 },
+            };
+            config.capabilities = vec![c];
+        })
+        .await;
+        let t = turn(&node, Trust::Normal).await;
+        let mut attempts = 0;
+        loop {
+            let done = terminal(&node, &submit(&node, &t, "ramped", json!({})).await.id).await;
+            attempts += 1;
+            if done.attempts.last().and_then(|a| a.outcome.clone()) == Some(AttemptOutcome::BreakerOpen) {
+                break;
+            }
+            assert!(attempts < 20_000, "slope {slope}: the breaker never opened");
+            clock.advance(Duration::from_secs(1));
+        }
+        let (burn, opened) = until("the breaker's opening is recorded", || {
+            let events = node.store().timeline(&TimelineQuery { limit: Some(100_000), ..Default::default() }).ok()?;
+            let seq = |f: &dyn Fn(&EventData) -> bool| events.iter().find(|e| f(&e.data)).map(|e| e.seq);
+            let opened = seq(&|d| matches!(d, EventData::BreakerChanged { state: BreakerState::Open, .. }))?;
+            Some((seq(&|d| matches!(d, EventData::SloBurn { .. })), opened))
+        })
+        .await;
+        eprintln!("slope {slope}/min: breaker open after {attempts} attempts; slo.burn seq {burn:?}, breaker.changed seq {opened}");
+        assert!(
+            burn.is_some_and(|b| b < opened),
+            "slope {slope}: slo.burn {burn:?} must precede the breaker ({opened})"
+        );
+        node.shutdown().await.unwrap();
+    }
 }

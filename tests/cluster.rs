@@ -272,3 +272,76 @@ async fn services_of_a_dead_node_are_re_placed_on_a_live_one() {
     .expect("service.moved committed");
     assert!(moved.iter().all(|e| e["data"]["to"] == "b"), "{moved:?}");
 }
+
+/// Each node runs the same capability at its own latency; the cluster p95 of
+/// `GET /v1/slo` merges the nodes' histograms and lands within 1 % of the
+/// exact p95 of every attempt (from the log's `action.attempt` events), where
+/// averaging the nodes' own p95s would not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_p95_merges_every_node_histogram_within_one_percent_of_exact() {
+    use common::cluster::{post, Cluster};
+    let _serial = one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let probe = |latency: u64, jitter: u64| {
+        format!(
+            "[[capability]]\nname = \"probe\"\ntier = 0\nmax_attempts = 1\n\
+             executor = {{ kind = \"sim\", latency_ms = {latency}, jitter_ms = {jitter} }}\n"
+        )
+    };
+    let cluster = Cluster::start_each(dir.path(), &[probe(5, 20), probe(60, 60), probe(200, 150)]);
+    cluster.settled().await;
+    let turn = cluster.open_turn(0, "slo").await;
+    let mut submits = tokio::task::JoinSet::new();
+    for i in 0..600 {
+        let url = format!("{}/v1/actions", cluster.url(i % 3));
+        let body = serde_json::json!({"turn_id": turn, "capability": "probe", "args": {"i": i}});
+        submits.spawn(async move { post(url, body).await });
+    }
+    while let Some(done) = submits.join_next().await {
+        let (status, body) = done.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    // Every attempt recorded in the log, with the latency its node measured.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut latencies = loop {
+        let events = cluster.timeline(0).await;
+        let attempts: Vec<&Value> = events.iter().filter(|e| e["kind"] == "action.attempt").collect();
+        if attempts.len() == 600 {
+            let nodes: std::collections::BTreeSet<&str> =
+                attempts.iter().filter_map(|e| e["data"]["node"].as_str()).collect();
+            assert_eq!(nodes.len(), 3, "every node ran attempts: {nodes:?}");
+            break attempts.iter().map(|e| e["data"]["latency_ms"].as_u64().unwrap()).collect::<Vec<u64>>();
+        }
+        assert!(std::time::Instant::now() < deadline, "{} of 600 attempts recorded", attempts.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    latencies.sort_unstable();
+    let exact = latencies[(0.95 * latencies.len() as f64).ceil() as usize - 1] as f64;
+    let p95_of = |view: &Value| {
+        let probe =
+            view["capabilities"].as_array().unwrap().iter().find(|c| c["capability"] == "probe").unwrap().clone();
+        let hour = probe["windows"].as_array().unwrap().iter().find(|w| w["window"] == "1h").unwrap().clone();
+        (hour["count"].as_u64().unwrap(), hour["p95_ms"].as_f64().unwrap_or(0.0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (count, merged) = loop {
+        let view = cluster.get(1, "/v1/slo").await.expect("GET /v1/slo");
+        assert_eq!(view["nodes"].as_array().map(Vec::len), Some(3), "{view}");
+        let (count, p95) = p95_of(&view);
+        if count == 600 || std::time::Instant::now() > deadline {
+            break (count, p95);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(count, 600, "the merged hour counts every attempt");
+    eprintln!("cluster p95 {merged} ms, exact {exact} ms");
+    assert!((merged - exact).abs() / exact <= 0.01, "merged p95 {merged} vs exact {exact}");
+    let mut node_p95s = Vec::new();
+    for i in cluster.all() {
+        let view = cluster.get(i, "/v1/slo?scope=node").await.unwrap();
+        assert_eq!(view["scope"], "node");
+        node_p95s.push(p95_of(&view).1);
+    }
+    let averaged = node_p95s.iter().sum::<f64>() / 3.0;
+    assert!((averaged - exact).abs() / exact > 0.01, "the node p95s {node_p95s:?} differ from the whole's {exact}");
+}

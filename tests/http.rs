@@ -408,3 +408,50 @@ async fn demo_of_500_actions_against_a_fresh_node_loses_nothing() {
     assert_eq!(terminal, 500, "every action is accounted for:\n{stdout}");
     assert!(line("denied") > 0 && line("succeeded") > 0, "the mix covers tiers:\n{stdout}");
 }
+
+#[tokio::test]
+async fn demo_degrade_moves_the_capability_slo_seen_by_v1_slo_metrics_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), None);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["demo", "--target", &node.url, "--actions", "200", "--rate", "1000", "--degrade", "search.web"])
+        .args(["--degrade-latency-ms-per-min", "6000", "--degrade-fail-per-min", "0"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "demo failed: {}", String::from_utf8_lossy(&out.stderr));
+    let api = Api::new(&node);
+    for scope in ["", "?scope=node"] {
+        let (s, view) = api.get(&format!("/v1/slo{scope}")).await;
+        assert_eq!(s, StatusCode::OK, "{view}");
+        let caps = view["capabilities"].as_array().unwrap();
+        let search = caps.iter().find(|c| c["capability"] == "search.web").expect("search.web is monitored");
+        let minute = search["windows"].as_array().unwrap().iter().find(|w| w["window"] == "1m").unwrap();
+        // Half the steps call it (plus the mix's own share), each from 100 ms ±25 %, growing.
+        assert!(minute["count"].as_u64().unwrap() >= 100, "{minute}");
+        assert!(minute["p95_ms"].as_u64().unwrap() >= 100, "the sim tool was asked to be slow: {minute}");
+        assert!(
+            minute["p50_ms"].as_u64() <= minute["p95_ms"].as_u64()
+                && minute["p95_ms"].as_u64() <= minute["p99_ms"].as_u64()
+        );
+        assert_eq!(search["slo"]["p95_ms"], 1000);
+        assert_eq!(search["burn"].as_array().unwrap().len(), 3, "page 1h/5m, page 6h/30m, ticket 3d/6h");
+    }
+    let (s, err) = api.get("/v1/slo?scope=galaxy").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{err}");
+    let metrics = reqwest::get(format!("{}/metrics", node.url)).await.unwrap().text().await.unwrap();
+    for name in
+        ["warden_slo_p95_seconds{", "warden_slo_burn_rate{", "warden_slo_attempts_total{", "warden_slo_error_budget{"]
+    {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["status", "--target", &node.url])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    let line = text.lines().find(|l| l.trim_start().starts_with("search.web")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("/ 1000 ms"), "{line}");
+}

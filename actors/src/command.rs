@@ -112,6 +112,17 @@ pub enum Command {
         correlation_id: CorrelationId,
         data: EventData,
     },
+    /// Opens (`open`) or ends episode `episode` of an SLO advisory
+    /// (`advisory` of `capability`) with the event `data`. The episode key
+    /// makes it once per episode cluster-wide: opening an episode that is
+    /// not the next, or ending one that is not open, changes nothing.
+    SloEpisode {
+        capability: String,
+        advisory: String,
+        episode: u64,
+        open: bool,
+        data: EventData,
+    },
 }
 
 impl Command {
@@ -129,6 +140,7 @@ impl Command {
             Self::ReplayDlq { .. } => "replay_dlq",
             Self::SetDraining { .. } => "set_draining",
             Self::RecordEvent { .. } => "record_event",
+            Self::SloEpisode { .. } => "slo_episode",
         }
     }
 }
@@ -156,4 +168,6 @@ pub enum Response {
     Recorded {
         seq: u64,
     },
+    /// The command was already in effect (a replayed episode key): nothing recorded.
+    Unchanged,
 }

@@ -27,6 +27,7 @@ pub struct NodeConfig {
     pub registry: RegistryConfig,
     pub raft: RaftSettings,
     pub health: HealthConfig,
+    pub slo: SloConfig,
     /// Where every time-based decision reads the time (a manual clock in tests).
     pub clock: Clock,
     /// The engine and bundle that decide actions.
@@ -47,6 +48,7 @@ impl NodeConfig {
             registry: RegistryConfig::default(),
             raft: RaftSettings::default(),
             health: HealthConfig::default(),
+            slo: SloConfig::default(),
             clock: Clock::system(),
             policy: PolicyConfig::default(),
         }
@@ -114,6 +116,59 @@ impl Default for HealthConfig {
             lag_entries: 1_000,
             dlq_window: Duration::from_secs(60),
             report_every: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The SloMonitor's windows and detectors (docs/operations.md, "SLO advisories").
+#[derive(Clone, Debug, PartialEq)]
+pub struct SloConfig {
+    /// Record every attempt (off: the monitor answers with empty windows; for
+    /// measuring its overhead).
+    pub enabled: bool,
+    /// One fine slot of the ring: its latency histogram and counts.
+    pub slot: Duration,
+    /// How much of the fine ring is kept (the longest percentile window).
+    pub keep: Duration,
+    /// One coarse slot: counts only, for burn windows longer than `keep`.
+    pub coarse_slot: Duration,
+    /// The error budget's period; the burn windows scale with it.
+    pub period: Duration,
+    /// Percentile windows reported per capability, unless its `slo.windows` says otherwise.
+    pub windows: Vec<Duration>,
+    /// The window whose p95 makes each point of the trend series.
+    pub trend_window: Duration,
+    /// The series the trend is fitted to spans this long…
+    pub trend_span: Duration,
+    /// …and needs this many points.
+    pub trend_min_points: usize,
+    /// A trend advisory fires when the fit crosses the SLO within this.
+    pub horizon: Duration,
+    /// Fewer attempts than this in a window make no p95 point and no latency verdict.
+    pub min_samples: u64,
+    /// An advisory ends only when its figure is this share under its threshold.
+    pub hysteresis: f64,
+    /// The window whose p95 is compared with the SLO for `slo.breached`.
+    pub breach_window: Duration,
+}
+
+impl Default for SloConfig {
+    fn default() -> Self {
+        let min = |m: u64| Duration::from_secs(60 * m);
+        Self {
+            enabled: true,
+            slot: Duration::from_secs(10),
+            keep: min(60),
+            coarse_slot: min(15),
+            period: min(30 * 24 * 60),
+            windows: vec![min(1), min(5), min(60)],
+            trend_window: min(1),
+            trend_span: min(15),
+            trend_min_points: 5,
+            horizon: min(10),
+            min_samples: 20,
+            hysteresis: 0.1,
+            breach_window: min(5),
         }
     }
 }

@@ -68,12 +68,46 @@ pub enum Trust {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SloSpec {
     pub p95_ms: u64,
+    /// Share of attempts allowed to fail over the SLO period (0.01: 99 % succeed).
     pub error_budget: f64,
+    /// Percentile windows reported for this capability (`"1m"`, `"5m"`, `"1h"`…);
+    /// empty: the node's `SloConfig::windows`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<String>,
 }
 
 impl Default for SloSpec {
     fn default() -> Self {
-        Self { p95_ms: 1000, error_budget: 0.01 }
+        Self { p95_ms: 1000, error_budget: 0.01, windows: Vec::new() }
+    }
+}
+
+/// Where one SLO advisory of one capability stands in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SloEpisodeState {
+    pub capability: String,
+    /// `trend`, `burn.page`, `burn.ticket`, `breached.latency`, `breached.errors`.
+    pub advisory: String,
+    /// Its latest episode (1, 2, …).
+    pub episode: u64,
+    pub open: bool,
+}
+
+/// How urgent an error-budget burn is (SRE workbook): a page wants someone
+/// now, a ticket within days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SloSeverity {
+    Page,
+    Ticket,
+}
+
+impl SloSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloSeverity::Page => "page",
+            SloSeverity::Ticket => "ticket",
+        }
     }
 }
 
@@ -113,6 +147,9 @@ pub enum ExecutorSpec {
         jitter_ms: u64,
         #[serde(default)]
         fail_rate: f64,
+        /// Degradation over time (the SLO detectors' test bench and `warden demo --degrade`).
+        #[serde(default, skip_serializing_if = "SimRamp::is_none")]
+        ramp: SimRamp,
     },
     /// Real tool behind an HTTP endpoint.
     Http { url: String },
@@ -120,7 +157,32 @@ pub enum ExecutorSpec {
 
 impl Default for ExecutorSpec {
     fn default() -> Self {
-        ExecutorSpec::Sim { latency_ms: 0, jitter_ms: 0, fail_rate: 0.0 }
+        ExecutorSpec::Sim { latency_ms: 0, jitter_ms: 0, fail_rate: 0.0, ramp: SimRamp::default() }
+    }
+}
+
+/// A sim tool going bad: `after_ms` after the node starts, its latency grows
+/// by `latency_ms_per_min` and its failure rate by `fail_per_min` every
+/// minute (on the node's clock), the rate capped at 1.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimRamp {
+    #[serde(default)]
+    pub latency_ms_per_min: f64,
+    #[serde(default)]
+    pub fail_per_min: f64,
+    #[serde(default)]
+    pub after_ms: u64,
+}
+
+impl SimRamp {
+    pub fn is_none(&self) -> bool {
+        self.latency_ms_per_min == 0.0 && self.fail_per_min == 0.0
+    }
+
+    /// Extra latency and failure rate `elapsed_ms` after the node started.
+    pub fn at(&self, elapsed_ms: u64) -> (f64, f64) {
+        let minutes = elapsed_ms.saturating_sub(self.after_ms) as f64 / 60_000.0;
+        (self.latency_ms_per_min * minutes, self.fail_per_min * minutes)
     }
 }
 
@@ -195,13 +257,49 @@ impl Capability {
         if self.nodes.iter().any(|n| n.trim().is_empty()) {
             return bad("nodes must not contain an empty name".into());
         }
-        if let ExecutorSpec::Sim { fail_rate, .. } = self.executor {
+        if let ExecutorSpec::Sim { fail_rate, ref ramp, .. } = self.executor {
             if !(0.0..=1.0).contains(&fail_rate) {
                 return bad("executor.fail_rate must be within 0..=1".into());
             }
+            if !(ramp.latency_ms_per_min >= 0.0 && ramp.fail_per_min >= 0.0) {
+                return bad("executor.ramp rates must be >= 0".into());
+            }
+        }
+        if !(self.slo.error_budget > 0.0 && self.slo.error_budget < 1.0) || self.slo.p95_ms == 0 {
+            return bad("slo needs p95_ms > 0 and error_budget within (0, 1)".into());
+        }
+        if let Some(w) = self.slo.windows.iter().find(|w| parse_window(w).is_none()) {
+            return bad(format!("slo.windows: {w:?} is not a window like \"5m\""));
         }
         Ok(())
     }
+}
+
+/// A window's name: `90s`, `5m`, `6h`, `3d`: the largest unit that divides the window.
+pub fn window_name(ms: u64) -> String {
+    for (unit, name) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")] {
+        if ms >= unit && ms.is_multiple_of(unit) {
+            return format!("{}{name}", ms / unit);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Parses `window_name`'s forms (`10s`, `5m`, `1h`, `3d`, `250ms`).
+pub fn parse_window(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    (n > 0).then(|| n * unit_ms)
 }
 
 /// What the policy says about an action.

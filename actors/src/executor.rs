@@ -3,8 +3,9 @@
 //! and a bound on concurrent calls. Calls run in their own tasks, so a slow
 //! tool never blocks the actor's mailbox.
 
+use crate::clock::Clock;
 use crate::directory::{ActorName, ChildSpec};
-use crate::domain::{AttemptOutcome, Capability, ExecutorSpec};
+use crate::domain::{AttemptOutcome, Capability, ExecutorSpec, SimRamp};
 use crate::ids::{ActionId, CorrelationId, IdempotencyKey};
 use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -53,6 +54,10 @@ pub struct SimExecutor {
     pub latency_ms: u64,
     pub jitter_ms: u64,
     pub fail_rate: f64,
+    /// Degradation from `started_ms` on, read on `clock`.
+    pub ramp: SimRamp,
+    pub clock: Clock,
+    pub started_ms: u64,
 }
 
 fn sim_u64(args: &Value, key: &str) -> Option<u64> {
@@ -77,9 +82,11 @@ impl Executor for SimExecutor {
     async fn execute(&self, req: &ExecRequest) -> AttemptOutcome {
         let mut rng = self.rng(req);
         let jitter = if self.jitter_ms > 0 { rng.u64(0..=self.jitter_ms) } else { 0 };
+        let (extra_latency, extra_fail) = self.ramp.at(self.clock.now_ms().saturating_sub(self.started_ms));
         let slow_attempt = sim_u64(&req.args, "latency_attempts").is_none_or(|k| u64::from(req.attempt) <= k);
         let forced_latency = sim_u64(&req.args, "latency_ms").filter(|_| slow_attempt);
-        let latency = forced_latency.unwrap_or(self.latency_ms + jitter);
+        let latency = forced_latency.unwrap_or(self.latency_ms + jitter + extra_latency as u64);
+        let fail_rate = (self.fail_rate + extra_fail).min(1.0);
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
@@ -90,7 +97,7 @@ impl Executor for SimExecutor {
                 AttemptOutcome::Permanent { error: "simulated permanent failure".into() }
             }
             Some(Value::Bool(true)) => AttemptOutcome::Retryable { error: "simulated failure".into() },
-            _ if fail_attempts || rng.f64() < self.fail_rate => {
+            _ if fail_attempts || rng.f64() < fail_rate => {
                 AttemptOutcome::Retryable { error: "simulated failure".into() }
             }
             _ => AttemptOutcome::Succeeded,
@@ -99,11 +106,17 @@ impl Executor for SimExecutor {
 }
 
 /// Builds the executor a capability's spec names.
-pub fn executor_for(spec: &ExecutorSpec, seed: u64) -> Arc<dyn Executor> {
+pub fn executor_for(spec: &ExecutorSpec, seed: u64, clock: &Clock, started_ms: u64) -> Arc<dyn Executor> {
     match spec {
-        ExecutorSpec::Sim { latency_ms, jitter_ms, fail_rate } => {
-            Arc::new(SimExecutor { seed, latency_ms: *latency_ms, jitter_ms: *jitter_ms, fail_rate: *fail_rate })
-        }
+        ExecutorSpec::Sim { latency_ms, jitter_ms, fail_rate, ramp } => Arc::new(SimExecutor {
+            seed,
+            latency_ms: *latency_ms,
+            jitter_ms: *jitter_ms,
+            fail_rate: *fail_rate,
+            ramp: ramp.clone(),
+            clock: clock.clone(),
+            started_ms,
+        }),
         ExecutorSpec::Http { url } => Arc::new(HttpExecutor::new(url)),
     }
 }
@@ -175,6 +188,9 @@ pub struct ExecutorsArgs {
     pub seed: u64,
     /// Honour `_sim.panic_attempts` (tests only: it lets a client crash the actor).
     pub fault_injection: bool,
+    /// The node's clock and when the node started: where sim ramps count from.
+    pub clock: Clock,
+    pub started_ms: u64,
 }
 
 struct Pool {
@@ -196,6 +212,8 @@ pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
         capabilities: rt.catalog.all(),
         seed: rt.config.sim_seed,
         fault_injection: rt.config.fault_injection,
+        clock: rt.clock.clone(),
+        started_ms: rt.clock.now_ms(),
     };
     ChildSpec::new(NAME, move || (Executors, args.clone()))
 }
@@ -211,7 +229,7 @@ impl Actor for Executors {
             .iter()
             .map(|c| {
                 let pool = Pool {
-                    executor: executor_for(&c.executor, args.seed),
+                    executor: executor_for(&c.executor, args.seed, &args.clock, args.started_ms),
                     permits: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
                 };
                 (c.name.clone(), pool)
@@ -277,9 +295,32 @@ mod tests {
         }
     }
 
+    fn sim(seed: u64, fail_rate: f64, ramp: SimRamp) -> SimExecutor {
+        SimExecutor { seed, latency_ms: 0, jitter_ms: 0, fail_rate, ramp, clock: Clock::manual(0), started_ms: 0 }
+    }
+
+    #[tokio::test]
+    async fn a_fail_ramp_starts_after_its_delay_and_grows_on_the_clock() {
+        let ramp = SimRamp { latency_ms_per_min: 0.0, fail_per_min: 0.25, after_ms: 60_000 };
+        let sim = sim(3, 0.0, ramp);
+        async fn failures(sim: &SimExecutor) -> usize {
+            let mut n = 0;
+            for attempt in 1..=200 {
+                n += usize::from(sim.execute(&req(json!({}), attempt)).await.is_failure());
+            }
+            n
+        }
+        assert_eq!(failures(&sim).await, 0, "before the delay");
+        sim.clock.advance(Duration::from_secs(60 + 120));
+        let half = failures(&sim).await;
+        assert!((70..=130).contains(&half), "two minutes in, 50 %: {half}/200");
+        sim.clock.advance(Duration::from_secs(600));
+        assert_eq!(failures(&sim).await, 200, "the rate is capped at 1");
+    }
+
     #[tokio::test]
     async fn sim_is_deterministic_for_a_seed() {
-        let sim = SimExecutor { seed: 7, latency_ms: 0, jitter_ms: 0, fail_rate: 0.5 };
+        let sim = sim(7, 0.5, SimRamp::default());
         let mut outcomes = Vec::new();
         for attempt in 1..=64 {
             outcomes.push(sim.execute(&req(json!({}), attempt)).await);
@@ -293,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn sim_overrides_force_outcomes() {
-        let sim = SimExecutor { seed: 1, latency_ms: 0, jitter_ms: 0, fail_rate: 0.0 };
+        let sim = sim(1, 0.0, SimRamp::default());
         assert!(matches!(
             sim.execute(&req(json!({"_sim": {"fail": true}}), 1)).await,
             AttemptOutcome::Retryable { .. }

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod report;
 pub mod runtime;
 pub mod sessions;
+pub mod slo;
 pub mod store;
 pub mod supervisor;
 pub mod timeline;

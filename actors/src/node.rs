@@ -24,7 +24,7 @@ use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
 use crate::store::{open_database, RecallQuery, Store, TimelineQuery};
 use crate::supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::timeline::{self, CorrelationGraph, TimelineMsg};
-use crate::{executor, version};
+use crate::{executor, slo, version};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, Message};
 use serde::Serialize;
@@ -49,6 +49,7 @@ fn children(rt: &Arc<Runtime>) -> Vec<ChildSpec> {
         memory::child(rt),
         timeline::child(rt),
         registry::child(rt),
+        slo::child(rt),
         pipeline::child(rt),
         worker::child(rt),
         dispatcher::child(rt),
@@ -331,6 +332,21 @@ impl Node {
     /// Makes the reads that follow see everything committed before the call.
     pub async fn read_barrier(&self) -> Result<()> {
         self.rt.ledger.consensus().read_barrier().await
+    }
+
+    /// Per-capability SLO state: this node's windows (`node_only`) or every
+    /// node's merged (histograms added, counts summed), with the advisories
+    /// the log holds open.
+    pub async fn slo(&self, node_only: bool) -> Result<slo::SloView> {
+        let reports = if node_only {
+            vec![call(&self.actor(slo::NAME)?, slo::SloMsg::Report).await?]
+        } else {
+            slo::cluster_reports().await
+        };
+        let settings = slo::monitor::Settings::new(&self.rt.config.slo);
+        let episodes = self.rt.store.slo_episodes()?;
+        let scope = if node_only { "node" } else { "cluster" };
+        Ok(slo::view::merge(scope, &reports, &settings.rules, settings.period, &episodes))
     }
 
     pub async fn breakers(&self) -> Result<Vec<BreakerView>> {

@@ -88,7 +88,63 @@ fn node_level_events() -> Vec<Command> {
         ),
         record("node:d", EventData::MemberAdded { node: s("d"), by: s("a"), principal: Some(s("ops-admin")) }),
         record("node:d", EventData::MemberRemoved { node: s("d"), by: s("a"), principal: None }),
+        // slo/mod.rs: a trend opens (and its replay records nothing), a burn
+        // and a breach open, the trend ends (and a stale end records nothing).
+        slo("trend", 1, true, trend()),
+        slo("trend", 1, true, trend()),
+        slo(
+            "burn.ticket",
+            1,
+            true,
+            EventData::SloBurn {
+                capability: s("files.write"),
+                episode: 1,
+                severity: SloSeverity::Ticket,
+                factor: 1.0,
+                long_window: s("3d"),
+                short_window: s("6h"),
+                long_rate: 1.25,
+                short_rate: 2.5,
+                error_budget: 0.01,
+            },
+        ),
+        slo(
+            "breached.latency",
+            1,
+            true,
+            EventData::SloBreached {
+                capability: s("files.write"),
+                episode: 1,
+                objective: s("latency"),
+                window: s("5m"),
+                value: 912.0,
+                target: 800.0,
+            },
+        ),
+        slo("trend", 1, false, recovered("trend")),
+        slo("trend", 1, false, recovered("trend")),
     ]
+}
+
+fn slo(advisory: &str, episode: u64, open: bool, data: EventData) -> Command {
+    Command::SloEpisode { capability: "files.write".into(), advisory: advisory.into(), episode, open, data }
+}
+
+fn trend() -> EventData {
+    EventData::SloTrend {
+        capability: "files.write".into(),
+        episode: 1,
+        p95_ms: 612.5,
+        slo_p95_ms: 800,
+        slope_ms_per_min: 9.75,
+        projected_p95_ms: 810.0,
+        horizon_ms: 600_000,
+        breach_in_ms: Some(578_000),
+    }
+}
+
+fn recovered(advisory: &str) -> EventData {
+    EventData::SloRecovered { capability: "files.write".into(), episode: 1, advisory: advisory.into() }
 }
 
 /// Commands that make the state machine record every action, turn, memory
@@ -254,6 +310,10 @@ const EXPECTED: &str = r#"
 {"seq":52,"ts":1700000007200,"node":"a","kind":"leader.transfer","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"from":"a","principal":"ops-admin","to":"b","why":"requested"}}
 {"seq":53,"ts":1700000007400,"node":"b","kind":"member.added","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d","principal":"ops-admin"}}
 {"seq":54,"ts":1700000007600,"node":"a","kind":"member.removed","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d"}}
+{"seq":55,"ts":1700000007800,"node":"b","kind":"slo.trend","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:trend:1","action_id":null,"causation_seq":null,"data":{"breach_in_ms":578000,"capability":"files.write","episode":1,"horizon_ms":600000,"p95_ms":612.5,"projected_p95_ms":810.0,"slo_p95_ms":800,"slope_ms_per_min":9.75}}
+{"seq":56,"ts":1700000008200,"node":"b","kind":"slo.burn","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:burn.ticket:1","action_id":null,"causation_seq":null,"data":{"capability":"files.write","episode":1,"error_budget":0.01,"factor":1.0,"long_rate":1.25,"long_window":"3d","severity":"ticket","short_rate":2.5,"short_window":"6h"}}
+{"seq":57,"ts":1700000008400,"node":"a","kind":"slo.breached","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:breached.latency:1","action_id":null,"causation_seq":null,"data":{"capability":"files.write","episode":1,"objective":"latency","target":800.0,"value":912.0,"window":"5m"}}
+{"seq":58,"ts":1700000008600,"node":"b","kind":"slo.recovered","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:trend:1","action_id":null,"causation_seq":null,"data":{"advisory":"trend","capability":"files.write","episode":1}}
 "#;
 
 #[test]
@@ -275,7 +335,7 @@ fn the_pinned_events_cover_every_kind() {
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(kinds.len(), 28, "{kinds:?}");
+    assert_eq!(kinds.len(), EventKind::ALL.len(), "{kinds:?}");
 }
 
 #[test]

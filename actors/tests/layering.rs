@@ -24,6 +24,7 @@ const ACTORS: &[&str] = &[
     "policy",
     "registry",
     "sessions",
+    "slo",
     "timeline",
     "supervisor",
     "node",

@@ -390,6 +390,16 @@ impl Handlers<'_> {
         json_reply(StatusCode::OK, &json!({ "breakers": self.api.node.breakers().await? }))
     }
 
+    /// `?scope=node` for this node alone; the cluster otherwise.
+    pub async fn slo(&self, q: &Query) -> ApiResult {
+        let node_only = match q.str("scope") {
+            None | Some("cluster") => false,
+            Some("node") => true,
+            Some(other) => return Err(ApiError::bad_request(format!("scope must be node or cluster, not {other:?}"))),
+        };
+        json_reply(StatusCode::OK, &self.api.node.slo(node_only).await?)
+    }
+
     pub async fn timeline(&self, q: &Query) -> ApiResult {
         let query = TimelineQuery {
             from_ms: q.time_ms("from")?,

@@ -184,6 +184,7 @@ impl Api {
             Endpoint::Replay => h.replay(p[0]).await,
             Endpoint::Provenance => h.provenance(p[0]).await,
             Endpoint::Breakers => h.breakers().await,
+            Endpoint::Slo => h.slo(q).await,
             Endpoint::Timeline => h.timeline(q).await,
             Endpoint::Graph => h.graph(p[0]).await,
             Endpoint::EventStream => h.event_stream(),

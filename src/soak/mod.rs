@@ -44,10 +44,10 @@ pub fn soak_catalog(tool_url: &str) -> Vec<Capability> {
     tool.executor = ExecutorSpec::Http { url: tool_url.to_owned() };
     tool.timeout_ms = 5_000;
     tool.backoff_ms = 100;
-    tool.slo = SloSpec { p95_ms: 2_000, error_budget: 0.01 };
+    tool.slo = SloSpec { p95_ms: 2_000, error_budget: 0.01, windows: Vec::new() };
     let mut sim = Capability::new("soak.sim", Tier::Observe);
-    sim.executor = ExecutorSpec::Sim { latency_ms: 20, jitter_ms: 10, fail_rate: 0.0 };
-    sim.slo = SloSpec { p95_ms: 500, error_budget: 0.01 };
+    sim.executor = ExecutorSpec::Sim { latency_ms: 20, jitter_ms: 10, fail_rate: 0.0, ramp: Default::default() };
+    sim.slo = SloSpec { p95_ms: 500, error_budget: 0.01, windows: Vec::new() };
     vec![tool, sim]
 }
 

@@ -43,6 +43,12 @@ impl Cluster {
     /// Starts `n` nodes named a, b, c… with `extra_config` appended to each
     /// node's TOML, and waits until they agree on a leader.
     pub fn start(dir: &Path, n: usize, extra_config: &str) -> Cluster {
+        Self::start_each(dir, &vec![extra_config.to_owned(); n])
+    }
+
+    /// `start` with each node's own `extra_config` (one per node).
+    pub fn start_each(dir: &Path, extra_configs: &[String]) -> Cluster {
+        let n = extra_configs.len();
         let names: Vec<String> = (0..n).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
         let cookie = dir.join("cookie");
         std::fs::write(&cookie, "test-cookie-0123456789").unwrap();
@@ -58,7 +64,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let config = dir.join(format!("{name}.toml"));
-            std::fs::write(&config, format!("cluster_transitive = false\n{extra_config}\n")).unwrap();
+            std::fs::write(&config, format!("cluster_transitive = false\n{}\n", extra_configs[i])).unwrap();
             let seeds: Vec<String> = (i + 1..n).map(|j| proxies[&(i, j)].addr.to_string()).collect();
             let mut args = node_args(name, ports[i], &seeds, &cookie);
             args.extend(["--bootstrap".into(), voters.clone()]);

@@ -9,7 +9,7 @@
 //! The store keeps the typed fields as MessagePack (`store::tables`), so the
 //! hot path never builds a JSON value.
 
-use super::{Action, AttemptOutcome, BreakerState, Tier, Trust, Turn, Verdict};
+use super::{Action, AttemptOutcome, BreakerState, SloSeverity, Tier, Trust, Turn, Verdict};
 use crate::ids::{ActionId, CorrelationId, DlqId, IdempotencyKey, SessionId, TurnId};
 use serde::ser::{Error as _, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
@@ -161,6 +161,44 @@ events! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         principal: Option<String>,
     },
+    /// The p95 trend of `capability` crosses its SLO within the horizon
+    /// while the p95 is still under it. `episode` numbers the capability's
+    /// trend advisories (the event's correlation id is the episode key).
+    SloTrend = "slo.trend" {
+        capability: String,
+        episode: u64,
+        p95_ms: f64,
+        slo_p95_ms: u64,
+        slope_ms_per_min: f64,
+        projected_p95_ms: f64,
+        horizon_ms: u64,
+        breach_in_ms: Option<u64>,
+    },
+    /// The error budget burns at ≥ `factor` over both windows (SRE workbook).
+    SloBurn = "slo.burn" {
+        capability: String,
+        episode: u64,
+        severity: SloSeverity,
+        factor: f64,
+        long_window: String,
+        short_window: String,
+        long_rate: f64,
+        short_rate: f64,
+        error_budget: f64,
+    },
+    /// An objective is missed: `latency` (the window's p95 over the SLO's) or
+    /// `errors` (the period's budget spent).
+    SloBreached = "slo.breached" {
+        capability: String,
+        episode: u64,
+        objective: String,
+        window: String,
+        value: f64,
+        target: f64,
+    },
+    /// Advisory `advisory` (`trend`, `burn.page`, `burn.ticket`,
+    /// `breached.latency`, `breached.errors`) of episode `episode` ended.
+    SloRecovered = "slo.recovered" { capability: String, episode: u64, advisory: String },
 }
 
 /// Why a node was declared down before its silence reached the limit.

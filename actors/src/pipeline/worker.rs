@@ -21,6 +21,7 @@ use crate::error::WardenError;
 use crate::executor::{self, ExecRequest, ExecResult, ExecutorMsg};
 use crate::ids::ActionId;
 use crate::runtime::Runtime;
+use crate::slo;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,6 +144,7 @@ async fn execute_attempt(rt: &Arc<Runtime>, action: Action, attempt: u32) {
                 };
                 let result = execute(rt, req).await;
                 let breaker_ok = !matches!(result.outcome, AttemptOutcome::Retryable { .. });
+                slo::record(rt, &capability.name, result.latency_ms, breaker_ok);
                 if let Ok(b) = rt.directory.get(breaker::NAME) {
                     let _ = b.cast(BreakerMsg::Record(capability.name.clone(), breaker_ok));
                 }

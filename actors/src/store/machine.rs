@@ -6,7 +6,7 @@
 //! handler checks before its first write, and `apply` asserts it (debug
 //! builds) from the tables' write count, the event counter and the events.
 
-use super::apply::{actions, dlq, events, memory, nodes, sessions, Outcome, Recorder};
+use super::apply::{actions, dlq, events, memory, nodes, sessions, slo, Outcome, Recorder};
 use super::tables::*;
 use crate::command::{Command, Entry, Response};
 use crate::domain::*;
@@ -159,6 +159,9 @@ fn route(t: &mut Tables<'_>, r: &mut Recorder<'_>, cmd: &Command) -> Result<Outc
             nodes::set_draining(t, r, node, (*draining, *shutdown), principal.as_deref())
         }
         Command::RecordEvent { correlation_id, data } => events::record(t, r, correlation_id, data),
+        Command::SloEpisode { capability, advisory, episode, open, data } => {
+            slo::episode(t, r, capability, advisory, *episode, *open, data)
+        }
     }
 }
 

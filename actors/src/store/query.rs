@@ -115,6 +115,22 @@ impl Store {
         })
     }
 
+    /// Every SLO advisory the log has recorded, with its latest episode.
+    pub fn slo_episodes(&self) -> Result<Vec<SloEpisodeState>> {
+        use super::apply::slo::{decode_episode, EPISODE_PREFIX};
+        self.read(|r| {
+            let mut out = Vec::new();
+            for row in r.open_table(META)?.range(EPISODE_PREFIX..)? {
+                let (k, v) = row?;
+                let Some(rest) = k.value().strip_prefix(EPISODE_PREFIX) else { break };
+                let Some((capability, advisory)) = rest.rsplit_once(':') else { continue };
+                let (episode, open) = decode_episode(v.value());
+                out.push(SloEpisodeState { capability: capability.into(), advisory: advisory.into(), episode, open });
+            }
+            Ok(out)
+        })
+    }
+
     /// Every node the topology has a record of (draining or not).
     pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
         self.read(|r| {

@@ -135,6 +135,10 @@ impl<'t> Tables<'t> {
         self.memory.get((ns, key))?.map(|g| decode(g.value())).transpose()
     }
 
+    pub fn meta(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.meta.get(key)?.map(|g| g.value()))
+    }
+
     pub fn put_meta(&mut self, key: &str, value: u64) -> Result<()> {
         self.writes += 1;
         self.meta.insert(key, value)?;

@@ -10,6 +10,7 @@ pub(super) mod events;
 pub(super) mod memory;
 pub(super) mod nodes;
 pub(super) mod sessions;
+pub(super) mod slo;
 
 use super::tables::Tables;
 use crate::command::{Entry, Response};
