@@ -229,8 +229,13 @@ pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// An HTTP client for the API that sends `token` (if any) with every request.
-pub fn client(timeout: std::time::Duration, token: Option<&str>) -> anyhow::Result<reqwest::Client> {
+/// An HTTP client for the API that sends `token` (if any) with every request
+/// and trusts the certificates of `ca` (if any) for HTTPS.
+pub fn client(
+    timeout: std::time::Duration,
+    token: Option<&str>,
+    ca: Option<&Path>,
+) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = token {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
@@ -238,7 +243,13 @@ pub fn client(timeout: std::time::Duration, token: Option<&str>) -> anyhow::Resu
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    Ok(reqwest::Client::builder().timeout(timeout).default_headers(headers).build()?)
+    let mut builder = reqwest::Client::builder().timeout(timeout).default_headers(headers);
+    if let Some(ca) = ca {
+        for cert in crate::tls::reqwest_roots(ca)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
 }
 
 /// The bearer token of an `Authorization` header value, if it is one.

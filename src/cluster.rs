@@ -19,6 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use crate::tls::ClusterTls;
+use ractor_cluster::IncomingEncryptionMode;
 use warden_actors::backoff;
 use warden_actors::clock::wall_ms as now_ms;
 
@@ -39,6 +41,8 @@ pub struct ClusterSettings {
     /// to its seeds and to whoever dials it: each link is chosen explicitly,
     /// e.g. to route it through a fault-injecting proxy in tests.
     pub transitive: bool,
+    /// Mutual TLS on every session, in and out (the cookie handshake runs inside it).
+    pub tls: Option<ClusterTls>,
 }
 
 /// Reads the cookie from `file`, else from `WARDEN_COOKIE`; refuses to go on without one.
@@ -193,7 +197,7 @@ impl Cluster {
             settings.cookie.clone(),
             node_name.to_owned(),
             settings.addr.ip().to_string(),
-            None,
+            settings.tls.as_ref().map(|t| IncomingEncryptionMode::Tls(t.acceptor.clone())),
             Some(if settings.transitive { NodeConnectionMode::Transitive } else { NodeConnectionMode::Isolated }),
         )
         .with_listen_addr(settings.addr.ip());
@@ -207,7 +211,7 @@ impl Cluster {
         let me = node_name.to_owned();
         tasks.push(tokio::spawn(follow_sessions(me, rx, table.clone(), peer_lost)));
         for seed in settings.seeds.iter().copied().filter(|s| *s != settings.addr) {
-            tasks.push(tokio::spawn(keep_connected(server.clone(), table.clone(), seed)));
+            tasks.push(tokio::spawn(keep_connected(server.clone(), table.clone(), seed, settings.tls.clone())));
         }
         Ok(Cluster { server, addr: settings.addr, table, tasks })
     }
@@ -230,7 +234,12 @@ impl Cluster {
 }
 
 /// Dials `seed` whenever no connected peer lives at that address.
-async fn keep_connected(server: ActorRef<NodeServerMessage>, table: Arc<RwLock<Table>>, seed: SocketAddr) {
+async fn keep_connected(
+    server: ActorRef<NodeServerMessage>,
+    table: Arc<RwLock<Table>>,
+    seed: SocketAddr,
+    tls: Option<ClusterTls>,
+) {
     let target = seed.to_string();
     let mut pauses = backoff::exponential(SEED_RETRY_MIN, SEED_RETRY_MAX);
     loop {
@@ -243,7 +252,14 @@ async fn keep_connected(server: ActorRef<NodeServerMessage>, table: Arc<RwLock<T
             pauses = backoff::exponential(SEED_RETRY_MIN, SEED_RETRY_MAX);
             SEED_RETRY_MIN
         } else {
-            if let Err(e) = ractor_cluster::client_connect(&server, seed).await {
+            let dialled = match &tls {
+                None => ractor_cluster::client_connect(&server, seed).await,
+                Some(tls) => {
+                    let name = crate::tls::server_name(seed);
+                    ractor_cluster::client_connect_enc(&server, seed, tls.connector.clone(), name).await
+                }
+            };
+            if let Err(e) = dialled {
                 tracing::debug!(%seed, error = %e, "seed not reachable yet");
             }
             pauses.next().unwrap_or(SEED_RETRY_MAX)

@@ -5,6 +5,7 @@ use crate::auth::Tokens;
 use crate::catalog::demo_catalog;
 use crate::cluster::{load_cookie, ClusterSettings};
 use crate::http::serve::Limits;
+use crate::tls::{NodeTls, TlsFiles};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -72,6 +73,13 @@ pub struct ConfigFile {
     pub metrics_open: Option<bool>,
     #[serde(default)]
     pub http: HttpFile,
+    /// PEM certificate (chain) and key: the API is served over HTTPS, and the
+    /// cluster transport over TLS when `tls_ca` is set too. Relative to this file.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA that signs every cluster peer's certificate (mutual TLS on the
+    /// cluster transport). Required with `tls_cert` and `cluster_addr`.
+    pub tls_ca: Option<PathBuf>,
     #[serde(default)]
     pub capability: Vec<Capability>,
 }
@@ -243,6 +251,9 @@ pub struct Overrides {
     /// Replaces the file's bootstrap voters when set.
     pub bootstrap: Option<Vec<String>>,
     pub token_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Everything `warden node` needs.
@@ -254,6 +265,29 @@ pub struct Settings {
     pub cluster: Option<ClusterSettings>,
     pub access: AccessSettings,
     pub http_limits: Limits,
+    /// HTTPS (and TLS on the cluster transport when it has a CA).
+    pub tls: Option<NodeTls>,
+}
+
+/// `tls_cert`, `tls_key`, `tls_ca` (already resolved), loaded and checked.
+fn tls_settings(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    cluster: bool,
+) -> anyhow::Result<Option<NodeTls>> {
+    let (cert, key) = match (cert, key) {
+        (None, None) if ca.is_none() => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => bail!("tls_cert and tls_key go together (and tls_ca needs both)"),
+    };
+    if cluster && ca.is_none() {
+        bail!(
+            "tls_cert with cluster_addr needs tls_ca: the CA that signs the peers' certificates \
+             (the cluster transport runs TLS too, never plain next to HTTPS)"
+        );
+    }
+    Ok(Some(TlsFiles { cert, key, ca }.load()?))
 }
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
@@ -370,13 +404,30 @@ impl Settings {
         node.fault_injection = file.fault_injection.unwrap_or(false);
         node.policy = policy;
         warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cluster = match overrides.cluster_addr.or(file.cluster_addr) {
+        let rel = |f: PathBuf| base.join(f);
+        let cluster_addr = overrides.cluster_addr.or(file.cluster_addr);
+        let tls = tls_settings(
+            overrides.tls_cert.or_else(|| file.tls_cert.map(rel)),
+            overrides.tls_key.or_else(|| file.tls_key.map(rel)),
+            overrides.tls_ca.or_else(|| file.tls_ca.map(rel)),
+            cluster_addr.is_some(),
+        )?;
+        let cluster_tls = tls.as_ref().and_then(|t| t.cluster.clone());
+        let cluster = match cluster_addr {
             None => None,
             Some(addr) => {
                 let cookie_file = overrides.cookie_file.or_else(|| file.cookie_file.map(|f| base.join(f)));
                 let seeds = if overrides.seeds.is_empty() { file.seeds } else { overrides.seeds };
                 let cookie = load_cookie(cookie_file.as_deref())?;
-                Some(ClusterSettings { addr, seeds, cookie, transitive: file.cluster_transitive.unwrap_or(true) })
+                // ractor_cluster dials peers of peers over plain TCP only: with TLS a node dials its seeds.
+                let transitive = match (file.cluster_transitive, &cluster_tls) {
+                    (Some(true), Some(_)) => bail!(
+                        "cluster_transitive = true cannot be used with TLS (peers of peers would be dialled in \
+                         plain TCP): list every other node as a seed instead"
+                    ),
+                    (t, tls) => t.unwrap_or(tls.is_none()),
+                };
+                Some(ClusterSettings { addr, seeds, cookie, transitive, tls: cluster_tls })
             }
         };
         let has_seeds = cluster.as_ref().is_some_and(|c| !c.seeds.is_empty());
@@ -400,7 +451,7 @@ impl Settings {
         if http_limits.header_read_timeout.is_zero() || http_limits.max_connections == 0 {
             bail!("http.header_read_timeout_ms and http.max_connections must be at least 1");
         }
-        Ok(Settings { node, http_addr, cluster, access, http_limits })
+        Ok(Settings { node, http_addr, cluster, access, http_limits, tls })
     }
 }
 

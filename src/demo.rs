@@ -40,6 +40,8 @@ pub struct DemoArgs {
     pub token: Option<String>,
     /// The token confirmations are given with (an operator's: agents may not confirm).
     pub confirm_token: Option<String>,
+    /// The CA file trusted for an `https://` target.
+    pub ca: Option<std::path::PathBuf>,
     pub degrade: Option<Degrade>,
 }
 
@@ -259,8 +261,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Summary> {
     }
     let timeout = Duration::from_secs(60);
     let client = Arc::new(Client {
-        http: crate::auth::client(timeout, args.token.as_deref())?,
-        confirmer: crate::auth::client(timeout, args.confirm_token.as_deref())?,
+        http: crate::auth::client(timeout, args.token.as_deref(), args.ca.as_deref())?,
+        confirmer: crate::auth::client(timeout, args.confirm_token.as_deref(), args.ca.as_deref())?,
         confirmer_named: args.confirm_token.is_some(),
         base: args.target.trim_end_matches('/').to_owned(),
     });

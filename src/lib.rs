@@ -15,6 +15,7 @@ pub mod policy;
 pub mod server;
 pub mod soak;
 pub mod status;
+pub mod tls;
 pub mod up;
 
 pub use warden_actors;

@@ -30,6 +30,8 @@ pub struct LocalSpec {
     pub log_to_files: bool,
     /// The token file every node loads (requests then need a token).
     pub token_file: Option<PathBuf>,
+    /// Each node's TLS files (in node order): HTTPS and a TLS cluster transport.
+    pub tls: Option<crate::tls::Generated>,
 }
 
 struct LocalNode {
@@ -135,6 +137,13 @@ impl LocalCluster {
             }
             if let Some(tokens) = &spec.token_file {
                 args.extend(["--token-file".into(), tokens.display().to_string()]);
+            }
+            if let Some(files) = spec.tls.as_ref().and_then(|t| t.nodes.get(i)) {
+                args.extend(["--tls-cert".into(), files.cert.display().to_string()]);
+                args.extend(["--tls-key".into(), files.key.display().to_string()]);
+                if let Some(ca) = &files.ca {
+                    args.extend(["--tls-ca".into(), ca.display().to_string()]);
+                }
             }
             this.nodes.push(LocalNode { name, cmd_args: args, child: None, url: String::new() });
             this.spawn(i)?;

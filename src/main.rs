@@ -32,6 +32,10 @@ enum Command {
         cluster_port: u16,
         #[arg(long, default_value = ".warden")]
         data_dir: PathBuf,
+        /// Serve HTTPS and run the cluster transport over TLS, with a throwaway
+        /// CA and certificates made under <data-dir>/tls (its CA is printed for clients).
+        #[arg(long)]
+        tls: bool,
     },
     /// Bearer tokens for the HTTP API.
     Token {
@@ -65,6 +69,15 @@ enum Command {
         /// Token file (`warden token create`): requests then need a bearer token.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// PEM certificate (chain): serve HTTPS (config `tls_cert`).
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert (config `tls_key`).
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// PEM CA of the cluster peers' certificates: the cluster transport runs mutual TLS (config `tls_ca`).
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
     },
     /// Drive a realistic agent workload against a node and check nothing is lost.
     Demo {
@@ -83,6 +96,9 @@ enum Command {
         /// Bearer token (operator or admin) for the confirmations; default: --token.
         #[arg(long, hide_env_values = true)]
         confirm_token: Option<String>,
+        /// PEM CA file to trust for an https:// target.
+        #[arg(long, env = "WARDEN_CA")]
+        ca: Option<PathBuf>,
         /// Make this sim capability go slowly bad during the run (half the steps call it).
         #[arg(long)]
         degrade: Option<String>,
@@ -100,6 +116,9 @@ enum Command {
         /// Bearer token (operator or admin).
         #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// PEM CA file to trust for an https:// target.
+        #[arg(long, env = "WARDEN_CA")]
+        ca: Option<PathBuf>,
     },
     /// Policy bundles: run their Rego unit tests, evaluate an input.
     Policy {
@@ -175,14 +194,28 @@ async fn main() -> anyhow::Result<()> {
             cookie_file,
             bootstrap,
             token_file,
+            tls_cert,
+            tls_key,
+            tls_ca,
         } => {
-            let overrides =
-                Overrides { name, data_dir, http_addr, cluster_addr, seeds, cookie_file, bootstrap, token_file };
+            let overrides = Overrides {
+                name,
+                data_dir,
+                http_addr,
+                cluster_addr,
+                seeds,
+                cookie_file,
+                bootstrap,
+                token_file,
+                tls_cert,
+                tls_key,
+                tls_ca,
+            };
             let settings = Settings::load(config.as_deref(), overrides)?;
             warden::server::run_node(settings).await
         }
-        Command::Up { nodes, demo, http_port, cluster_port, data_dir } => {
-            up::run(UpArgs { nodes, demo, http_port, cluster_port, data_dir }).await
+        Command::Up { nodes, demo, http_port, cluster_port, data_dir, tls } => {
+            up::run(UpArgs { nodes, demo, http_port, cluster_port, data_dir, tls }).await
         }
         Command::Token { command: TokenCommand::Create { name, role, file } } => {
             let token = warden::auth::create_token(&file, &name, role)?;
@@ -197,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
             seed,
             token,
             confirm_token,
+            ca,
             degrade,
             degrade_latency_ms_per_min,
             degrade_fail_per_min,
@@ -208,7 +242,7 @@ async fn main() -> anyhow::Result<()> {
                 latency_ms_per_min: degrade_latency_ms_per_min,
                 fail_per_min: degrade_fail_per_min,
             });
-            let args = DemoArgs { target, actions, rate, seed, quiet: false, token, confirm_token, degrade };
+            let args = DemoArgs { target, actions, rate, seed, quiet: false, token, confirm_token, ca, degrade };
             let summary = demo::run(args).await?;
             summary.print();
             if summary.lost > 0 || summary.accounted() != summary.submitted {
@@ -216,8 +250,8 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status { target, token } => {
-            let code = warden::status::run(&target, token.as_deref()).await?;
+        Command::Status { target, token, ca } => {
+            let code = warden::status::run(&target, token.as_deref(), ca.as_deref()).await?;
             std::process::exit(code);
         }
         Command::Policy { command: PolicyCommand::Test { dir, coverage } } => {

@@ -74,14 +74,16 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
     });
 
     // Tests and `warden up` read this line to learn the bound address.
-    println!("warden node {name} listening on http://{addr} (data in {})", data_dir.display());
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    println!("warden node {name} listening on {scheme}://{addr} (data in {})", data_dir.display());
     let stopping = stop_tx.clone();
     let stop = async move {
         termination().await;
         tracing::info!("shutting down: no new requests");
         let _ = stopping.send(true);
     };
-    let server = crate::http::serve::serve(listener, routes(api), settings.http_limits, stop);
+    let tls = settings.tls.map(|t| t.http);
+    let server = crate::http::serve::serve(listener, routes(api), settings.http_limits, tls, stop);
     let mut stop_seen = stop_tx.subscribe();
     let mut served = tokio::spawn(server);
     let _ = stop_seen.wait_for(|s| *s).await;

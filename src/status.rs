@@ -150,9 +150,14 @@ fn slo_table(p: &Paint, slo: Option<&Value>) -> String {
 }
 
 /// Renders the cluster's state; returns the text and the verdict.
-pub async fn render(target: &str, token: Option<&str>, colour: bool) -> anyhow::Result<(String, String)> {
+pub async fn render(
+    target: &str,
+    token: Option<&str>,
+    ca: Option<&std::path::Path>,
+    colour: bool,
+) -> anyhow::Result<(String, String)> {
     let target = target.trim_end_matches('/');
-    let http = crate::auth::client(Duration::from_secs(5), token)?;
+    let http = crate::auth::client(Duration::from_secs(5), token, ca)?;
     let health = get(&http, format!("{target}/v1/health?scope=cluster")).await?;
     let cluster = get(&http, format!("{target}/v1/cluster")).await?;
     let alerts = match http.get(format!("{target}/v1/alerts")).send().await {
@@ -193,8 +198,8 @@ pub async fn render(target: &str, token: Option<&str>, colour: bool) -> anyhow::
     Ok((out, verdict))
 }
 
-pub async fn run(target: &str, token: Option<&str>) -> anyhow::Result<i32> {
-    let (text, verdict) = render(target, token, std::io::stdout().is_terminal()).await?;
+pub async fn run(target: &str, token: Option<&str>, ca: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    let (text, verdict) = render(target, token, ca, std::io::stdout().is_terminal()).await?;
     print!("{text}");
     Ok(exit_code(&verdict))
 }

@@ -25,6 +25,8 @@ pub struct UpArgs {
     pub http_port: u16,
     pub cluster_port: u16,
     pub data_dir: PathBuf,
+    /// HTTPS and a TLS cluster transport, with certificates made under `<data-dir>/tls`.
+    pub tls: bool,
 }
 
 /// The admin and agent tokens of a local cluster, and their token file.
@@ -57,6 +59,12 @@ pub fn ensure_tokens(data_dir: &Path) -> anyhow::Result<UpTokens> {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let tokens = ensure_tokens(&args.data_dir)?;
+    // A new CA and certificates on every start: they are throwaway, like the cluster.
+    let tls = match args.tls {
+        true => Some(crate::tls::generate(&args.data_dir.join("tls"), &(0..args.nodes).map(node_name).collect::<Vec<_>>())?),
+        false => None,
+    };
+    let ca = tls.as_ref().map(|t| t.ca.clone());
     let spec = LocalSpec {
         nodes: args.nodes,
         http_port: args.http_port,
@@ -67,6 +75,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         log: "warn,ractor=error,ractor_cluster=error,openraft=error,warp::server=off",
         log_to_files: false,
         token_file: Some(tokens.file.clone()),
+        tls,
     };
     let mut nodes = tokio::task::spawn_blocking(move || LocalCluster::start(&spec)).await??;
     for i in 0..nodes.len() {
@@ -86,6 +95,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.data_dir.join("admin.token").display(),
         args.data_dir.join("agent.token").display()
     );
+    if let Some(ca) = &ca {
+        println!(
+            "tls: HTTPS and cluster transport; clients trust the CA with --ca {0} (or WARDEN_CA={0})",
+            ca.display()
+        );
+    }
     println!("Ctrl-C stops every node.");
 
     let mut demos = tokio::task::JoinSet::new();
@@ -99,12 +114,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 quiet: true,
                 token: Some(tokens.agent.clone()),
                 confirm_token: Some(tokens.admin.clone()),
+                ca: ca.clone(),
                 degrade: None,
             };
             demos.spawn(demo::run(demo));
         }
     }
-    let http = crate::auth::client(Duration::from_secs(2), Some(&tokens.admin))?;
+    let http = crate::auth::client(Duration::from_secs(2), Some(&tokens.admin), ca.as_deref())?;
     let mut ticker = tokio::time::interval(STATUS_EVERY);
     loop {
         tokio::select! {

@@ -157,7 +157,7 @@ async fn up_with_the_demo_logs_no_error_from_start_through_load_to_ctrl_c() {
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let succeeded =
-                warden::soak::workload::events_of_kind_as(&up.urls[0], "action.succeeded", Some(&up.admin_token)).await;
+                warden::soak::workload::events_of_kind_as(&up.urls[0], "action.succeeded", Some(&up.admin_token), None).await;
             if succeeded.is_ok_and(|s| s.len() >= DEMO_SUCCEEDED) {
                 return;
             }

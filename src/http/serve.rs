@@ -2,7 +2,8 @@
 //! with named limits, so that oversized headers, clients that trickle their
 //! request (slow-loris) and piles of idle connections cost bounded resources
 //! and leave the node serving everyone else. (warp's own server sets none of
-//! these.) Stops accepting on shutdown, then waits for open connections to
+//! these.) Over TLS, each connection's handshake runs in its own task,
+//! bounded by the header timeout. Stops accepting on shutdown, then waits for open connections to
 //! finish (the caller bounds that wait).
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use warp::reply::Response;
 use warp::Filter;
 
@@ -39,6 +41,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// The limits a node serves with (the defaults are the constants above).
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// Also bounds a TLS handshake: it must be done within this long of accepting.
     pub header_read_timeout: Duration,
     pub max_connections: usize,
 }
@@ -66,10 +69,15 @@ fn over_limit(max: usize) {
     }
 }
 
-/// Serves `filter` on `listener` until `shutdown` completes, then waits for
-/// the open connections to finish.
-pub async fn serve<F>(listener: TcpListener, filter: F, limits: Limits, shutdown: impl Future<Output = ()>)
-where
+/// Serves `filter` on `listener` (over TLS with `tls`) until `shutdown`
+/// completes, then waits for the open connections to finish.
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -99,10 +107,23 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(warp::service(filter.clone()));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(tls) = &tls else {
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                // Errors here are the client's (reset, timeout, bad request head): hyper answered what it could.
+                let _ = connection.await;
+                drop(permit);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task, bounded like a request head.
+        let (tls, http, watcher) = (tls.clone(), http.clone(), graceful.watcher());
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            // Errors here are the client's (reset, timeout, bad request head): hyper answered what it could.
-            let _ = connection.await;
+            // A failed or slow handshake is the client's (plain HTTP, an untrusted CA): nothing to answer.
+            if let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+            }
             drop(permit);
         });
     }

@@ -75,6 +75,7 @@ fn cluster_spec(args: &SoakArgs, caps: &[Capability], dir: &Path) -> anyhow::Res
         log: "warn,ractor=error,ractor_cluster=error",
         log_to_files: true,
         token_file: None,
+        tls: None,
     };
     Ok(spec)
 }

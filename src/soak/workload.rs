@@ -227,12 +227,18 @@ pub async fn settle(targets: &Targets, acks: &[Ack]) -> Vec<Option<Value>> {
 
 /// Every event of one kind on a node's timeline (paged).
 pub async fn events_of_kind(base: &str, kind: &str) -> anyhow::Result<Vec<Value>> {
-    events_of_kind_as(base, kind, None).await
+    events_of_kind_as(base, kind, None, None).await
 }
 
-/// `events_of_kind` on a node with tokens, as the holder of `token` (an operator's or an admin's).
-pub async fn events_of_kind_as(base: &str, kind: &str, token: Option<&str>) -> anyhow::Result<Vec<Value>> {
-    let http = crate::auth::client(Duration::from_secs(10), token)?;
+/// `events_of_kind` on a node with tokens, as the holder of `token` (an
+/// operator's or an admin's), over HTTPS trusting `ca` if given.
+pub async fn events_of_kind_as(
+    base: &str,
+    kind: &str,
+    token: Option<&str>,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<Value>> {
+    let http = crate::auth::client(Duration::from_secs(10), token, ca)?;
     let mut out = Vec::new();
     let mut after = 0;
     loop {
