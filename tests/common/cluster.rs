@@ -1,7 +1,10 @@
 //! A multi-process cluster for replication and chaos tests: N `warden node`
 //! processes founding one Raft group, every link between two nodes routed
 //! through its own fault proxy (node i dials node j > i through proxy (i, j),
-//! and transitive dialling is off), so any pair can be partitioned.
+//! and transitive dialling is off), so any pair can be partitioned. With
+//! `start_tls`, every node serves HTTPS and runs its cluster transport over
+//! mutual TLS (a throwaway CA under the test's directory), and the harness's
+//! client trusts that CA.
 
 use super::process::{free_ports, loopback, node_args, NodeProcess};
 use super::proxy::Proxy;
@@ -21,10 +24,22 @@ pub struct Cluster {
     proxies: BTreeMap<(usize, usize), Proxy>,
     pub dir: PathBuf,
     http: reqwest::Client,
+    /// The CA the nodes' certificates chain to, when they run TLS.
+    pub ca: Option<PathBuf>,
 }
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap()
+}
+
+/// `warden node` arguments for a node's TLS files.
+pub fn tls_args(files: &warden::tls::TlsFiles) -> Vec<String> {
+    let mut args = vec!["--tls-cert".into(), files.cert.display().to_string()];
+    args.extend(["--tls-key".into(), files.key.display().to_string()]);
+    if let Some(ca) = &files.ca {
+        args.extend(["--tls-ca".into(), ca.display().to_string()]);
+    }
+    args
 }
 
 /// `POST url` with a JSON body: (status, JSON reply).
@@ -48,6 +63,16 @@ impl Cluster {
 
     /// `start` with each node's own `extra_config` (one per node).
     pub fn start_each(dir: &Path, extra_configs: &[String]) -> Cluster {
+        Self::start_with_tls(dir, extra_configs, false)
+    }
+
+    /// `start` over TLS: HTTPS and a mutual-TLS cluster transport, with
+    /// certificates from `warden::tls::generate` under `dir/tls`.
+    pub fn start_tls(dir: &Path, n: usize, extra_config: &str) -> Cluster {
+        Self::start_with_tls(dir, &vec![extra_config.to_owned(); n], true)
+    }
+
+    fn start_with_tls(dir: &Path, extra_configs: &[String], tls: bool) -> Cluster {
         let n = extra_configs.len();
         let names: Vec<String> = (0..n).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
         let cookie = dir.join("cookie");
@@ -61,6 +86,7 @@ impl Cluster {
             }
         }
         let voters = names.join(",");
+        let tls = tls.then(|| warden::tls::generate(&dir.join("tls"), &names).expect("certificates"));
         let mut nodes = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let config = dir.join(format!("{name}.toml"));
@@ -68,9 +94,22 @@ impl Cluster {
             let seeds: Vec<String> = (i + 1..n).map(|j| proxies[&(i, j)].addr.to_string()).collect();
             let mut args = node_args(name, ports[i], &seeds, &cookie);
             args.extend(["--bootstrap".into(), voters.clone()]);
+            if let Some(tls) = &tls {
+                args.extend(tls_args(&tls.nodes[i]));
+            }
             nodes.push(NodeProcess::start_with(&dir.join(name), Some(&config), &args));
         }
-        Cluster { names, nodes, ports, proxies, dir: dir.to_owned(), http: http() }
+        let ca = tls.map(|t| t.ca);
+        let http = match &ca {
+            Some(ca) => warden::auth::client(Duration::from_secs(15), None, Some(ca)).expect("a client trusting the CA"),
+            None => http(),
+        };
+        Cluster { names, nodes, ports, proxies, dir: dir.to_owned(), http, ca }
+    }
+
+    /// The harness's client (it trusts the cluster's CA when there is one).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Waits until the start-up churn is over: a leader, every node connected
@@ -109,7 +148,9 @@ impl Cluster {
 
     /// Opens a turn of `session` through node `i`; returns its id.
     pub async fn open_turn(&self, i: usize, session: &str) -> String {
-        let (status, turn) = post(format!("{}/v1/sessions/{session}/turns", self.url(i)), json!({})).await;
+        let r = self.http.post(format!("{}/v1/sessions/{session}/turns", self.url(i))).json(&json!({})).send().await;
+        let r = r.expect("node answers");
+        let (status, turn) = (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default());
         assert_eq!(status, 201, "{turn}");
         turn["turn_id"].as_str().expect("a turn id").to_owned()
     }
