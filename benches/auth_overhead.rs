@@ -54,7 +54,7 @@ async fn serve_node(name: &str, dir: &std::path::Path, tokens: Option<(Tokens, S
     let listener = serve::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve::serve(listener, routes(api), serve::Limits::default(), None, std::future::pending()));
-    let http = warden::auth::client(Duration::from_secs(60), token.as_deref()).unwrap();
+    let http = warden::auth::client(Duration::from_secs(60), token.as_deref(), None).unwrap();
     let turn: Value = http
         .post(format!("{url}/v1/sessions/bench/turns"))
         .json(&json!({}))

@@ -43,6 +43,8 @@ struct Tokens {
     agent: String,
     operator: String,
     admin: String,
+    /// A second agent ("bot-2"): it must not see the first one's actions.
+    other_agent: String,
 }
 
 impl Tokens {
@@ -99,6 +101,7 @@ impl Harness {
             agent: create_token(&file, principal(Role::Agent), Role::Agent).unwrap(),
             operator: create_token(&file, principal(Role::Operator), Role::Operator).unwrap(),
             admin: create_token(&file, principal(Role::Admin), Role::Admin).unwrap(),
+            other_agent: create_token(&file, "bot-2", Role::Agent).unwrap(),
         };
         let config = write_config(dir);
         let cookie = dir.join("cookie");
@@ -197,9 +200,14 @@ impl Harness {
     }
 
     async fn submit(&self, capability: &str, args: Value) -> String {
+        self.submit_as(Caller::As(Role::Admin), capability, args).await
+    }
+
+    /// Submits an action as `caller`; returns its id.
+    async fn submit_as(&self, caller: Caller, capability: &str, args: Value) -> String {
         let turn = self.turn().await;
         let body = json!({"turn_id": turn["turn_id"], "capability": capability, "args": args});
-        let (s, a) = self.admin(Method::POST, "/v1/actions", Some(body)).await;
+        let (s, a) = self.send(caller, Method::POST, &Call { path: "/v1/actions".into(), body: Some(body) }).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{a}");
         a["action_id"].as_str().unwrap().to_owned()
     }
@@ -283,7 +291,11 @@ impl Harness {
                 let body = json!({"turn_id": t["turn_id"], "capability": "search.web", "args": {"q": "x"}});
                 call("/v1/actions".into(), Some(body))
             }
-            Endpoint::GetAction => call(format!("/v1/actions/{}", self.submit("search.web", json!({})).await), None),
+            Endpoint::GetAction => {
+                // The agent's own action: every role allowed here may read it.
+                let id = self.submit_as(Caller::As(Role::Agent), "search.web", json!({})).await;
+                call(format!("/v1/actions/{id}"), None)
+            }
             Endpoint::Confirm => {
                 let id = self.submit("email.send", json!({"to": "x"})).await;
                 call(format!("/v1/actions/{id}/confirmation"), Some(json!({"approve": true})))
@@ -380,7 +392,7 @@ async fn a_confirmation_is_the_principals_and_a_by_naming_someone_else_is_refuse
     let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path()).await;
-    let id = h.submit("email.send", json!({"to": "x"})).await;
+    let id = h.submit_as(Caller::As(Role::Agent), "email.send", json!({"to": "x"})).await;
     let path = format!("/v1/actions/{id}/confirmation");
     let before = h.settled_digest().await;
     let posing = Call { path: path.clone(), body: Some(json!({"approve": true, "by": "root"})) };
@@ -396,6 +408,55 @@ async fn a_confirmation_is_the_principals_and_a_by_naming_someone_else_is_refuse
     // The 401 says how to authenticate.
     let resp = reqwest::get(format!("{}/v1/cluster", h.url)).await.unwrap();
     assert_eq!(resp.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
+}
+
+/// An agent reads its own actions only: another principal's answers 404
+/// exactly like an id that does not exist (a 403 would confirm the id), also
+/// as a long poll; operators and admins read every action.
+#[tokio::test]
+async fn an_agent_reads_only_the_actions_its_token_submitted() {
+    let _serial = one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let bot = Caller::As(Role::Agent);
+    let own = h.submit_as(bot, "search.web", json!({"q": "mine"})).await;
+    let admins = h.submit("search.web", json!({"q": "root's"})).await;
+    let get = |id: &str, query: &str| Call { path: format!("/v1/actions/{id}{query}"), body: None };
+
+    let (s, a) = h.send(bot, Method::GET, &get(&own, "?wait_ms=5000")).await;
+    assert_eq!((s, a["submitted_by"].as_str()), (StatusCode::OK, Some("bot")), "{a}");
+    let (_, a) = h.admin(Method::GET, &format!("/v1/actions/{admins}?wait_ms=5000"), None).await;
+    assert_eq!(a["submitted_by"], "root", "{a}");
+
+    let (unknown_status, unknown) = h.send(bot, Method::GET, &get("act_00000000000000000000000000", "")).await;
+    assert_eq!(unknown_status, StatusCode::NOT_FOUND, "{unknown}");
+    for query in ["", "?wait_ms=10000"] {
+        let started = Instant::now();
+        let (s, body) = h.send(bot, Method::GET, &get(&admins, query)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"]["code"], unknown["error"]["code"], "the same answer as an unknown id: {body}");
+        assert!(started.elapsed() < Duration::from_secs(5), "answered without waiting out the long poll");
+    }
+    // Another agent cannot read bot's action either, nor reach it by reusing its idempotency key.
+    let as_other = |method: Method, path: String| h.http.request(method, format!("{}{path}", h.url));
+    let r = as_other(Method::GET, format!("/v1/actions/{own}")).bearer_auth(&h.tokens.other_agent).send().await;
+    assert_eq!(r.unwrap().status(), StatusCode::NOT_FOUND);
+    let (_, a) = h.admin(Method::GET, &format!("/v1/actions/{own}"), None).await;
+    let before = h.settled_digest().await;
+    let body = json!({"turn_id": a["turn_id"], "capability": "search.web", "args": {}, "idempotency_key": a["idempotency_key"]});
+    let r = as_other(Method::POST, "/v1/actions".into()).bearer_auth(&h.tokens.other_agent).json(&body).send().await;
+    let r = r.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let reply: Value = r.json().await.unwrap();
+    assert!(reply.get("action_id").is_none() && reply["error"]["code"] == "conflict", "{reply}");
+    // The submission went through the log (the index moves) and changed no state.
+    assert_eq!(h.settled_digest().await.1, before.1, "a reused key changes no state");
+    // Operators and admins read everyone's.
+    for role in [Role::Operator, Role::Admin] {
+        for id in [&own, &admins] {
+            assert_eq!(h.send(Caller::As(role), Method::GET, &get(id, "")).await.0, StatusCode::OK, "{role:?} {id}");
+        }
+    }
 }
 
 #[test]

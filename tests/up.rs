@@ -24,6 +24,8 @@ struct Up {
     urls: Vec<String>,
     /// The admin token `up` printed.
     admin_token: String,
+    /// The CA `up --tls` printed for clients.
+    ca: Option<std::path::PathBuf>,
 }
 
 impl Up {
@@ -57,7 +59,7 @@ impl Up {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut up = Up { child, stdout, stderr, urls: Vec::new(), admin_token: String::new() };
+        let mut up = Up { child, stdout, stderr, urls: Vec::new(), admin_token: String::new(), ca: None };
         loop {
             let line = up.stdout.recv_timeout(Duration::from_secs(60)).expect("warden up reports its nodes");
             if let Some(rest) = line.strip_prefix("node ").and_then(|l| l.split(": ").nth(1)) {
@@ -66,11 +68,16 @@ impl Up {
             if let Some(rest) = line.strip_prefix("admin token: ") {
                 up.admin_token = rest.split_whitespace().next().unwrap().to_owned();
             }
+            if let Some(rest) = line.strip_prefix("tls: ").and_then(|l| l.split("--ca ").nth(1)) {
+                up.ca = Some(rest.split_whitespace().next().unwrap().into());
+            }
             if line.starts_with("Ctrl-C stops") {
                 break;
             }
         }
-        assert_eq!(up.urls, (0..3).map(|i| format!("http://127.0.0.1:{}", http + i)).collect::<Vec<_>>());
+        let scheme = if extra.contains(&"--tls") { "https" } else { "http" };
+        assert_eq!(up.urls, (0..3).map(|i| format!("{scheme}://127.0.0.1:{}", http + i)).collect::<Vec<_>>());
+        assert_eq!(up.ca.is_some(), scheme == "https", "up --tls prints its CA, and only then");
         let stored = std::fs::read_to_string(dir.join("admin.token")).expect("admin.token is written");
         assert_eq!(up.admin_token, stored, "the printed admin token is the one in admin.token");
         assert!(dir.join("agent.token").exists() && dir.join("tokens.toml").exists());
@@ -79,8 +86,9 @@ impl Up {
 
     /// Waits until node a sees all three nodes up (asking with the admin token `up` printed).
     async fn all_up(&self) {
-        let http = warden::auth::client(Duration::from_secs(5), Some(&self.admin_token)).unwrap();
-        let refused = reqwest::get(format!("{}/v1/cluster", self.urls[0])).await.unwrap();
+        let http = warden::auth::client(Duration::from_secs(5), Some(&self.admin_token), self.ca.as_deref()).unwrap();
+        let anonymous = warden::auth::client(Duration::from_secs(5), None, self.ca.as_deref()).unwrap();
+        let refused = anonymous.get(format!("{}/v1/cluster", self.urls[0])).send().await.unwrap();
         assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED, "up's nodes need a token");
         tokio::time::timeout(Duration::from_secs(30), async {
             loop {
@@ -150,14 +158,29 @@ const DEMO_SUCCEEDED: usize = 60;
 
 #[tokio::test]
 async fn up_with_the_demo_logs_no_error_from_start_through_load_to_ctrl_c() {
+    demo_runs_without_error(&[]).await;
+}
+
+/// `up --tls`: the same demo, over HTTPS and a TLS cluster transport, with
+/// the CA it printed; a client without that CA is not answered.
+#[tokio::test]
+async fn up_with_tls_runs_the_demo_over_https_with_the_ca_it_prints() {
+    demo_runs_without_error(&["--tls"]).await;
+}
+
+async fn demo_runs_without_error(extra: &[&str]) {
     let _serial = one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut up = Up::start(dir.path(), &["--demo"]);
+    let mut up = Up::start(dir.path(), &[&["--demo"], extra].concat());
     up.all_up().await;
+    if let Some(ca) = &up.ca {
+        assert!(ca.starts_with(dir.path()), "the CA is under the data dir: {}", ca.display());
+        assert!(reqwest::get(format!("{}/v1/health", up.urls[0])).await.is_err(), "a client without the CA");
+    }
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            let succeeded =
-                warden::soak::workload::events_of_kind_as(&up.urls[0], "action.succeeded", Some(&up.admin_token), None).await;
+            let (base, token, ca) = (&up.urls[0], Some(up.admin_token.as_str()), up.ca.as_deref());
+            let succeeded = warden::soak::workload::events_of_kind_as(base, "action.succeeded", token, ca).await;
             if succeeded.is_ok_and(|s| s.len() >= DEMO_SUCCEEDED) {
                 return;
             }

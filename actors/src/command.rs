@@ -59,6 +59,9 @@ pub enum Command {
         max_attempts: u32,
         backoff_ms: u64,
         confirm_ttl_ms: u64,
+        /// The authenticated principal that submitted it (none without tokens).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        submitted_by: Option<String>,
     },
     Confirm {
         action_id: ActionId,

@@ -417,6 +417,10 @@ pub struct Action {
     pub last_error: Option<String>,
     /// Seq of the latest event about this action: the cause of the next one.
     pub last_event_seq: u64,
+    /// The principal (token name) that submitted it, on a node with tokens;
+    /// a replay keeps the original's. An agent reads only its own actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
 }
 
 impl Action {

@@ -10,9 +10,13 @@ use crate::error::{Result, WardenError};
 use std::path::Path;
 
 /// The layout of `<data_dir>/warden.redb` this build reads and writes.
-pub const STORAGE_SCHEMA: u64 = 1;
+/// 2: actions record `submitted_by`, which a schema-1 build would drop when
+/// it rewrote them.
+pub const STORAGE_SCHEMA: u64 = 2;
 /// The shape of cluster messages this build sends and accepts.
-pub const WIRE_SCHEMA: u32 = 1;
+/// 2: `SubmitAction` carries `submitted_by`; a schema-1 peer would apply it
+/// without, and its state would differ.
+pub const WIRE_SCHEMA: u32 = 2;
 
 /// The meta-table key holding a data dir's storage schema.
 pub const META_STORAGE_SCHEMA: &str = "storage_schema";
@@ -66,7 +70,8 @@ mod tests {
         assert!(check_storage(Stored::Fresh, path).is_ok());
         assert!(check_storage(Stored::Versioned(STORAGE_SCHEMA), path).is_ok());
         let newer = check_storage(Stored::Versioned(STORAGE_SCHEMA + 1), path).unwrap_err().to_string();
-        assert!(newer.contains("/data/a/warden.redb") && newer.contains("schema 2"), "{newer}");
+        let schema = format!("schema {}", STORAGE_SCHEMA + 1);
+        assert!(newer.contains("/data/a/warden.redb") && newer.contains(&schema), "{newer}");
         let old = check_storage(Stored::Unversioned, path).unwrap_err().to_string();
         assert!(old.contains("without storage schemas"), "{old}");
     }
@@ -75,6 +80,7 @@ mod tests {
     fn a_peer_of_another_wire_schema_is_refused() {
         assert!(check_wire("b", WIRE_SCHEMA).is_ok());
         let refused = check_wire("b", WIRE_SCHEMA + 1).unwrap_err().to_string();
-        assert!(refused.contains("peer b") && refused.contains("wire schema 2"), "{refused}");
+        let schema = format!("wire schema {}", WIRE_SCHEMA + 1);
+        assert!(refused.contains("peer b") && refused.contains(&schema), "{refused}");
     }
 }

@@ -26,6 +26,7 @@ fn submit(id: &str, key: Option<&str>, verdict: Verdict, max_attempts: u32) -> C
         max_attempts,
         backoff_ms: 10,
         confirm_ttl_ms: 500,
+        submitted_by: None,
     }
 }
 

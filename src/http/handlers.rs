@@ -3,7 +3,7 @@
 
 use super::reply::*;
 use super::Api;
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::wrappers::BroadcastStream;
 use warden_actors::authz::PolicyInput;
-use warden_actors::domain::{Capability, Tier, Trust};
+use warden_actors::domain::{Action, Capability, Tier, Trust};
+use warden_actors::error::WardenError;
 use warden_actors::ids::*;
 use warden_actors::memory::PutRequest;
 use warden_actors::pipeline::SubmitRequest;
@@ -306,15 +307,43 @@ impl Handlers<'_> {
             capability: b.capability,
             args: b.args,
             idempotency_key: b.idempotency_key.as_deref().map(IdempotencyKey::parse).transpose()?,
+            submitted_by: self.who().map(str::to_owned),
         };
         let a = self.api.node.submit(req).await?;
+        if !self.may_read(&a) {
+            // The idempotency key is another principal's: its action is not this agent's to see.
+            let message = "this idempotency key belongs to another principal's action; use a key of your own";
+            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", message));
+        }
         let body =
             json!({"action_id": a.id, "state": a.state, "decision": a.decision, "idempotency_key": a.idempotency_key});
         json_reply(StatusCode::ACCEPTED, &body)
     }
 
+    /// Whether this caller may see `action`: an agent only its own (the
+    /// ones its token submitted); operators, admins and open nodes all.
+    fn may_read(&self, action: &Action) -> bool {
+        match self.principal {
+            Some(p) if p.role == Role::Agent => action.submitted_by.as_deref() == Some(p.name.as_str()),
+            _ => true,
+        }
+    }
+
+    /// Someone else's action, to an agent, answers exactly like an unknown
+    /// id: a 403 would confirm that the id exists.
+    fn hidden(&self, action: &Action) -> Result<(), ApiError> {
+        match self.may_read(action) {
+            true => Ok(()),
+            false => Err(WardenError::UnknownAction(action.id.to_string()).into()),
+        }
+    }
+
     pub async fn get_action(&self, id: &str, q: &Query) -> ApiResult {
         let id = ActionId(id.to_owned());
+        if self.principal.is_some_and(|p| p.role == Role::Agent) {
+            // Before any wait: an agent does not long-poll someone else's action.
+            self.hidden(&self.api.node.action(&id)?)?;
+        }
         let action = match q.u64("wait_ms")? {
             Some(ms) => {
                 // A long-poll ends early when the node starts shutting down.
@@ -326,6 +355,7 @@ impl Handlers<'_> {
             }
             None => self.api.node.action(&id)?,
         };
+        self.hidden(&action)?;
         json_reply(StatusCode::OK, &action)
     }
 

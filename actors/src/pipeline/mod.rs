@@ -33,6 +33,8 @@ pub struct SubmitRequest {
     pub capability: String,
     pub args: Value,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The authenticated principal submitting it, recorded on the action.
+    pub submitted_by: Option<String>,
 }
 
 #[derive(RactorMessage)]
@@ -126,6 +128,7 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
         max_attempts: capability.max_attempts,
         backoff_ms: capability.backoff_ms,
         confirm_ttl_ms: rt.config.confirm_ttl_ms,
+        submitted_by: req.submitted_by.clone(),
     })
 }
 

@@ -128,6 +128,7 @@ fn route(t: &mut Tables<'_>, r: &mut Recorder<'_>, cmd: &Command) -> Result<Outc
             max_attempts,
             backoff_ms,
             confirm_ttl_ms,
+            submitted_by,
         } => {
             let key = idempotency_key.clone().unwrap_or_else(|| IdempotencyKey::derived_from(action_id));
             let (max_attempts, backoff_ms, confirm_ttl_ms) = (*max_attempts, *backoff_ms, *confirm_ttl_ms);
@@ -141,6 +142,7 @@ fn route(t: &mut Tables<'_>, r: &mut Recorder<'_>, cmd: &Command) -> Result<Outc
                 backoff_ms,
                 confirm_ttl_ms,
                 replay_of: None,
+                submitted_by: submitted_by.clone(),
             };
             actions::submit(t, r, turn_id, idempotency_key.as_ref(), new)
         }

@@ -25,6 +25,7 @@ pub(in crate::store) struct NewAction<'a> {
     pub backoff_ms: u64,
     pub confirm_ttl_ms: u64,
     pub replay_of: Option<DlqId>,
+    pub submitted_by: Option<String>,
 }
 
 /// `SubmitAction`: records a decided action under its turn. A known
@@ -94,6 +95,7 @@ pub(in crate::store) fn create(
         replay_of: new.replay_of,
         last_error: None,
         last_event_seq: cause,
+        submitted_by: new.submitted_by,
     };
     let submitted = EventData::ActionSubmitted {
         capability: action.capability.clone(),

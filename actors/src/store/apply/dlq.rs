@@ -75,6 +75,7 @@ pub(in crate::store) fn replay(
         backoff_ms: original.backoff_ms,
         confirm_ttl_ms,
         replay_of: Some(dlq_id.clone()),
+        submitted_by: original.submitted_by.clone(),
     };
     let action = actions::create(t, r, &turn, spec, replayed_seq)?;
     entry.replays.push(action.id.clone());

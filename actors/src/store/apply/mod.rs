@@ -164,6 +164,7 @@ pub(super) mod testing {
             max_attempts: 3,
             backoff_ms: 10,
             confirm_ttl_ms: 1_000,
+            submitted_by: None,
         }
     }
 }
