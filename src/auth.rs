@@ -231,11 +231,7 @@ pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// An HTTP client for the API that sends `token` (if any) with every request
 /// and trusts the certificates of `ca` (if any) for HTTPS.
-pub fn client(
-    timeout: std::time::Duration,
-    token: Option<&str>,
-    ca: Option<&Path>,
-) -> anyhow::Result<reqwest::Client> {
+pub fn client(timeout: std::time::Duration, token: Option<&str>, ca: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = token {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))

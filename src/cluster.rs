@@ -7,10 +7,12 @@
 //! Liveness (heartbeats, failure detection, service placement) is the
 //! Registry's job and builds on this; a session here only says "connected".
 
+use crate::tls::ClusterTls;
 use anyhow::{bail, Context};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::IncomingEncryptionMode;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -19,8 +21,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use crate::tls::ClusterTls;
-use ractor_cluster::IncomingEncryptionMode;
 use warden_actors::backoff;
 use warden_actors::clock::wall_ms as now_ms;
 

@@ -129,10 +129,7 @@ fn cluster_tls(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)?;
-    Ok(ClusterTls {
-        acceptor: TlsAcceptor::from(Arc::new(server)),
-        connector: TlsConnector::from(Arc::new(client)),
-    })
+    Ok(ClusterTls { acceptor: TlsAcceptor::from(Arc::new(server)), connector: TlsConnector::from(Arc::new(client)) })
 }
 
 /// The name a dialled peer's certificate must carry: the address dialled.
@@ -190,7 +187,11 @@ pub fn generate(dir: &Path, names: &[String]) -> anyhow::Result<Generated> {
         (p.not_before, p.not_after) = (not_before, not_after);
         let key = KeyPair::generate()?;
         let cert = p.signed_by(&key, &issuer)?;
-        let files = TlsFiles { cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")), ca: Some(ca_path.clone()) };
+        let files = TlsFiles {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+            ca: Some(ca_path.clone()),
+        };
         std::fs::write(&files.cert, cert.pem()).with_context(|| format!("cannot write {}", files.cert.display()))?;
         crate::auth::write_private(&files.key, &key.serialize_pem())?;
         nodes.push(files);

@@ -61,7 +61,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let tokens = ensure_tokens(&args.data_dir)?;
     // A new CA and certificates on every start: they are throwaway, like the cluster.
     let tls = match args.tls {
-        true => Some(crate::tls::generate(&args.data_dir.join("tls"), &(0..args.nodes).map(node_name).collect::<Vec<_>>())?),
+        true => {
+            Some(crate::tls::generate(&args.data_dir.join("tls"), &(0..args.nodes).map(node_name).collect::<Vec<_>>())?)
+        }
         false => None,
     };
     let ca = tls.as_ref().map(|t| t.ca.clone());

@@ -71,7 +71,8 @@ async fn a_plain_tcp_node_with_the_right_cookie_cannot_join_a_tls_cluster() {
     let plain_http = common::cluster::http();
     let deadline = Instant::now() + CLUSTER_WAIT;
     let view = loop {
-        let view: Value = plain_http.get(format!("{}/v1/cluster", plain.url)).send().await.unwrap().json().await.unwrap();
+        let view: Value =
+            plain_http.get(format!("{}/v1/cluster", plain.url)).send().await.unwrap().json().await.unwrap();
         if view["transport"]["rejected_sessions"].as_u64().unwrap_or(0) >= 6 {
             break view;
         }
@@ -146,6 +147,11 @@ fn tls_settings_that_cannot_work_stop_the_start_with_a_reason() {
     assert!(refused(no_ca).contains("needs tls_ca"));
     let no_key = vec!["--tls-cert".into(), files.cert.display().to_string()];
     assert!(refused(no_key).contains("go together"));
-    let swapped = vec!["--tls-cert".into(), files.key.display().to_string(), "--tls-key".into(), files.cert.display().to_string()];
+    let swapped = vec![
+        "--tls-cert".into(),
+        files.key.display().to_string(),
+        "--tls-key".into(),
+        files.cert.display().to_string(),
+    ];
     assert!(refused(swapped).contains("no certificate"));
 }

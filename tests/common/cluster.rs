@@ -101,7 +101,9 @@ impl Cluster {
         }
         let ca = tls.map(|t| t.ca);
         let http = match &ca {
-            Some(ca) => warden::auth::client(Duration::from_secs(15), None, Some(ca)).expect("a client trusting the CA"),
+            Some(ca) => {
+                warden::auth::client(Duration::from_secs(15), None, Some(ca)).expect("a client trusting the CA")
+            }
             None => http(),
         };
         Cluster { names, nodes, ports, proxies, dir: dir.to_owned(), http, ca }
