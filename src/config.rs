@@ -557,6 +557,27 @@ windows = ["1m", "1h"]
     }
 
     #[test]
+    fn tls_files_are_relative_to_the_config_and_turn_transitive_dialling_off() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::tls::generate(&dir.path().join("tls"), &["a".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("cookie"), "0123456789abcdef-secret").unwrap();
+        let path = dir.path().join("node.toml");
+        let load = |extra: &str| {
+            let files = "tls_cert = \"tls/a.crt\"\ntls_key = \"tls/a.key\"\ntls_ca = \"tls/ca.crt\"\n";
+            let cluster = "cluster_addr = \"127.0.0.1:7400\"\ncookie_file = \"cookie\"\n";
+            std::fs::write(&path, format!("{files}{cluster}{extra}")).unwrap();
+            Settings::load(Some(&path), Overrides::default())
+        };
+        let s = load("").unwrap();
+        assert!(s.tls.as_ref().is_some_and(|t| t.cluster.is_some()), "HTTPS and a TLS transport");
+        let cluster = s.cluster.unwrap();
+        assert!(cluster.tls.is_some() && !cluster.transitive, "peers of peers would be dialled in plain TCP");
+        let err = format!("{:#}", load("cluster_transitive = true\n").unwrap_err());
+        assert!(err.contains("cluster_transitive"), "{err}");
+        assert!(Settings::load(None, Overrides::default()).unwrap().tls.is_none());
+    }
+
+    #[test]
     fn auth_is_on_with_a_token_file_and_an_open_node_must_be_loopback_or_explicit() {
         let dir = tempfile::tempdir().unwrap();
         let tokens = dir.path().join("tokens.toml");
