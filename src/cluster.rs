@@ -12,15 +12,17 @@ use anyhow::{bail, Context};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::IncomingEncryptionMode;
+use ractor_cluster::{BoxRead, BoxWrite, ClusterBidiStream, IncomingEncryptionMode};
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use warden_actors::backoff;
 use warden_actors::clock::wall_ms as now_ms;
 
@@ -31,6 +33,15 @@ pub const MIN_COOKIE_LEN: usize = 16;
 /// Backoff between attempts to reach a seed that is not connected.
 pub const SEED_RETRY_MIN: Duration = Duration::from_millis(100);
 pub const SEED_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Longest a dialler may take over the TLS handshake on the cluster port
+/// before its connection is dropped: a client that connects and says nothing
+/// must not hold the port.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// TLS handshakes under way at once on the cluster port; further connections
+/// wait in the kernel's accept queue.
+pub const MAX_TLS_HANDSHAKES: usize = 64;
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug)]
 pub struct ClusterSettings {
@@ -192,22 +203,46 @@ impl Cluster {
         settings: ClusterSettings,
         peer_lost: impl Fn(&str) + Send + 'static,
     ) -> anyhow::Result<Cluster> {
+        // With TLS, warden accepts on `cluster_addr` itself and hands each
+        // session to the server once its handshake is done (bounded in time,
+        // one task each). ractor_cluster's own listener would run handshakes
+        // one at a time in its accept loop, so one silent client could hold
+        // the port; it listens on an ephemeral loopback port instead, still
+        // TLS-only, and the name peers see carries the public port.
+        let public = match &settings.tls {
+            Some(_) => Some(
+                TcpListener::bind(settings.addr)
+                    .await
+                    .with_context(|| format!("cannot listen on cluster_addr {}", settings.addr))?,
+            ),
+            None => None,
+        };
+        let (port, listen_ip) = match &public {
+            Some(_) => (0, IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            None => (settings.addr.port(), settings.addr.ip()),
+        };
         let server = NodeServer::new(
-            settings.addr.port(),
+            port,
             settings.cookie.clone(),
             node_name.to_owned(),
             settings.addr.ip().to_string(),
             settings.tls.as_ref().map(|t| IncomingEncryptionMode::Tls(t.acceptor.clone())),
             Some(if settings.transitive { NodeConnectionMode::Transitive } else { NodeConnectionMode::Isolated }),
         )
-        .with_listen_addr(settings.addr.ip());
+        .with_listen_addr(listen_ip);
         let (server, _) = Actor::spawn(None, server, ()).await.context("cluster server did not start")?;
+        let mut tasks = Vec::new();
+        if let (Some(listener), Some(tls)) = (public, &settings.tls) {
+            // Queued after the listener's own report of its ephemeral port.
+            let port = listener.local_addr().context("cluster listener has no address")?.port();
+            server.cast(NodeServerMessage::PortChanged { port }).context("cluster server stopped at start")?;
+            tasks.push(tokio::spawn(accept_tls(listener, tls.acceptor.clone(), server.clone())));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         server
             .cast(NodeServerMessage::SubscribeToEvents { id: "warden".into(), subscription: Box::new(Forward(tx)) })
             .context("cannot subscribe to cluster sessions")?;
         let table = Arc::new(RwLock::new(Table::default()));
-        let mut tasks = Vec::new();
         let me = node_name.to_owned();
         tasks.push(tokio::spawn(follow_sessions(me, rx, table.clone(), peer_lost)));
         for seed in settings.seeds.iter().copied().filter(|s| *s != settings.addr) {
@@ -230,6 +265,55 @@ impl Cluster {
             t.abort();
         }
         self.server.stop(None);
+    }
+}
+
+/// Accepts cluster connections on the public port: each TLS handshake runs in
+/// its own task under [`TLS_HANDSHAKE_TIMEOUT`], at most [`MAX_TLS_HANDSHAKES`]
+/// at once, and a finished one becomes a session of the server (the cookie
+/// handshake follows inside it).
+async fn accept_tls(listener: TcpListener, acceptor: TlsAcceptor, server: ActorRef<NodeServerMessage>) {
+    let permits = Arc::new(Semaphore::new(MAX_TLS_HANDSHAKES));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster port: accept failed");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let (acceptor, server) = (acceptor.clone(), server.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tcp.set_nodelay(true);
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let stream = Box::new(TlsSession { stream, peer });
+                    let _ = server.cast(NodeServerMessage::ConnectionOpenedExternal { stream, is_server: true });
+                }
+                Ok(Err(e)) => tracing::info!(%peer, error = %e, "cluster TLS handshake refused"),
+                Err(_) => tracing::info!(%peer, "cluster TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// An accepted TLS connection, as the server's sessions take it.
+struct TlsSession {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+}
+
+impl ClusterBidiStream for TlsSession {
+    fn split(self: Box<Self>) -> (BoxRead, BoxWrite) {
+        let (read, write) = tokio::io::split(self.stream);
+        (Box::new(read), Box::new(write))
+    }
+
+    fn peer_label(&self) -> Option<String> {
+        Some(self.peer.to_string())
     }
 }
 

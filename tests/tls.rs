@@ -94,6 +94,41 @@ async fn a_plain_tcp_node_with_the_right_cookie_cannot_join_a_tls_cluster() {
     run_probe(&cluster, 1, &turn, 1).await;
 }
 
+/// Waits until node `i` reports peer `name` in `state`.
+async fn peer_state(cluster: &Cluster, i: usize, name: &str, state: &str) {
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        let view = cluster.get(i, "/v1/cluster").await.unwrap_or_default();
+        let peers = view["transport"]["peers"].as_array().cloned().unwrap_or_default();
+        if peers.iter().any(|p| p["name"] == name && p["state"] == state) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node {i} never saw {name} {state}: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_connect_and_say_nothing_do_not_hold_the_cluster_port() {
+    let _serial = one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start_tls(dir.path(), 3, PROBE);
+    cluster.settled().await;
+    // Silent connections on every node's cluster port, held to the end of the test.
+    let _silent: Vec<std::net::TcpStream> = (0..4)
+        .flat_map(|_| cluster.ports.iter())
+        .map(|p| std::net::TcpStream::connect(common::process::loopback(*p)).expect("the cluster port accepts"))
+        .collect();
+    // a's session to c goes; a dials c again, and c has to accept it behind them.
+    cluster.link(0, 2).cut();
+    peer_state(&cluster, 0, "c", "disconnected").await;
+    cluster.link(0, 2).heal();
+    peer_state(&cluster, 0, "c", "connected").await;
+    peer_state(&cluster, 2, "a", "connected").await;
+    let turn = cluster.open_turn(0, "after").await;
+    run_probe(&cluster, 0, &turn, 2).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_node_answers_only_clients_that_speak_tls_and_trust_its_ca() {
     let dir = tempfile::tempdir().unwrap();
