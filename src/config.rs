@@ -212,6 +212,8 @@ pub struct StorageFile {
     pub min_free_percent: Option<u64>,
     /// How often free space is read; default 1000.
     pub check_every_ms: Option<u64>,
+    /// How often the state's tables are measured; default 30000.
+    pub size_every_ms: Option<u64>,
 }
 
 fn storage_config(storage: &StorageFile) -> anyhow::Result<StorageConfig> {
@@ -222,9 +224,10 @@ fn storage_config(storage: &StorageFile) -> anyhow::Result<StorageConfig> {
             min_free_percent: storage.min_free_percent.unwrap_or(d.watermark.min_free_percent),
         },
         check_every: ms(storage.check_every_ms, d.check_every),
+        size_every: ms(storage.size_every_ms, d.size_every),
     };
-    if c.watermark.min_free_percent > 100 || c.check_every.is_zero() {
-        bail!("storage.min_free_percent must be at most 100 and storage.check_every_ms at least 1");
+    if c.watermark.min_free_percent > 100 || c.check_every.is_zero() || c.size_every.is_zero() {
+        bail!("storage.min_free_percent must be at most 100, storage.check_every_ms and size_every_ms at least 1");
     }
     Ok(c)
 }

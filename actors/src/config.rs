@@ -5,7 +5,7 @@
 use crate::authz::PolicyConfig;
 use crate::clock::Clock;
 use crate::consensus::{Durability, RaftSettings};
-use crate::disk::Watermark;
+use crate::disk::{Watermark, DEFAULT_STATE_SIZE_EVERY_MS};
 use crate::domain::Capability;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -130,11 +130,18 @@ pub struct StorageConfig {
     pub watermark: Watermark,
     /// Free space is read this often, on the node's clock.
     pub check_every: Duration,
+    /// The state's tables are measured this often (a walk of every table:
+    /// a read of the file).
+    pub size_every: Duration,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { watermark: Watermark::default(), check_every: Duration::from_secs(1) }
+        Self {
+            watermark: Watermark::default(),
+            check_every: Duration::from_secs(1),
+            size_every: Duration::from_millis(DEFAULT_STATE_SIZE_EVERY_MS),
+        }
     }
 }
 

@@ -25,6 +25,9 @@ pub const FAILURE_LOG_INTERVAL_MS: u64 = 60_000;
 /// share (in percent) of the watermark above it, so a node near the line
 /// does not flap between refusing and admitting.
 pub const RECOVERY_MARGIN_PERCENT: u64 = 10;
+/// The state's size (rows and bytes per table) is measured this often
+/// unless `[storage] size_every_ms` says otherwise.
+pub const DEFAULT_STATE_SIZE_EVERY_MS: u64 = 30_000;
 
 /// The free-space low watermark of the data dir's file system: the smaller
 /// of `min_free_bytes` and `min_free_percent` of the file system's size.
@@ -77,6 +80,38 @@ pub enum StorageState {
     Failed,
 }
 
+/// One table of the data dir's redb file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSize {
+    pub table: String,
+    pub rows: u64,
+    /// What its rows, its branch pages and its fragmentation take in the file.
+    pub bytes: u64,
+}
+
+/// The state's size, measured every `[storage] size_every_ms` (walking
+/// every table costs a read of the file, so not at every report).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSize {
+    pub tables: Vec<TableSize>,
+    /// Time of the oldest event still held (the timeline's start).
+    pub oldest_event_ms: Option<u64>,
+    /// When it was measured, on the node's clock.
+    pub at_ms: u64,
+}
+
+/// The last Raft snapshot this node built.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    /// The encoded state it carries.
+    pub bytes: u64,
+    /// Capture, encoding and the durable write.
+    pub build_ms: u64,
+    /// Log index it covers.
+    pub last_index: u64,
+    pub at_ms: u64,
+}
+
 /// What a node says of its storage (part of its `NodeReport`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageReport {
@@ -86,6 +121,10 @@ pub struct StorageReport {
     pub watermark_bytes: u64,
     /// The last storage failure, while `state` is `failed`.
     pub error: Option<String>,
+    #[serde(default)]
+    pub size: StateSize,
+    #[serde(default)]
+    pub last_snapshot: Option<SnapshotStats>,
 }
 
 /// What changed when free space was observed.
@@ -100,6 +139,8 @@ pub enum Transition {
 
 #[derive(Default)]
 struct GateState {
+    size: StateSize,
+    last_snapshot: Option<SnapshotStats>,
     full: bool,
     space: FreeSpace,
     watermark_bytes: u64,
@@ -155,6 +196,18 @@ impl StorageGate {
         true
     }
 
+    /// Records the state's size as just measured.
+    pub fn measured(&self, tables: Vec<TableSize>, oldest_event_ms: Option<u64>) {
+        let at_ms = self.clock.now_ms();
+        self.state.lock().size = StateSize { tables, oldest_event_ms, at_ms };
+    }
+
+    /// Records a snapshot just built and persisted.
+    pub fn snapshot_built(&self, bytes: u64, build_ms: u64, last_index: u64) {
+        let at_ms = self.clock.now_ms();
+        self.state.lock().last_snapshot = Some(SnapshotStats { bytes, build_ms, last_index, at_ms });
+    }
+
     /// A write succeeded: a failure is over. Returns the failure it ends, if any.
     pub fn succeeded(&self) -> Option<String> {
         let mut s = self.state.lock();
@@ -194,6 +247,8 @@ impl StorageGate {
             total_bytes: s.space.total_bytes,
             watermark_bytes: s.watermark_bytes,
             error: s.failure.clone(),
+            size: s.size.clone(),
+            last_snapshot: s.last_snapshot.clone(),
         }
     }
 }

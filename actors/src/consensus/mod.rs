@@ -81,7 +81,7 @@ impl Consensus {
         let hub = Arc::new(Hub::default());
         let storage = Arc::new(StorageGate::new(clock.clone()));
         let log = LogStore::open(db.clone(), name, durability, storage.clone())?;
-        let machine = StateStore::open(db, log.clone(), hub.clone())?;
+        let machine = StateStore::open(db, log.clone(), hub.clone(), storage.clone())?;
         let config = openraft::Config {
             cluster_name: "warden".into(),
             heartbeat_interval: settings.heartbeat.as_millis() as u64,

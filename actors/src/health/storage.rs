@@ -2,6 +2,7 @@
 //! tells the storage gate (`disk::StorageGate`), which admission asks. A
 //! crossing of the watermark is logged once: ERROR when new work starts to
 //! be refused (an operator must free space), INFO when it is admitted again.
+//! Every `[storage] size_every_ms` it also measures the state's tables.
 
 use crate::disk::{free_space, Transition};
 use crate::runtime::Runtime;
@@ -14,9 +15,20 @@ pub fn spawn_storage_watch(rt: &Arc<Runtime>, data_dir: PathBuf) {
     let tasks = rt.tasks.clone();
     tasks.spawn_unique("health:storage".into(), async move {
         let every = rt.config.storage.check_every.as_millis() as u64;
+        let size_every = rt.config.storage.size_every.as_millis() as u64;
         let gate = rt.ledger.consensus().storage().clone();
         let mut last_probe_error: Option<String> = None;
+        let mut next_size_at = 0;
         loop {
+            if rt.clock.now_ms() >= next_size_at {
+                next_size_at = rt.clock.now_ms().saturating_add(size_every);
+                let store = rt.store.clone();
+                match tokio::task::spawn_blocking(move || store.state_size()).await {
+                    Ok(Ok((tables, oldest))) => gate.measured(tables, oldest),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot measure the state's tables"),
+                    Err(_) => {}
+                }
+            }
             let dir = data_dir.clone();
             let space = tokio::task::spawn_blocking(move || free_space(&dir)).await;
             match space {

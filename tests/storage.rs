@@ -1,3 +1,5 @@
+//! Storage as an operator sees it.
+//!
 //! A full disk is an expected condition: a node on a 64 MiB tmpfs made by
 //! the test, with a 16 MiB free-space low watermark, is pushed under it by a
 //! filler file. It refuses new work with 507 `storage_full` while reads, a
@@ -9,6 +11,9 @@
 //! Mounting a tmpfs needs root (CAP_SYS_ADMIN). Under `CI=true` the test
 //! fails when it cannot mount one (`.ci/run` runs as root); elsewhere it is
 //! skipped, saying why.
+//!
+//! Visibility: `/v1/health`, `/metrics` and `warden status` show the state's
+//! rows and bytes per table, the oldest event and the last snapshot.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -309,4 +314,86 @@ async fn a_full_disk_refuses_new_work_keeps_admitted_work_and_recovers_without_a
         assert!(keys.contains(&key), "memory {key} lost: {b}");
     }
     assert!(!keys.contains(&"refused"), "{b}");
+}
+
+/// A metric's value in the exposition text (with `labels` a subset of its labels).
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("exposition text");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_status_show_table_sizes_the_oldest_event_and_the_last_snapshot() {
+    const WRITES: u64 = 120;
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("node.toml");
+    std::fs::write(&config, "[storage]\nsize_every_ms = 100\n\n[raft]\nsnapshot_every = 50\n").unwrap();
+    let node = LoggedNode::start(&work.path().join("node"), &config, &work.path().join("node.log"));
+    let api = Api { http: reqwest::Client::new(), url: node.url.clone() };
+    let started_ms = warden::warden_actors::clock::wall_ms();
+    for i in 0..WRITES {
+        let (s, b) = api.put_memory(&format!("k{i}"), json!(i)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let rows_of = |h: &Value, table: &str| {
+        h["storage"]["size"]["tables"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["table"] == table))
+            .map(|t| (t["rows"].as_u64().unwrap(), t["bytes"].as_u64().unwrap()))
+    };
+    // Measured after the writes, and a snapshot built past index 50.
+    let h = api
+        .health_until("measured after the writes, with a snapshot", |h| {
+            rows_of(h, "memory").is_some_and(|(rows, _)| rows == WRITES) && !h["storage"]["last_snapshot"].is_null()
+        })
+        .await;
+    let (memory_rows, memory_bytes) = rows_of(&h, "memory").unwrap();
+    assert!(memory_bytes > 0, "{h}");
+    let (event_rows, _) = rows_of(&h, "events").unwrap();
+    assert!(event_rows >= WRITES, "a memory.write event per write: {event_rows} events");
+    let tables: Vec<&str> =
+        h["storage"]["size"]["tables"].as_array().unwrap().iter().filter_map(|t| t["table"].as_str()).collect();
+    for t in ["log", "sessions", "turns", "actions", "active_actions", "dlq", "idempotency", "memory", "events"] {
+        assert!(tables.contains(&t), "table {t} missing from {tables:?}");
+    }
+    let oldest = h["storage"]["size"]["oldest_event_ms"].as_u64().expect("an oldest event");
+    assert!(
+        oldest >= started_ms.saturating_sub(60_000) && oldest <= warden::warden_actors::clock::wall_ms(),
+        "{oldest}"
+    );
+    let snap = &h["storage"]["last_snapshot"];
+    assert!(snap["bytes"].as_u64().unwrap() > 0 && snap["last_index"].as_u64().unwrap() >= 50, "{snap}");
+
+    // The cluster view carries the same report.
+    let (s, cluster) = api.get("/v1/health?scope=cluster").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!cluster["nodes"][0]["report"]["storage"]["size"]["tables"].as_array().unwrap().is_empty(), "{cluster}");
+
+    let text = reqwest::get(format!("{}/metrics", node.url)).await.unwrap().text().await.unwrap();
+    let rows = metric(&text, "warden_state_table_rows", &[("table", "memory")]).expect("memory rows");
+    assert_eq!(rows as u64, memory_rows);
+    assert!(metric(&text, "warden_state_table_bytes", &[("table", "events")]).is_some_and(|b| b > 0.0), "{text}");
+    assert!(metric(&text, "warden_snapshot_bytes", &[]).is_some_and(|b| b > 0.0), "{text}");
+    assert!(metric(&text, "warden_snapshot_build_seconds", &[]).is_some_and(|s| s >= 0.0), "{text}");
+    assert_eq!(metric(&text, "warden_storage_state", &[]), Some(0.0));
+    assert!(metric(&text, "warden_storage_free_bytes", &[]).is_some_and(|b| b > 0.0), "{text}");
+    let oldest_s = metric(&text, "warden_state_oldest_event_timestamp_seconds", &[]).expect("oldest event");
+    assert_eq!((oldest_s * 1000.0).round() as u64, oldest);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_warden")).args(["status", "--target", &node.url]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("a ") && l.contains("low watermark"))
+        .unwrap_or_else(|| panic!("no storage line for node a in:\n{text}"));
+    assert!(line.contains("largest") && line.contains("last snapshot") && !line.contains("none built"), "{line}");
 }
