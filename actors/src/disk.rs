@@ -76,7 +76,8 @@ pub enum StorageState {
     Ok,
     /// Free space is below the watermark: new work is refused.
     Full,
-    /// redb reported an I/O error; it clears when a write succeeds again.
+    /// A Raft log write failed (redb reported an I/O error): nothing is
+    /// proposed until the node is restarted.
     Failed,
 }
 
@@ -214,15 +215,20 @@ impl StorageGate {
         s.failure.take()
     }
 
-    /// Whether `cmd` may be proposed now: new work is refused while storage
-    /// is full or failing; what already-admitted work needs is not.
+    /// Whether `cmd` may be proposed now. Under the watermark new work is
+    /// refused and what already-admitted work needs is not. After a failed
+    /// log write everything is refused: redb wants the database re-opened
+    /// and openraft has stopped this node's Raft, so a proposal could only
+    /// fail later, and each would log its failure again.
     pub fn admit(&self, cmd: &Command) -> Result<()> {
-        if !cmd.is_new_work() {
-            return Ok(());
-        }
         let s = self.state.lock();
         if let Some(error) = &s.failure {
-            return Err(WardenError::StorageFailed(format!("the data dir's storage failed: {error}")));
+            return Err(WardenError::StorageFailed(format!(
+                "the data dir's storage failed ({error}): this node writes nothing until it is restarted"
+            )));
+        }
+        if !cmd.is_new_work() {
+            return Ok(());
         }
         if s.full {
             return Err(WardenError::StorageFull(format!(
@@ -313,7 +319,7 @@ mod tests {
         assert_eq!(repeats, 0, "the same failure within the interval is not logged again");
         assert!(gate.failed("Previous I/O error occurred"), "a distinct failure is logged");
         assert_eq!(gate.admit(&submit()).unwrap_err().code(), "storage_failed");
-        assert!(gate.admit(&confirm()).is_ok());
+        assert_eq!(gate.admit(&confirm()).unwrap_err().code(), "storage_failed", "nothing is written after a failure");
         assert_eq!(gate.report().state, StorageState::Failed);
         clock.advance(Duration::from_millis(FAILURE_LOG_INTERVAL_MS));
         assert!(gate.failed("No space left on device"), "logged again once the interval has passed");

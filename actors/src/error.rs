@@ -39,7 +39,7 @@ pub enum WardenError {
     /// The data dir's free space is under the low watermark: new work is refused.
     #[error("storage full: {0}")]
     StorageFull(String),
-    /// redb reported an I/O error and has not written since: new work is refused.
+    /// A Raft log write failed (redb reported an I/O error): nothing is written until a restart.
     #[error("storage failed: {0}")]
     StorageFailed(String),
     /// A policy bundle that does not load or compile.
