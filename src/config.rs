@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use warden_actors::authz::{Bundle, EngineKind, PolicyConfig, DEFAULT_EVAL_TIMEOUT};
+use warden_actors::config::StorageConfig;
 use warden_actors::config::{SloConfig, DEFAULT_CONFIRM_TTL_MS};
 use warden_actors::consensus::RaftSettings;
+use warden_actors::disk::Watermark;
 use warden_actors::domain::{parse_window, Capability};
 use warden_actors::health::HealthConfig;
 use warden_actors::registry::RegistryConfig;
@@ -60,6 +62,8 @@ pub struct ConfigFile {
     pub raft: RaftFile,
     #[serde(default)]
     pub health: HealthFile,
+    #[serde(default)]
+    pub storage: StorageFile,
     #[serde(default)]
     pub slo: SloFile,
     /// Lets `args._sim.panic_attempts` crash the Executors actor: for tests of
@@ -203,6 +207,37 @@ pub struct HealthFile {
     pub lag_entries: Option<u64>,
     /// The DLQ grows when it is deeper than this long ago.
     pub dlq_window_ms: Option<u64>,
+}
+
+/// `[storage]`: the data dir's free-space low watermark (docs/operations.md,
+/// "Disk full"): new work is refused under the smaller of the two.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageFile {
+    /// Default 1 GiB.
+    pub min_free_bytes: Option<u64>,
+    /// Of the file system's size; default 5.
+    pub min_free_percent: Option<u64>,
+    /// How often free space is read; default 1000.
+    pub check_every_ms: Option<u64>,
+    /// How often the state's tables are measured; default 30000.
+    pub size_every_ms: Option<u64>,
+}
+
+fn storage_config(storage: &StorageFile) -> anyhow::Result<StorageConfig> {
+    let d = StorageConfig::default();
+    let c = StorageConfig {
+        watermark: Watermark {
+            min_free_bytes: storage.min_free_bytes.unwrap_or(d.watermark.min_free_bytes),
+            min_free_percent: storage.min_free_percent.unwrap_or(d.watermark.min_free_percent),
+        },
+        check_every: ms(storage.check_every_ms, d.check_every),
+        size_every: ms(storage.size_every_ms, d.size_every),
+    };
+    if c.watermark.min_free_percent > 100 || c.check_every.is_zero() || c.size_every.is_zero() {
+        bail!("storage.min_free_percent must be at most 100, storage.check_every_ms and size_every_ms at least 1");
+    }
+    Ok(c)
 }
 
 /// `[http]`: the HTTP server's connection limits (`http::serve`).
@@ -400,6 +435,7 @@ impl Settings {
         node.registry = registry_config([file.heartbeat_ms, file.suspect_after_ms, file.down_after_ms])?;
         node.raft = raft_settings(&file.raft)?;
         node.health = health_config(&file.health)?;
+        node.storage = storage_config(&file.storage)?;
         node.slo = slo_config(&file.slo)?;
         node.fault_injection = file.fault_injection.unwrap_or(false);
         node.policy = policy;

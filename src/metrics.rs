@@ -1,6 +1,7 @@
 //! Prometheus metrics. Action outcomes and attempt latencies are counted from
-//! the node's committed events (one subscriber task); breaker states and the
-//! DLQ depth are read at scrape time, so they are never stale.
+//! the node's committed events (one subscriber task); breaker states, the
+//! DLQ depth and storage (free space, tables, last snapshot) are read at
+//! scrape time, so they are never stale.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use warden_actors::breaker::BreakerState;
+use warden_actors::disk::{StorageReport, StorageState};
 use warden_actors::domain::{AttemptOutcome, Event, EventData, Verdict};
 use warden_actors::slo::SloView;
 use warden_actors::Node;
@@ -97,6 +99,80 @@ impl SloGauges {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: String,
+}
+
+/// This node's storage at scrape time (`GET /v1/health`'s `storage`): free
+/// space against the watermark, the state's tables, the last snapshot.
+#[derive(Default)]
+struct StorageGauges {
+    state: Gauge,
+    free_bytes: Gauge,
+    watermark_bytes: Gauge,
+    table_rows: Family<TableLabels, Gauge>,
+    table_bytes: Family<TableLabels, Gauge>,
+    oldest_event: FloatGauge,
+    snapshot_bytes: Gauge,
+    snapshot_build: FloatGauge,
+}
+
+impl StorageGauges {
+    fn register(&self, r: &mut Registry) {
+        r.register("storage_state", "Data dir storage: 0 ok, 1 under the low watermark, 2 failed", self.state.clone());
+        r.register("storage_free_bytes", "Free bytes on the data dir's file system", self.free_bytes.clone());
+        r.register(
+            "storage_low_watermark_bytes",
+            "Free bytes under which new work is refused (507 storage_full)",
+            self.watermark_bytes.clone(),
+        );
+        r.register(
+            "state_table_rows",
+            "Rows per table of warden.redb (measured every [storage] size_every_ms)",
+            self.table_rows.clone(),
+        );
+        r.register(
+            "state_table_bytes",
+            "Bytes per table of warden.redb: rows, branch pages, fragmentation",
+            self.table_bytes.clone(),
+        );
+        r.register(
+            "state_oldest_event_timestamp_seconds",
+            "Time of the oldest event the state holds",
+            self.oldest_event.clone(),
+        );
+        r.register("snapshot_bytes", "Size of the last Raft snapshot this node built", self.snapshot_bytes.clone());
+        r.register(
+            "snapshot_build_seconds",
+            "Time the last Raft snapshot took to build and persist",
+            self.snapshot_build.clone(),
+        );
+    }
+
+    fn set(&self, s: &StorageReport) {
+        self.state.set(match s.state {
+            StorageState::Ok => 0,
+            StorageState::Full => 1,
+            StorageState::Failed => 2,
+        });
+        self.free_bytes.set(s.free_bytes as i64);
+        self.watermark_bytes.set(s.watermark_bytes as i64);
+        for t in &s.size.tables {
+            let labels = TableLabels { table: t.table.clone() };
+            self.table_rows.get_or_create(&labels).set(t.rows as i64);
+            self.table_bytes.get_or_create(&labels).set(t.bytes as i64);
+        }
+        if let Some(ms) = s.size.oldest_event_ms {
+            self.oldest_event.set(ms as f64 / 1000.0);
+        }
+        if let Some(snap) = &s.last_snapshot {
+            self.snapshot_bytes.set(snap.bytes as i64);
+            self.snapshot_build.set(snap.build_ms as f64 / 1000.0);
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~32 s
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -110,6 +186,7 @@ pub struct Metrics {
     /// Attempts by capability and `outcome` (`ok`, or `error`: what the SLO counts as failed).
     slo_attempts: Family<OutcomeLabels, Counter>,
     slo: SloGauges,
+    storage: StorageGauges,
     dlq_depth: Gauge,
     /// Events the counting task missed because it fell behind.
     missed_events: Counter,
@@ -140,6 +217,8 @@ impl Metrics {
         );
         let slo = SloGauges::default();
         slo.register(&mut registry);
+        let storage = StorageGauges::default();
+        storage.register(&mut registry);
         let dlq_depth = Gauge::default();
         registry.register("dlq_depth", "Dead-lettered actions not yet replayed", dlq_depth.clone());
         let missed_events = Counter::default();
@@ -155,6 +234,7 @@ impl Metrics {
             breaker_state,
             slo_attempts,
             slo,
+            storage,
             dlq_depth,
             missed_events,
             last_seq: AtomicU64::new(0),
@@ -232,6 +312,9 @@ impl Metrics {
         }
         if let Ok(view) = node.slo(true).await {
             self.slo.set(&view);
+        }
+        if let Ok(health) = node.health() {
+            self.storage.set(&health.storage);
         }
         if let Ok(depth) = node.dlq_depth() {
             self.dlq_depth.set(depth as i64);

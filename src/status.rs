@@ -109,6 +109,54 @@ fn nodes_table(out: &mut String, p: &Paint, health: &Value, cluster: &Value, lea
     breakers
 }
 
+/// One line per node: free space against its watermark, the state's size
+/// (largest table), the oldest event held, the last snapshot built.
+fn storage_lines(p: &Paint, health: &Value) -> String {
+    let mut out = String::from("storage\n");
+    for n in health["nodes"].as_array().into_iter().flatten() {
+        let s = &n["report"]["storage"];
+        if s.is_null() {
+            continue;
+        }
+        let free = match s["state"].as_str() {
+            Some("full") => p.code("31", "UNDER THE LOW WATERMARK"),
+            Some("failed") => p.code("31", "FAILED"),
+            _ => "ok".to_owned(),
+        };
+        let tables = s["size"]["tables"].as_array().cloned().unwrap_or_default();
+        let total: u64 = tables.iter().filter_map(|t| t["bytes"].as_u64()).sum();
+        let largest = tables.iter().max_by_key(|t| t["bytes"].as_u64().unwrap_or(0));
+        let largest = largest.map_or(String::new(), |t| {
+            format!(
+                " (largest {} {}, {} rows)",
+                t["table"].as_str().unwrap_or("?"),
+                bytes(t["bytes"].as_u64().unwrap_or(0)),
+                t["rows"].as_u64().unwrap_or(0)
+            )
+        });
+        let oldest = s["size"]["oldest_event_ms"].as_u64().map_or("-".into(), |ms| {
+            let age_s = warden_actors::clock::wall_ms().saturating_sub(ms) / 1000;
+            format!("{} h {} min ago", age_s / 3600, age_s / 60 % 60)
+        });
+        let snapshot = match s["last_snapshot"].as_object() {
+            Some(snap) => format!(
+                "{} in {} ms",
+                bytes(snap["bytes"].as_u64().unwrap_or(0)),
+                snap["build_ms"].as_u64().unwrap_or(0)
+            ),
+            None => p.dim("none built since start"),
+        };
+        out += &format!(
+            "  {:<8}{free}: {} free, low watermark {}; state {total_h}{largest}; oldest event {oldest}; last snapshot {snapshot}\n",
+            n["name"].as_str().unwrap_or("?"),
+            bytes(s["free_bytes"].as_u64().unwrap_or(0)),
+            bytes(s["watermark_bytes"].as_u64().unwrap_or(0)),
+            total_h = bytes(total),
+        );
+    }
+    out
+}
+
 /// One line per capability that saw attempts: its 5m p95 against the SLO's,
 /// its error ratio, and its open advisories (`GET /v1/slo`).
 fn slo_table(p: &Paint, slo: Option<&Value>) -> String {
@@ -185,6 +233,7 @@ pub async fn render(
     out += &format!("dlq       {depth} pending ({growth:+} in the DLQ window)\n");
     let pending = observer["pending_actions"].as_u64().unwrap_or(0);
     out += &format!("pending   {pending} actions waiting for placement\n");
+    out += &storage_lines(&p, &health);
     let slo = match http.get(format!("{target}/v1/slo")).send().await {
         Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
         _ => None,

@@ -129,6 +129,29 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether this command starts new work (a turn, a model call, a memory
+    /// write, an action, a replay) rather than recording what admitted work
+    /// needs or a read: below the storage watermark only new work is
+    /// refused (`disk::StorageGate`). A recall is a read's record, so it
+    /// passes.
+    pub fn is_new_work(&self) -> bool {
+        match self {
+            Self::OpenTurn { .. }
+            | Self::RecordModelCall { .. }
+            | Self::PutMemory { .. }
+            | Self::SubmitAction { .. }
+            | Self::ReplayDlq { .. } => true,
+            Self::RecordRecall { .. }
+            | Self::Confirm { .. }
+            | Self::ExpireConfirmation { .. }
+            | Self::Dispatch { .. }
+            | Self::FinishAttempt { .. }
+            | Self::SetDraining { .. }
+            | Self::RecordEvent { .. }
+            | Self::SloEpisode { .. } => false,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::OpenTurn { .. } => "open_turn",

@@ -5,6 +5,7 @@
 use crate::authz::PolicyConfig;
 use crate::clock::Clock;
 use crate::consensus::{Durability, RaftSettings};
+use crate::disk::{Watermark, DEFAULT_STATE_SIZE_EVERY_MS};
 use crate::domain::Capability;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub struct NodeConfig {
     pub registry: RegistryConfig,
     pub raft: RaftSettings,
     pub health: HealthConfig,
+    pub storage: StorageConfig,
     pub slo: SloConfig,
     /// Where every time-based decision reads the time (a manual clock in tests).
     pub clock: Clock,
@@ -48,6 +50,7 @@ impl NodeConfig {
             registry: RegistryConfig::default(),
             raft: RaftSettings::default(),
             health: HealthConfig::default(),
+            storage: StorageConfig::default(),
             slo: SloConfig::default(),
             clock: Clock::system(),
             policy: PolicyConfig::default(),
@@ -116,6 +119,28 @@ impl Default for HealthConfig {
             lag_entries: 1_000,
             dlq_window: Duration::from_secs(60),
             report_every: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The data dir's free-space low watermark and how often it is checked
+/// (docs/operations.md, "Disk full").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub watermark: Watermark,
+    /// Free space is read this often, on the node's clock.
+    pub check_every: Duration,
+    /// The state's tables are measured this often (a walk of every table:
+    /// a read of the file).
+    pub size_every: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            watermark: Watermark::default(),
+            check_every: Duration::from_secs(1),
+            size_every: Duration::from_millis(DEFAULT_STATE_SIZE_EVERY_MS),
         }
     }
 }

@@ -36,6 +36,12 @@ pub enum WardenError {
     Unavailable(String),
     #[error("storage: {0}")]
     Storage(String),
+    /// The data dir's free space is under the low watermark: new work is refused.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// A Raft log write failed (redb reported an I/O error): nothing is written until a restart.
+    #[error("storage failed: {0}")]
+    StorageFailed(String),
     /// A policy bundle that does not load or compile.
     #[error("policy rejected: {0}")]
     PolicyRejected(String),
@@ -60,6 +66,8 @@ impl WardenError {
             Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Storage(_) => "storage",
+            Self::StorageFull(_) => "storage_full",
+            Self::StorageFailed(_) => "storage_failed",
             Self::PolicyRejected(_) => "policy_rejected",
         }
     }

@@ -9,6 +9,7 @@ pub mod command;
 pub mod config;
 pub mod consensus;
 pub mod directory;
+pub mod disk;
 pub mod domain;
 pub mod error;
 pub mod executor;

@@ -9,9 +9,10 @@ use crate::breaker::{self, BreakerMsg, BreakerView};
 use crate::command::Command;
 use crate::consensus::{self, RaftStatus};
 use crate::directory::{call, ActorName, ChildSpec, ChildState, ChildStatus, Directory};
+use crate::disk::StorageReport;
 use crate::domain::*;
 use crate::error::{Result, WardenError};
-use crate::health::{self, ClusterHealth, NodeReport};
+use crate::health::{self, ClusterHealth, NodeReport, Reason};
 use crate::ids::*;
 use crate::ledger::Ledger;
 use crate::memory::{self, MemoryMsg, PutRequest};
@@ -56,11 +57,16 @@ fn children(rt: &Arc<Runtime>) -> Vec<ChildSpec> {
     ]
 }
 
-/// A node's health: each supervised actor's state.
+/// A node's health: each supervised actor's state, and its storage.
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeHealth {
     pub node: String,
+    /// ok, degraded (an actor restarting), failed (an actor failed) or
+    /// critical (storage full or failed: `reasons` says which).
     pub status: &'static str,
+    /// Findings about this node itself: `storage_full`, `storage_failed`.
+    pub reasons: Vec<Reason>,
+    pub storage: StorageReport,
     pub actors: Vec<ChildStatus>,
     pub active_tasks: usize,
     pub last_index: u64,
@@ -129,6 +135,7 @@ impl Node {
         if config.raft.auto_join {
             orchestrator::spawn_admission(&rt);
         }
+        health::spawn_storage_watch(&rt, config.data_dir.clone());
         health::spawn_reporter(&rt, config.data_dir.clone());
         Ok(Node { rt, supervisor, supervisor_done, db })
     }
@@ -369,7 +376,11 @@ impl Node {
 
     pub fn health(&self) -> Result<NodeHealth> {
         let actors = self.rt.directory.statuses();
-        let status = if actors.iter().any(|a| a.state == ChildState::Failed) {
+        let storage = self.rt.ledger.consensus().storage().report();
+        let reasons = health::storage_reasons(&self.rt.node, &storage);
+        let status = if !reasons.is_empty() {
+            "critical"
+        } else if actors.iter().any(|a| a.state == ChildState::Failed) {
             "failed"
         } else if actors.iter().any(|a| a.state == ChildState::Restarting) {
             "degraded"
@@ -379,6 +390,8 @@ impl Node {
         Ok(NodeHealth {
             node: self.rt.node.clone(),
             status,
+            reasons,
+            storage,
             actors,
             active_tasks: self.rt.tasks.len(),
             last_index: self.rt.store.last_index()?,

@@ -1,6 +1,7 @@
 //! What a node says of its own health: plain data, refreshed by the
 //! reporter and carried by every Registry heartbeat.
 
+use crate::disk::StorageReport;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -46,6 +47,9 @@ pub struct NodeReport {
     pub dlq_growth: i64,
     pub draining: bool,
     pub restart_window_ms: u64,
+    /// The data dir's free space against its watermark, and storage failures.
+    #[serde(default)]
+    pub storage: StorageReport,
 }
 
 /// The latest report of this node, shared with the Registry.

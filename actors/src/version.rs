@@ -14,8 +14,9 @@ use std::path::Path;
 /// it rewrote them.
 pub const STORAGE_SCHEMA: u64 = 2;
 /// The shape of cluster messages this build sends and accepts.
-/// 2: `SubmitAction` carries `submitted_by`; a schema-1 peer would apply it
-/// without, and its state would differ.
+/// 2: `SubmitAction` carries `submitted_by`, and Raft frames carry a
+/// leader's refusal (`storage_full`, `storage_failed`); a schema-1 peer would
+/// apply the first without it and could not read the second.
 pub const WIRE_SCHEMA: u32 = 2;
 
 /// The meta-table key holding a data dir's storage schema.
@@ -80,7 +81,7 @@ mod tests {
     fn a_peer_of_another_wire_schema_is_refused() {
         assert!(check_wire("b", WIRE_SCHEMA).is_ok());
         let refused = check_wire("b", WIRE_SCHEMA + 1).unwrap_err().to_string();
-        let schema = format!("wire schema {}", WIRE_SCHEMA + 1);
-        assert!(refused.contains("peer b") && refused.contains(&schema), "{refused}");
+        let theirs = format!("wire schema {}", WIRE_SCHEMA + 1);
+        assert!(refused.contains("peer b") && refused.contains(&theirs), "{refused}");
     }
 }

@@ -89,7 +89,9 @@ impl Api {
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| {
-            if e.status.is_server_error() {
+            // A refusal under the storage watermark is expected, and its cause
+            // is logged once by the node when the watermark is crossed.
+            if e.status.is_server_error() && e.status != StatusCode::INSUFFICIENT_STORAGE {
                 tracing::error!(code = e.code, message = %e.message, "request failed");
             }
             let mut response = error_response(&e, &cid);

@@ -61,6 +61,7 @@ impl From<WardenError> for ApiError {
             WardenError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             WardenError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WardenError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WardenError::StorageFull(_) | WardenError::StorageFailed(_) => StatusCode::INSUFFICIENT_STORAGE,
             WardenError::PolicyRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, e.code(), e.to_string())

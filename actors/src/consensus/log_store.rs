@@ -9,6 +9,7 @@
 
 use super::Durability;
 use super::{io_error, read_error, write_error, RaftEntry, TypeConfig};
+use crate::disk::StorageGate;
 use crate::limits::MAX_COMMIT_BATCH;
 use crate::store::{decode, encode, LOG, RAFT_META};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -59,7 +60,13 @@ pub struct LogStore {
 
 impl LogStore {
     /// Loads the persisted log and starts its writer thread.
-    pub fn open(db: Arc<Database>, node: &str, durability: Durability) -> crate::Result<Self> {
+    /// Write failures are reported to `storage` (which says when to log them).
+    pub fn open(
+        db: Arc<Database>,
+        node: &str,
+        durability: Durability,
+        storage: Arc<StorageGate>,
+    ) -> crate::Result<Self> {
         let mut tail = Tail::default();
         {
             let txn = db.begin_read()?;
@@ -72,7 +79,7 @@ impl LogStore {
             }
         }
         let (queue, rx) = mpsc::unbounded_channel();
-        let writer = Writer { db: db.clone(), durability };
+        let writer = Writer { db: db.clone(), durability, storage };
         std::thread::Builder::new()
             .name(format!("warden-log-{node}"))
             .spawn(move || writer.run(rx))
@@ -192,6 +199,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 struct Writer {
     db: Arc<Database>,
     durability: Durability,
+    storage: Arc<StorageGate>,
 }
 
 impl Writer {
@@ -206,8 +214,15 @@ impl Writer {
                 }
             }
             let result = self.write(&batch);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "raft log write failed");
+            match &result {
+                // One line per distinct failure per interval: a full disk fails every batch.
+                Err(e) if self.storage.failed(&e.to_string()) => tracing::error!(error = %e, "raft log write failed"),
+                Err(_) => {}
+                Ok(()) => {
+                    if let Some(e) = self.storage.succeeded() {
+                        tracing::info!(was = %e, "raft log writes succeed again");
+                    }
+                }
             }
             let mut stop = None;
             let mut jobs = Vec::new();

@@ -46,6 +46,7 @@ pub use status::{MemberStatus, RaftStatus};
 pub use types::{node_id, Member, Outcome, RaftEntry, TypeConfig};
 
 use crate::clock::Clock;
+use crate::disk::StorageGate;
 use crate::error::WardenError;
 use crate::limits::SNAPSHOT_CHUNK_BYTES;
 use openraft::error::RaftError;
@@ -64,6 +65,8 @@ pub struct Consensus {
     log: LogStore,
     settings: RaftSettings,
     clock: Clock,
+    /// This node's storage condition: admission asks it, the log writer reports to it.
+    storage: Arc<StorageGate>,
 }
 
 impl Consensus {
@@ -76,8 +79,9 @@ impl Consensus {
         clock: Clock,
     ) -> crate::Result<Arc<Self>> {
         let hub = Arc::new(Hub::default());
-        let log = LogStore::open(db.clone(), name, durability)?;
-        let machine = StateStore::open(db, log.clone(), hub.clone())?;
+        let storage = Arc::new(StorageGate::new(clock.clone()));
+        let log = LogStore::open(db.clone(), name, durability, storage.clone())?;
+        let machine = StateStore::open(db, log.clone(), hub.clone(), storage.clone())?;
         let config = openraft::Config {
             cluster_name: "warden".into(),
             heartbeat_interval: settings.heartbeat.as_millis() as u64,
@@ -95,7 +99,8 @@ impl Consensus {
             .await
             .map_err(|e| unavailable(format!("raft did not start: {e}")))?;
         let proposer = Proposer::start(raft.clone());
-        let consensus = Arc::new(Self { raft, proposer, name: name.to_owned(), id, hub, log, settings, clock });
+        let consensus =
+            Arc::new(Self { raft, proposer, name: name.to_owned(), id, hub, log, settings, clock, storage });
         consensus.bootstrap().await?;
         Ok(consensus)
     }
@@ -130,6 +135,11 @@ impl Consensus {
 
     pub fn proposer(&self) -> &Proposer {
         &self.proposer
+    }
+
+    /// This node's storage condition (free space against the watermark, failures).
+    pub fn storage(&self) -> &Arc<StorageGate> {
+        &self.storage
     }
 
     pub fn hub(&self) -> &Arc<Hub> {

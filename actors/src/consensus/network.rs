@@ -63,6 +63,8 @@ pub enum Forwarded {
     NotLeader,
     /// Appending failed for another reason; the write may or may not commit.
     Failed(String),
+    /// The leader refused it before appending (its storage is low): nothing was appended.
+    Refused(crate::WardenError),
 }
 
 #[derive(Serialize, Deserialize)]

@@ -53,6 +53,9 @@ impl Consensus {
     /// acknowledged: either it was surely not appended, or (timeouts) its
     /// fate is unknown; it is never reported as done when it was not.
     pub async fn propose(&self, entry: Entry) -> crate::Result<Response> {
+        // New work is refused here while this node's storage is low; the
+        // leader asks its own gate again for forwarded writes (`rpc`).
+        self.storage.admit(&entry.cmd)?;
         let deadline = Instant::now() + self.settings.write_timeout;
         loop {
             let route = self.route(deadline).await?;
@@ -82,6 +85,7 @@ impl Consensus {
                     // Nothing was appended: try again once the leader is known anew.
                     self.await_leader_change(leader, deadline).await?;
                 }
+                Ok(Reply::Forward(Forwarded::Refused(e))) => return Err(e),
                 Ok(Reply::Forward(Forwarded::Failed(e))) => {
                     return Err(unavailable(format!("write failed on the leader: {e}")))
                 }

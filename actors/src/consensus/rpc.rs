@@ -9,11 +9,13 @@ use super::network::{
 };
 use super::{Consensus, Proposer, Refused, TypeConfig};
 use crate::directory::{ActorName, ChildSpec};
+use crate::disk::StorageGate;
 use crate::version::WIRE_SCHEMA;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::Raft;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// Serves Raft RPCs and forwarded writes for this node's Raft.
 pub struct RaftRpc;
@@ -23,7 +25,11 @@ pub const NAME: ActorName<RaftRpcMsg> = ActorName::new("raft_rpc");
 
 /// How the supervisor starts it: registered under `warden.raft@<node>`, so peers find it.
 pub fn child(consensus: &Consensus) -> ChildSpec {
-    let args = RaftRpcArgs { raft: consensus.raft().clone(), proposer: consensus.proposer().clone() };
+    let args = RaftRpcArgs {
+        raft: consensus.raft().clone(),
+        proposer: consensus.proposer().clone(),
+        storage: consensus.storage().clone(),
+    };
     ChildSpec::registered(NAME, rpc_actor_name(consensus.name()), move || (RaftRpc, args.clone()))
 }
 
@@ -53,6 +59,8 @@ fn malformed_request(error: &str) {
 pub struct RaftRpcArgs {
     pub raft: Raft<TypeConfig>,
     pub proposer: Proposer,
+    /// The leader's own storage gate, asked before a forwarded write is appended.
+    pub storage: Arc<StorageGate>,
 }
 
 impl Actor for RaftRpc {
@@ -114,10 +122,13 @@ async fn serve(args: &RaftRpcArgs, request: Request) -> Reply {
         Request::Append(r) => Reply::Append(raft.append_entries(r).await),
         Request::Vote(r) => Reply::Vote(raft.vote(r).await),
         Request::Snapshot(r) => Reply::Snapshot(raft.install_snapshot(r).await),
-        Request::Forward(entry) => Reply::Forward(match args.proposer.write(entry).await {
-            Ok((outcome, index)) => Forwarded::Committed { outcome, index },
-            Err(Refused::NotLeader) => Forwarded::NotLeader,
-            Err(Refused::Failed(e)) => Forwarded::Failed(e),
+        Request::Forward(entry) => Reply::Forward(match args.storage.admit(&entry.cmd) {
+            Err(e) => Forwarded::Refused(e),
+            Ok(()) => match args.proposer.write(entry).await {
+                Ok((outcome, index)) => Forwarded::Committed { outcome, index },
+                Err(Refused::NotLeader) => Forwarded::NotLeader,
+                Err(Refused::Failed(e)) => Forwarded::Failed(e),
+            },
         }),
         Request::Remove(name) => Reply::Remove(membership::remove_from(raft, &name).await),
         Request::Add(name) => Reply::Add(membership::add_from(raft, &name).await),

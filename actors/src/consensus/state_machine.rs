@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::{read_error, write_error, Hub, LogStore, Member, Outcome, RaftEntry, TypeConfig};
+use crate::disk::StorageGate;
 use crate::store::{decode, encode, Applied, StateMachine, StateSnapshot, Tables, META, RAFT_META};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StoredMembership};
@@ -51,6 +52,8 @@ pub struct StateStore {
     state: AppliedState,
     hub: Arc<Hub>,
     snapshots_built: u64,
+    /// Told the size and build time of every snapshot built here.
+    storage: Arc<StorageGate>,
 }
 
 fn load_state(txn: &redb::ReadTransaction) -> crate::Result<AppliedState> {
@@ -70,12 +73,12 @@ fn save_state(txn: &redb::WriteTransaction, state: &AppliedState) -> crate::Resu
 }
 
 impl StateStore {
-    pub fn open(db: Arc<Database>, log: LogStore, hub: Arc<Hub>) -> crate::Result<Self> {
+    pub fn open(db: Arc<Database>, log: LogStore, hub: Arc<Hub>, storage: Arc<StorageGate>) -> crate::Result<Self> {
         let txn = db.begin_read()?;
         let machine = StateMachine::load(&txn.open_table(META)?)?;
         let state = load_state(&txn)?;
         drop(txn);
-        Ok(Self { db, log, machine, state, hub, snapshots_built: 0 })
+        Ok(Self { db, log, machine, state, hub, snapshots_built: 0, storage })
     }
 
     /// Applies `entries` in one transaction; returns each normal entry's
@@ -181,6 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             log: self.log.clone(),
             view: self.db.begin_read().ok(),
             number: self.snapshots_built,
+            storage: self.storage.clone(),
         }
     }
 
@@ -239,11 +243,14 @@ pub struct SnapshotBuilder {
     log: LogStore,
     view: Option<redb::ReadTransaction>,
     number: u64,
+    storage: Arc<StorageGate>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
         let (db, view, number) = (self.db.clone(), self.view.take(), self.number);
+        // A measurement for the operator (visibility), not a decision: wall time is right here.
+        let started = std::time::Instant::now();
         let build = move || -> crate::Result<StoredSnapshot> {
             let view = match view {
                 Some(v) => v,
@@ -271,7 +278,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .and_then(|persisted| persisted)
             .map_err(write_error)?;
-        tracing::info!(last = ?stored.meta.last_log_id, bytes = stored.data.len(), "built a snapshot");
+        let build_ms = started.elapsed().as_millis() as u64;
+        let last_index = stored.meta.last_log_id.map_or(0, |l| l.index);
+        self.storage.snapshot_built(stored.data.len() as u64, build_ms, last_index);
+        tracing::info!(last = ?stored.meta.last_log_id, bytes = stored.data.len(), build_ms, "built a snapshot");
         Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }

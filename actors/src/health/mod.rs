@@ -10,12 +10,16 @@
 //! (the runtime and the Registry hold it without depending on this module).
 //!
 //! - `reporter`: the task that refreshes this node's report.
+//! - `storage`: the task that checks the data dir's free space against its
+//!   low watermark (`disk::StorageGate`).
 //! - `verdict`: the pure judgement of the cluster from one node's view.
 
 mod reporter;
+mod storage;
 mod verdict;
 
 pub use crate::config::HealthConfig;
 pub use crate::report::{ActorReport, BreakerReport, NodeReport, ReportSlot};
 pub use reporter::{spawn_reporter, DlqTrend};
-pub use verdict::{verdict, ClusterHealth, NodeView, Reason, Severity, Verdict};
+pub use storage::spawn_storage_watch;
+pub use verdict::{storage_reasons, verdict, ClusterHealth, NodeView, Reason, Severity, Verdict};

@@ -119,6 +119,7 @@ async fn build(rt: &Runtime, config: &HealthConfig, dir: &Path, dlq: &mut DlqTre
         dlq_growth,
         draining: rt.store.draining().is_ok_and(|d| d.contains(&rt.node)),
         restart_window_ms: window,
+        storage: rt.ledger.consensus().storage().report(),
     }
 }
 

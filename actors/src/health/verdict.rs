@@ -3,6 +3,7 @@
 
 use crate::config::HealthConfig;
 use crate::consensus::RaftStatus;
+use crate::disk::{StorageReport, StorageState};
 use crate::registry::{PeerHealth, PeerState};
 use crate::report::NodeReport;
 use serde::Serialize;
@@ -29,7 +30,7 @@ pub struct Reason {
     pub severity: Severity,
     /// A stable name: no_leader, no_quorum, node_down, node_suspect,
     /// actor_failed, restart_loop, actor_restarting, breaker_open, lagging,
-    /// dlq_growing, draining.
+    /// dlq_growing, draining, storage_full, storage_failed.
     pub kind: &'static str,
     pub node: Option<String>,
     pub message: String,
@@ -156,10 +157,37 @@ fn judge_report(found: &mut Findings, r: &NodeReport, most_applied: u64, config:
     if behind > config.lag_entries {
         found.say(Severity::Degraded, "lagging", node, format!("{} is {behind} log entries behind", r.node));
     }
+    judge_storage(found, r);
     if r.draining {
         let message = format!("{} is draining: nothing new is placed on it", r.node);
         found.say(Severity::Info, "draining", node, message);
     }
+}
+
+/// A node whose data dir is under its watermark refuses new work; one whose
+/// storage failed may not be able to record anything.
+fn judge_storage(found: &mut Findings, r: &NodeReport) {
+    found.0.extend(storage_reasons(&r.node, &r.storage));
+}
+
+/// What a node's storage report shows: nothing, `storage_full` or
+/// `storage_failed` (critical both). Also this node's own `/v1/health`.
+pub fn storage_reasons(node: &str, s: &StorageReport) -> Vec<Reason> {
+    let (kind, message) = match s.state {
+        StorageState::Ok => return Vec::new(),
+        StorageState::Full => (
+            "storage_full",
+            format!(
+                "{node} has {} bytes free on its data dir, under its {}-byte low watermark: new work is refused",
+                s.free_bytes, s.watermark_bytes
+            ),
+        ),
+        StorageState::Failed => {
+            let error = s.error.as_deref().unwrap_or("unknown error");
+            ("storage_failed", format!("storage of {node} failed: {error}"))
+        }
+    };
+    vec![Reason { severity: Severity::Critical, kind, node: Some(node.to_owned()), message }]
 }
 
 #[cfg(test)]
@@ -214,6 +242,22 @@ mod tests {
 
     fn kinds(h: &ClusterHealth) -> Vec<&'static str> {
         h.reasons.iter().map(|r| r.kind).collect()
+    }
+
+    #[test]
+    fn a_full_or_failed_data_dir_is_critical_and_names_the_node() {
+        let mut b = report("b", 10);
+        b.storage.state = StorageState::Full;
+        b.storage.free_bytes = 1_000;
+        b.storage.watermark_bytes = 5_000;
+        let mut c = report("c", 10);
+        c.storage.state = StorageState::Failed;
+        c.storage.error = Some("No space left on device".into());
+        let peers = [peer("b", PeerState::Up, b), peer("c", PeerState::Up, c)];
+        let h = verdict(&report("a", 10), &peers, &raft(Some("a")), &HealthConfig::default());
+        assert_eq!((h.verdict, kinds(&h)), (Verdict::Critical, vec!["storage_full", "storage_failed"]));
+        assert_eq!(h.reasons[0].node.as_deref(), Some("b"));
+        assert!(h.reasons[1].message.contains("No space left"), "{}", h.reasons[1].message);
     }
 
     #[test]

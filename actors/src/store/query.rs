@@ -2,6 +2,7 @@
 //! never wait for the log writer and never see half a batch.
 
 use super::tables::*;
+use crate::disk::TableSize;
 use crate::domain::*;
 use crate::error::Result;
 use crate::ids::*;
@@ -292,6 +293,43 @@ impl Store {
 }
 
 impl Store {
+    /// Rows and bytes of every table of the file (the Raft log and its meta
+    /// included), and the time of the oldest event held. Walks every table:
+    /// for the storage watch's slow cadence, not for requests.
+    pub fn state_size(&self) -> Result<(Vec<TableSize>, Option<u64>)> {
+        fn size<T: ReadableTableMetadata>(name: &str, t: &T) -> Result<TableSize> {
+            let stats = t.stats()?;
+            let bytes = stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+            Ok(TableSize { table: name.to_owned(), rows: t.len()?, bytes })
+        }
+        self.read(|r| {
+            let mut tables = Vec::new();
+            tables.push(size("log", &r.open_table(LOG)?)?);
+            tables.push(size("raft_meta", &r.open_table(RAFT_META)?)?);
+            tables.push(size("meta", &r.open_table(META)?)?);
+            for (name, def) in [
+                ("sessions", SESSIONS),
+                ("turns", TURNS),
+                ("actions", ACTIONS),
+                ("active_actions", ACTIVE),
+                ("dlq", DLQ),
+                ("nodes", NODES),
+            ] {
+                tables.push(size(name, &r.open_table(def)?)?);
+            }
+            tables.push(size("idempotency", &r.open_table(IDEMPOTENCY)?)?);
+            tables.push(size("memory", &r.open_table(MEMORY)?)?);
+            let events = r.open_table(EVENTS)?;
+            tables.push(size("events", &events)?);
+            tables.push(size("events_by_correlation", &r.open_table(EVENTS_BY_CORRELATION)?)?);
+            let oldest = match events.first()? {
+                Some((_, v)) => Some(decode_event(v.value())?.ts),
+                None => None,
+            };
+            Ok((tables, oldest))
+        })
+    }
+
     /// SHA-256 over every state table (not the log): equal digests mean equal
     /// state. Replicas compare it to prove they converged.
     pub fn state_digest(&self) -> Result<String> {
