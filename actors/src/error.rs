@@ -39,6 +39,10 @@ pub enum WardenError {
     /// A policy bundle that does not load or compile.
     #[error("policy rejected: {0}")]
     PolicyRejected(String),
+    /// A decision made under a policy that is no longer the active one at
+    /// the log index where it would be recorded: decide again.
+    #[error("decided under policy {decided}, but policy {active} is active")]
+    StalePolicy { decided: String, active: String },
 }
 
 impl WardenError {
@@ -61,6 +65,7 @@ impl WardenError {
             Self::Unavailable(_) => "unavailable",
             Self::Storage(_) => "storage",
             Self::PolicyRejected(_) => "policy_rejected",
+            Self::StalePolicy { .. } => "stale_policy",
         }
     }
 }

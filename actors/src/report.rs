@@ -46,6 +46,9 @@ pub struct NodeReport {
     pub dlq_growth: i64,
     pub draining: bool,
     pub restart_window_ms: u64,
+    /// The hash of the policy this node decides with.
+    #[serde(default)]
+    pub policy_hash: String,
 }
 
 /// The latest report of this node, shared with the Registry.

@@ -12,7 +12,7 @@ use std::path::Path;
 /// The layout of `<data_dir>/warden.redb` this build reads and writes.
 pub const STORAGE_SCHEMA: u64 = 1;
 /// The shape of cluster messages this build sends and accepts.
-pub const WIRE_SCHEMA: u32 = 1;
+pub const WIRE_SCHEMA: u32 = 2;
 
 /// The meta-table key holding a data dir's storage schema.
 pub const META_STORAGE_SCHEMA: &str = "storage_schema";
@@ -75,6 +75,6 @@ mod tests {
     fn a_peer_of_another_wire_schema_is_refused() {
         assert!(check_wire("b", WIRE_SCHEMA).is_ok());
         let refused = check_wire("b", WIRE_SCHEMA + 1).unwrap_err().to_string();
-        assert!(refused.contains("peer b") && refused.contains("wire schema 2"), "{refused}");
+        assert!(refused.contains("peer b") && refused.contains("wire schema 3"), "{refused}");
     }
 }

@@ -190,6 +190,9 @@ impl Api {
             Endpoint::EventStream => h.event_stream(),
             Endpoint::Policies => h.policies().await,
             Endpoint::PolicyDecide => h.policy_decide(&body().await?),
+            Endpoint::PushPolicy => h.push_policy(&body().await?).await,
+            Endpoint::RollbackPolicy => h.rollback_policy(&body().await?).await,
+            Endpoint::PolicyAudit => h.policy_audit(q),
         }
     }
 }

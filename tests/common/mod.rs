@@ -68,7 +68,13 @@ pub async fn turn(node: &Node, trust: Trust) -> Turn {
 }
 
 pub fn submit_req(turn: &Turn, capability: &str, args: Value) -> SubmitRequest {
-    SubmitRequest { turn_id: turn.id.clone(), capability: capability.into(), args, idempotency_key: None }
+    SubmitRequest {
+        turn_id: turn.id.clone(),
+        capability: capability.into(),
+        args,
+        idempotency_key: None,
+        principal: None,
+    }
 }
 
 pub async fn submit(node: &Node, turn: &Turn, capability: &str, args: Value) -> Action {
