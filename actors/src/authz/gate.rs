@@ -9,7 +9,7 @@
 //! `diff` is the review aid: what changes between two policies over the
 //! exhaustive input matrix.
 
-use super::{matrix, suite, Bundle, PolicyEngine, RegoPolicy, GOLDEN_PATH};
+use super::{matrix, suite, Bundle, PolicyEngine, PolicyError, RegoPolicy, GOLDEN_PATH};
 use crate::domain::Decision;
 use std::time::Duration;
 
@@ -23,7 +23,11 @@ pub struct Passed {
 /// Runs the gate; on refusal, every failure found (compilation problems
 /// stop it before the tests, which need a compiled bundle).
 pub fn check(bundle: &Bundle, eval_timeout: Duration) -> Result<Passed, Vec<String>> {
-    let policy = RegoPolicy::compile(bundle, eval_timeout).map_err(|e| vec![e.to_string()])?;
+    let policy = RegoPolicy::compile(bundle, eval_timeout).map_err(|e| match e {
+        // One `file:line:col: message` (and its excerpt) per problem.
+        PolicyError::Compile(problems) => vec![problems],
+        other => vec![other.to_string()],
+    })?;
     let mut failures = Vec::new();
     let tests = match suite::run(bundle, false) {
         Ok(report) => {
@@ -130,7 +134,7 @@ mod tests {
     fn each_step_refuses_with_its_reason() {
         let broken = with("warden/authz.rego", |t| format!("{t}\nbroken := {{\n"));
         let failures = check(&broken, DEFAULT_EVAL_TIMEOUT).err().expect("refused");
-        assert!(failures[0].contains("warden/authz.rego:"), "{failures:?}");
+        assert!(failures[0].starts_with("warden/authz.rego:"), "{failures:?}");
 
         let failing_test = with("warden/authz_test.rego", |t| format!("{t}\ntest_never if {{ false }}\n"));
         let failures = check(&failing_test, DEFAULT_EVAL_TIMEOUT).err().expect("refused");
