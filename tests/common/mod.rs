@@ -118,4 +118,5 @@ pub mod load;
 pub mod process;
 pub mod proxy;
 pub mod serial;
+pub mod swap;
 pub mod tool;
