@@ -163,7 +163,7 @@ pub async fn run(urls: &[String], clients: usize) -> SwapReport {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let action = n % ACTION_EVERY == 0;
+                let action = n.is_multiple_of(ACTION_EVERY);
                 let sent = if action {
                     let body = json!({"turn_id": turn["turn_id"], "capability": "search.web", "args": {"q": n}});
                     client.post(format!("{url}/v1/actions")).json(&body).send().await
@@ -207,7 +207,7 @@ pub async fn run(urls: &[String], clients: usize) -> SwapReport {
     for s in 0..SWAPS {
         tokio::time::sleep(BETWEEN_SWAPS).await;
         let via = &urls[s % urls.len()];
-        let (resp, target) = if s % 2 == 0 {
+        let (resp, target) = if s.is_multiple_of(2) {
             (put(via, &b).await.unwrap(), &hash_b)
         } else {
             let body = json!({"to": hash_a, "reason": "swap test"});

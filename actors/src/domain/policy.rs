@@ -114,8 +114,8 @@ impl AuditEntry {
     /// names the one before as `prev`.
     pub fn verify_chain(entries: &[AuditEntry]) -> Option<(u64, String)> {
         let mut prev = AUDIT_GENESIS.to_owned();
-        let mut expected_seq = entries.first().map_or(1, |e| e.seq);
-        for e in entries {
+        let first = entries.first().map_or(1, |e| e.seq);
+        for (expected_seq, e) in (first..).zip(entries) {
             if e.seq != expected_seq {
                 return Some((e.seq, format!("expected seq {expected_seq}: an entry is missing")));
             }
@@ -127,7 +127,6 @@ impl AuditEntry {
                 return Some((e.seq, format!("its content hashes to {actual}, not to its recorded hash {}", e.hash)));
             }
             prev = e.hash.clone();
-            expected_seq += 1;
         }
         None
     }
