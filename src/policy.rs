@@ -213,6 +213,9 @@ fn sha256_file(path: &Path) -> Option<String> {
 
 /// The fields that differ between two baselines, one `key: old → new` line each.
 fn baseline_changes(old: &Value, new: &Value, prefix: &str, out: &mut Vec<String>) {
+    let empty = Value::Object(Default::default());
+    // No baseline yet: every field is new.
+    let old = if old.is_null() && new.is_object() { &empty } else { old };
     if let (Value::Object(o), Value::Object(n)) = (old, new) {
         let keys: std::collections::BTreeSet<&String> = o.keys().chain(n.keys()).collect();
         for k in keys {

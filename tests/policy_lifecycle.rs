@@ -301,6 +301,20 @@ async fn every_node_and_a_late_joiner_decide_with_the_activated_policy() {
         .unwrap();
     let args = node_args("d", free_port(), &[loopback(cluster.ports[0])], &dir.path().join("cookie"));
     let d = NodeProcess::start_with(&dir.path().join("d"), Some(&config), &args);
+    // Its first decision — answered only once it has caught up with the
+    // cluster (503 until it can) — is the cluster's policy, not its own.
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        let body = json!({"capability": "email.send"});
+        let (s, decision) = call(reqwest::Method::POST, format!("{}/v1/policies/decide", d.url), Some(body)).await;
+        if s == 200 {
+            assert_eq!(decision["policy_hash"], new_hash.as_str(), "d's first decision: {decision}");
+            break;
+        }
+        assert_eq!((s, decision["error"]["code"].as_str()), (503, Some("unavailable")), "{decision}");
+        assert!(Instant::now() < deadline, "d never answered a decision: {decision}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Its first recorded decision carries the cluster's policy (the log refuses any other).
     let deadline = Instant::now() + CLUSTER_WAIT;
     loop {

@@ -74,6 +74,9 @@ pub struct Node {
     /// Kept so that shutdown drops the last handle itself: redb releases its
     /// file lock in `Drop`, which must have finished before shutdown returns.
     db: Arc<redb::Database>,
+    /// This node has caught up with the cluster's log once since it started
+    /// (so its policy is the cluster's): set by the first `decide`.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -135,7 +138,7 @@ impl Node {
             orchestrator::spawn_admission(&rt);
         }
         health::spawn_reporter(&rt, config.data_dir.clone());
-        Ok(Node { rt, supervisor, supervisor_done, db })
+        Ok(Node { rt, supervisor, supervisor_done, db, caught_up: Default::default() })
     }
 
     pub fn name(&self) -> &str {
@@ -178,9 +181,18 @@ impl Node {
     }
 
     /// What the active policy would decide, evaluated here on the caller's
-    /// thread (no actor in the way); nothing is recorded.
-    pub fn decide(&self, input: &PolicyInput) -> Decision {
-        self.rt.policy.decide(input)
+    /// thread (no actor in the way); nothing is recorded. The first call
+    /// after the node starts waits until it has applied everything the
+    /// cluster had committed (a read barrier), so a node that restarted or
+    /// joined decides with the cluster's policy from its first answer on —
+    /// and answers `unavailable` while it cannot reach a leader.
+    pub async fn decide(&self, input: &PolicyInput) -> Result<Decision> {
+        use std::sync::atomic::Ordering;
+        if !self.caught_up.load(Ordering::Acquire) {
+            self.read_barrier().await?;
+            self.caught_up.store(true, Ordering::Release);
+        }
+        Ok(self.rt.policy.decide(input))
     }
 
     /// The active policy (engine, bundle hash and revision, files), the

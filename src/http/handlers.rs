@@ -395,7 +395,7 @@ impl Handlers<'_> {
     }
 
     /// What the active policy would decide; nothing is recorded.
-    pub fn policy_decide(&self, body: &[u8]) -> ApiResult {
+    pub async fn policy_decide(&self, body: &[u8]) -> ApiResult {
         let b: DecideBody = parse_json(body)?;
         let capability = match b.capability {
             CapabilityRef::Name(name) => self.api.node.catalog().get(&name)?,
@@ -411,7 +411,8 @@ impl Handlers<'_> {
             args @ Value::Object(_) => args,
             other => return Err(ApiError::bad_request(format!("args must be a JSON object, got {other}"))),
         };
-        let decision = self.api.node.decide(&PolicyInput::new(capability, args, b.trust).by(self.policy_principal()));
+        let input = PolicyInput::new(capability, args, b.trust).by(self.policy_principal());
+        let decision = self.api.node.decide(&input).await?;
         json_reply(StatusCode::OK, &decision)
     }
 

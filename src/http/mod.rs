@@ -189,7 +189,7 @@ impl Api {
             Endpoint::Graph => h.graph(p[0]).await,
             Endpoint::EventStream => h.event_stream(),
             Endpoint::Policies => h.policies().await,
-            Endpoint::PolicyDecide => h.policy_decide(&body().await?),
+            Endpoint::PolicyDecide => h.policy_decide(&body().await?).await,
             Endpoint::PushPolicy => h.push_policy(&body().await?).await,
             Endpoint::RollbackPolicy => h.rollback_policy(&body().await?).await,
             Endpoint::PolicyAudit => h.policy_audit(q),
