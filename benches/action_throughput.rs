@@ -38,7 +38,7 @@ async fn run_batch(node: Arc<Node>, turn: warden_actors::ids::TurnId) {
                     capability: "bench.noop".into(),
                     args: json!({"k": 1}),
                     idempotency_key: None,
-                    submitted_by: None,
+                    principal: None,
                 };
                 let action = node.submit(req).await.expect("submitted");
                 let done = node.wait_action(&action.id, Duration::from_secs(60)).await.expect("exists");

@@ -178,6 +178,60 @@ enum PolicyCommand {
         #[arg(long, default_value_t = 10)]
         timeout_ms: u64,
     },
+    /// The promotion gate: compile, Rego tests, golden decisions, the decision diff against the
+    /// bundle promoted last, the git check; then rewrites baseline-contract.json at the repository root.
+    Promote {
+        /// The bundle directory (default: ./policies).
+        dir: Option<PathBuf>,
+        /// Promote files that are not committed in git.
+        #[arg(long)]
+        allow_dirty: bool,
+    },
+    /// Send the bundle to a node (PUT /v1/policies): the node runs the gate, then the cluster activates it.
+    Push {
+        /// The bundle directory (default: ./policies).
+        dir: Option<PathBuf>,
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        target: String,
+        /// Why (recorded in the audit).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Bearer token (admin).
+        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// PEM CA to trust for an HTTPS target.
+        #[arg(long, env = "WARDEN_CA")]
+        ca: Option<PathBuf>,
+    },
+    /// Activate a bundle of the cluster's history again (the one before the active one by default).
+    Rollback {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        target: String,
+        /// The hash of the bundle to return to.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Bearer token (admin).
+        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// PEM CA to trust for an HTTPS target.
+        #[arg(long, env = "WARDEN_CA")]
+        ca: Option<PathBuf>,
+    },
+    /// Print the policy audit trail; with --verify, recompute its hash chain (exit 1 at a broken link).
+    Audit {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        target: String,
+        #[arg(long)]
+        verify: bool,
+        /// Bearer token (operator or admin).
+        #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// PEM CA to trust for an HTTPS target.
+        #[arg(long, env = "WARDEN_CA")]
+        ca: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -262,6 +316,24 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Policy { command: PolicyCommand::Eval { dir, input, timeout_ms } } => {
             warden::policy::eval(dir.as_deref(), &input, std::time::Duration::from_millis(timeout_ms))
+        }
+        Command::Policy { command: PolicyCommand::Promote { dir, allow_dirty } } => {
+            if !warden::policy::promote(warden::policy::Promote { dir: dir.as_deref(), allow_dirty })? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Push { dir, target, reason, token, ca } } => {
+            let remote = warden::policy::Remote { target: &target, token: token.as_deref(), ca: ca.as_deref() };
+            warden::policy::push(remote, dir.as_deref(), &reason).await
+        }
+        Command::Policy { command: PolicyCommand::Rollback { target, to, reason, token, ca } } => {
+            let remote = warden::policy::Remote { target: &target, token: token.as_deref(), ca: ca.as_deref() };
+            warden::policy::rollback(remote, to.as_deref(), &reason).await
+        }
+        Command::Policy { command: PolicyCommand::Audit { target, verify, token, ca } } => {
+            let remote = warden::policy::Remote { target: &target, token: token.as_deref(), ca: ca.as_deref() };
+            warden::policy::audit(remote, verify).await
         }
         Command::Soak { nodes, actions, rate, kill_every, data_dir } => {
             let kill_every = (!kill_every.is_zero()).then_some(kill_every);

@@ -197,6 +197,32 @@ fn slo_table(p: &Paint, slo: Option<&Value>) -> String {
     format!("slo\n{out}")
 }
 
+/// The active policy, and whether every node decides with it.
+fn policy_line(p: &Paint, policies: Option<&Value>) -> String {
+    let Some(v) = policies else { return format!("policy    {}\n", p.dim("not readable")) };
+    let hash = v["active"]["hash"].as_str().unwrap_or_default();
+    let short = hash.get(..12).unwrap_or(hash);
+    let revision = v["active"]["revision"].as_str().unwrap_or("-");
+    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+    let behind: Vec<String> = nodes
+        .iter()
+        .filter(|n| n["hash"].as_str() != Some(hash))
+        .map(|n| {
+            format!(
+                "{} on {}",
+                n["node"].as_str().unwrap_or("?"),
+                n["hash"].as_str().map_or("?", |h| h.get(..12).unwrap_or(h))
+            )
+        })
+        .collect();
+    let spread = if behind.is_empty() {
+        format!("on all {} nodes", nodes.len())
+    } else {
+        p.code("33", &format!("not yet everywhere: {}", behind.join(", ")))
+    };
+    format!("policy    {short} ({revision}, by {}) {spread}\n", v["active"]["by"].as_str().unwrap_or("?"))
+}
+
 /// Renders the cluster's state; returns the text and the verdict.
 pub async fn render(
     target: &str,
@@ -234,6 +260,11 @@ pub async fn render(
     let pending = observer["pending_actions"].as_u64().unwrap_or(0);
     out += &format!("pending   {pending} actions waiting for placement\n");
     out += &storage_lines(&p, &health);
+    let policies = match http.get(format!("{target}/v1/policies")).send().await {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        _ => None,
+    };
+    out += &policy_line(&p, policies.as_ref());
     let slo = match http.get(format!("{target}/v1/slo")).send().await {
         Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
         _ => None,

@@ -212,6 +212,23 @@ impl Harness {
         a["action_id"].as_str().unwrap().to_owned()
     }
 
+    /// The repository's bundle under a revision never used before: it passes
+    /// the gate and hashes differently from every bundle pushed so far.
+    fn fresh_bundle(&self) -> Value {
+        static PUSHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PUSHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let mut files = warden_actors::authz::Bundle::load_dir(&dir).unwrap().files().clone();
+        files
+            .insert(".manifest".into(), json!({"revision": format!("auth-test-{n}"), "roots": ["warden"]}).to_string());
+        json!({ "files": files, "reason": "auth test" })
+    }
+
+    async fn push(&self) {
+        let (s, v) = self.admin(Method::PUT, "/v1/policies", Some(self.fresh_bundle())).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
     /// A fresh dead-letter entry.
     async fn dlq_entry(&self) -> String {
         let id = self.submit("flaky.sim", json!({"_sim": {"fail": true}})).await;
@@ -316,6 +333,17 @@ impl Harness {
                 let body = json!({"capability": "email.send", "args": {"to": "x"}, "trust": "normal"});
                 call("/v1/policies/decide".into(), Some(body))
             }
+            Endpoint::PushPolicy => call("/v1/policies".into(), Some(self.fresh_bundle())),
+            Endpoint::RollbackPolicy => {
+                // Two activations, so there is one to go back to.
+                self.push().await;
+                self.push().await;
+                call("/v1/policies/rollback".into(), Some(json!({"reason": "auth test"})))
+            }
+            Endpoint::PolicyAudit => {
+                self.push().await;
+                call("/v1/policies/audit".into(), None)
+            }
         }
     }
 
@@ -382,6 +410,13 @@ async fn every_route_answers_each_caller_as_the_role_table_says_and_a_refusal_ch
         assert!(!events.is_empty(), "no {kind}");
         assert!(events.iter().all(|e| e["data"]["principal"] == "root"), "{kind}: {events:?}");
     }
+    let activations = h.timeline("policy.activated").await;
+    assert!(activations.len() >= 4, "{activations:?}");
+    assert!(activations.iter().all(|e| e["data"]["by"] == "root"), "{activations:?}");
+    let (_, audit) = h.admin(Method::GET, "/v1/policies/audit", None).await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), activations.len(), "{audit}");
+    assert!(entries.iter().all(|e| e["principal"] == "root"), "{audit}");
     let transfers = h.timeline("leader.transfer").await;
     let requested: Vec<&Value> = transfers.iter().filter(|e| e["data"]["why"] == "requested").collect();
     assert!(!requested.is_empty() && requested.iter().all(|e| e["data"]["principal"] == "root"), "{transfers:?}");

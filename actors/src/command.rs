@@ -6,6 +6,7 @@ use crate::domain::*;
 use crate::ids::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// A command as it sits in the log: what, when, proposed by which node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,6 +127,29 @@ pub enum Command {
         open: bool,
         data: EventData,
     },
+    /// Activates a policy bundle — a push that passed the gate, or a
+    /// rollback to a bundle of the history. Every node compiles it and
+    /// swaps its engine when it applies this entry; the bundle is kept in
+    /// the replicated state, so a node that restarts or joins runs it too.
+    ActivatePolicy {
+        hash: String,
+        revision: String,
+        bundle: BTreeMap<String, String>,
+        /// The principal who asked (`anonymous` without tokens).
+        by: String,
+        reason: String,
+        change: PolicyChange,
+        correlation_id: CorrelationId,
+    },
+    /// A push the gate refused, with every failure: audited, nothing else changes.
+    RejectPolicy {
+        /// The pushed bundle's hash ("" when it was not even a bundle).
+        hash: String,
+        revision: String,
+        by: String,
+        failures: Vec<String>,
+        correlation_id: CorrelationId,
+    },
 }
 
 impl Command {
@@ -148,7 +172,10 @@ impl Command {
             | Self::FinishAttempt { .. }
             | Self::SetDraining { .. }
             | Self::RecordEvent { .. }
-            | Self::SloEpisode { .. } => false,
+            | Self::SloEpisode { .. }
+            // An operator's change to the policy, like a drain, goes through.
+            | Self::ActivatePolicy { .. }
+            | Self::RejectPolicy { .. } => false,
         }
     }
 
@@ -167,6 +194,8 @@ impl Command {
             Self::SetDraining { .. } => "set_draining",
             Self::RecordEvent { .. } => "record_event",
             Self::SloEpisode { .. } => "slo_episode",
+            Self::ActivatePolicy { .. } => "activate_policy",
+            Self::RejectPolicy { .. } => "reject_policy",
         }
     }
 }
@@ -196,4 +225,14 @@ pub enum Response {
     },
     /// The command was already in effect (a replayed episode key): nothing recorded.
     Unchanged,
+    /// A bundle became the active policy (activation number `generation`).
+    PolicyActivated {
+        hash: String,
+        generation: u64,
+        audit_seq: u64,
+    },
+    /// A refused push was audited as entry `audit_seq`.
+    PolicyRejected {
+        audit_seq: u64,
+    },
 }

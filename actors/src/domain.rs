@@ -3,12 +3,14 @@
 //! and timeline events (`event`). Plain data: no actor, storage or clock lives here.
 
 mod event;
+mod policy;
 
 use crate::ids::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use event::{DownCause, Event, EventData, EventKind, EventScope, TransferReason};
+pub use policy::{AuditAction, AuditEntry, PolicyChange, PolicyRecord, PolicyState, AUDIT_GENESIS, MAX_POLICY_HISTORY};
 
 /// Policy tier of a capability (contract.md, "Domain rules").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -45,6 +45,10 @@ pub enum WardenError {
     /// A policy bundle that does not load or compile.
     #[error("policy rejected: {0}")]
     PolicyRejected(String),
+    /// A decision made under a policy that is no longer the active one at
+    /// the log index where it would be recorded: decide again.
+    #[error("decided under policy {decided}, but policy {active} is active")]
+    StalePolicy { decided: String, active: String },
 }
 
 impl WardenError {
@@ -69,6 +73,7 @@ impl WardenError {
             Self::StorageFull(_) => "storage_full",
             Self::StorageFailed(_) => "storage_failed",
             Self::PolicyRejected(_) => "policy_rejected",
+            Self::StalePolicy { .. } => "stale_policy",
         }
     }
 }

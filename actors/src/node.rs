@@ -4,7 +4,7 @@
 
 pub use crate::config::{NodeConfig, DEFAULT_CONFIRM_TTL_MS};
 
-use crate::authz::{ActivePolicy, PolicyInput, PolicySlot, PolicySummary};
+use crate::authz::{ActivePolicy, EngineCache, PolicyInput, PolicySlot};
 use crate::breaker::{self, BreakerMsg, BreakerView};
 use crate::command::Command;
 use crate::consensus::{self, RaftStatus};
@@ -18,7 +18,7 @@ use crate::ledger::Ledger;
 use crate::memory::{self, MemoryMsg, PutRequest};
 use crate::orchestrator::{self, DrainReport};
 use crate::pipeline::{self, dispatcher, worker, PipelineMsg, SubmitRequest};
-use crate::policy::{self, PolicyMsg};
+use crate::policy::{self, HistoryItem, NodePolicy, PolicyMsg, PolicyView};
 use crate::registry::{self, PeerTable, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
@@ -29,6 +29,7 @@ use crate::{executor, slo, version};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, Message};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,6 +80,9 @@ pub struct Node {
     /// Kept so that shutdown drops the last handle itself: redb releases its
     /// file lock in `Drop`, which must have finished before shutdown returns.
     db: Arc<redb::Database>,
+    /// This node has caught up with the cluster's log once since it started
+    /// (so its policy is the cluster's): set by the first `decide`.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -114,7 +118,11 @@ impl Node {
             clock: clock.clone(),
             report,
             policy: Arc::new(PolicySlot::new(policy)),
+            policy_engines: Arc::new(EngineCache::new(config.policy.eval_timeout)),
         });
+        // Before any actor starts: the node decides with the cluster's
+        // policy, if it has activated one, from its first decision on.
+        policy::follow_replicated(&rt)?;
         let args = SupervisorArgs {
             children: children(&rt),
             config: config.supervisor.clone(),
@@ -137,7 +145,7 @@ impl Node {
         }
         health::spawn_storage_watch(&rt, config.data_dir.clone());
         health::spawn_reporter(&rt, config.data_dir.clone());
-        Ok(Node { rt, supervisor, supervisor_done, db })
+        Ok(Node { rt, supervisor, supervisor_done, db, caught_up: Default::default() })
     }
 
     pub fn name(&self) -> &str {
@@ -180,14 +188,51 @@ impl Node {
     }
 
     /// What the active policy would decide, evaluated here on the caller's
-    /// thread (no actor in the way); nothing is recorded.
-    pub fn decide(&self, input: &PolicyInput) -> Decision {
-        self.rt.policy.decide(input)
+    /// thread (no actor in the way); nothing is recorded. The first call
+    /// after the node starts waits until it has applied everything the
+    /// cluster had committed (a read barrier), so a node that restarted or
+    /// joined decides with the cluster's policy from its first answer on —
+    /// and answers `unavailable` while it cannot reach a leader.
+    pub async fn decide(&self, input: &PolicyInput) -> Result<Decision> {
+        use std::sync::atomic::Ordering;
+        if !self.caught_up.load(Ordering::Acquire) {
+            self.read_barrier().await?;
+            self.caught_up.store(true, Ordering::Release);
+        }
+        Ok(self.rt.policy.decide(input))
     }
 
-    /// The active policy: engine, bundle hash and revision, files.
-    pub async fn policy(&self) -> Result<PolicySummary> {
-        call(&self.rt.directory.get(policy::NAME)?, PolicyMsg::Active).await
+    /// The active policy (engine, bundle hash and revision, files), the
+    /// cluster's activation history and each node's policy hash.
+    pub async fn policy(&self) -> Result<PolicyView> {
+        let active = call(&self.rt.directory.get(policy::NAME)?, PolicyMsg::Active).await?;
+        let history = self.rt.store.policy_state()?.history.iter().map(HistoryItem::of).collect();
+        let mut nodes = vec![NodePolicy { node: self.rt.node.clone(), hash: Some(self.rt.policy.hash()) }];
+        for peer in self.peers().await?.peers {
+            let hash = peer.report.map(|r| r.policy_hash).filter(|h| !h.is_empty());
+            nodes.push(NodePolicy { node: peer.name, hash });
+        }
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(PolicyView { active, history, nodes })
+    }
+
+    /// A bundle through the promotion gate, then activated on every node.
+    pub async fn push_policy(
+        &self,
+        files: BTreeMap<String, String>,
+        change: policy::Change,
+    ) -> Result<policy::Outcome> {
+        call(&self.actor(policy::NAME)?, |r| PolicyMsg::Push(files, change, r)).await?
+    }
+
+    /// A bundle of the history (`to`, or the one before the active one) activated again.
+    pub async fn rollback_policy(&self, to: Option<String>, change: policy::Change) -> Result<policy::Outcome> {
+        call(&self.actor(policy::NAME)?, |r| PolicyMsg::Rollback(to, change, r)).await?
+    }
+
+    /// The policy audit trail: entries after `after`, oldest first, at most `limit`.
+    pub fn policy_audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.rt.store.policy_audit(after, limit)
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -50,6 +50,9 @@ pub struct NodeReport {
     /// The data dir's free space against its watermark, and storage failures.
     #[serde(default)]
     pub storage: StorageReport,
+    /// The hash of the policy this node decides with.
+    #[serde(default)]
+    pub policy_hash: String,
 }
 
 /// The latest report of this node, shared with the Registry.

@@ -4,7 +4,7 @@
 //! outlives any one actor, so a restarted actor finds it intact, and an
 //! actor's `child(rt)` takes everything it needs from here.
 
-use crate::authz::PolicySlot;
+use crate::authz::{EngineCache, PolicySlot};
 use crate::clock::Clock;
 use crate::command::{Command, Response};
 use crate::config::NodeConfig;
@@ -136,6 +136,8 @@ pub struct Runtime {
     pub report: ReportSlot,
     /// The policy in force: every decision reads it here, without a message.
     pub policy: Arc<PolicySlot>,
+    /// Engines compiled for recent bundles (the gate's, the activations').
+    pub policy_engines: Arc<EngineCache>,
 }
 
 /// Proposes `cmd` without blocking the calling actor, then answers `reply`

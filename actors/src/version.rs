@@ -16,7 +16,8 @@ pub const STORAGE_SCHEMA: u64 = 2;
 /// The shape of cluster messages this build sends and accepts.
 /// 2: `SubmitAction` carries `submitted_by`, and Raft frames carry a
 /// leader's refusal (`storage_full`, `storage_failed`); a schema-1 peer would
-/// apply the first without it and could not read the second.
+/// apply the first without it and could not read the second; and the
+/// policy commands (`ActivatePolicy`, `RejectPolicy`).
 pub const WIRE_SCHEMA: u32 = 2;
 
 /// The meta-table key holding a data dir's storage schema.

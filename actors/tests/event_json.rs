@@ -39,6 +39,31 @@ fn finish(id: &str, attempt: u32, outcome: AttemptOutcome) -> Command {
 }
 
 /// The data each node-level emit site records, one or more shapes per kind.
+/// The policy lifecycle: an activation, a refused push, a rollback.
+fn policy_events() -> Vec<Command> {
+    let activate = |hash: &str, change| Command::ActivatePolicy {
+        hash: hash.repeat(64),
+        revision: format!("rev-{hash}"),
+        bundle: std::collections::BTreeMap::from([("a.rego".to_owned(), "package a".to_owned())]),
+        by: "root".into(),
+        reason: "why \"not\"".into(),
+        change,
+        correlation_id: CorrelationId(format!("cid_policy_{hash}")),
+    };
+    vec![
+        activate("a", PolicyChange::Push),
+        activate("b", PolicyChange::Push),
+        Command::RejectPolicy {
+            hash: "c".repeat(64),
+            revision: "rev-c".into(),
+            by: "root".into(),
+            failures: vec!["a.rego:1:9: unexpected token".into(), "test data.a.test_x: FAIL".into()],
+            correlation_id: CorrelationId("cid_policy_c".into()),
+        },
+        activate("a", PolicyChange::Rollback),
+    ]
+}
+
 fn node_level_events() -> Vec<Command> {
     let record = |cid: &str, data| Command::RecordEvent { correlation_id: CorrelationId(cid.into()), data };
     let s = |v: &str| v.to_owned();
@@ -235,7 +260,7 @@ fn record_every_kind(db: &redb::Database) -> Vec<Event> {
     {
         let mut tables = Tables::open(&txn).unwrap();
         let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
-        for (i, cmd) in workflow().into_iter().chain(node_level_events()).enumerate() {
+        for (i, cmd) in workflow().into_iter().chain(node_level_events()).chain(policy_events()).enumerate() {
             let i = i as u64;
             // 200 ms apart, so the expiring confirmation (ttl 500 ms) is due when expired.
             let entry = Entry { at_ms: 1_700_000_000_000 + 200 * i, node: ["a", "b"][i as usize % 2].into(), cmd };
@@ -315,6 +340,10 @@ const EXPECTED: &str = r#"
 {"seq":56,"ts":1700000008200,"node":"b","kind":"slo.burn","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:burn.ticket:1","action_id":null,"causation_seq":null,"data":{"capability":"files.write","episode":1,"error_budget":0.01,"factor":1.0,"long_rate":1.25,"long_window":"3d","severity":"ticket","short_rate":2.5,"short_window":"6h"}}
 {"seq":57,"ts":1700000008400,"node":"a","kind":"slo.breached","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:breached.latency:1","action_id":null,"causation_seq":null,"data":{"capability":"files.write","episode":1,"objective":"latency","target":800.0,"value":912.0,"window":"5m"}}
 {"seq":58,"ts":1700000008600,"node":"b","kind":"slo.recovered","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:trend:1","action_id":null,"causation_seq":null,"data":{"advisory":"trend","capability":"files.write","episode":1}}
+{"seq":59,"ts":1700000009000,"node":"b","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_a","action_id":null,"causation_seq":null,"data":{"audit_seq":1,"by":"root","change":"push","hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","old_hash":null,"reason":"why \"not\"","revision":"rev-a"}}
+{"seq":60,"ts":1700000009200,"node":"a","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_b","action_id":null,"causation_seq":null,"data":{"audit_seq":2,"by":"root","change":"push","hash":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","old_hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","reason":"why \"not\"","revision":"rev-b"}}
+{"seq":61,"ts":1700000009400,"node":"b","kind":"policy.rejected","session_id":null,"turn_id":null,"correlation_id":"cid_policy_c","action_id":null,"causation_seq":null,"data":{"audit_seq":3,"by":"root","failures":["a.rego:1:9: unexpected token","test data.a.test_x: FAIL"],"hash":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","revision":"rev-c"}}
+{"seq":62,"ts":1700000009600,"node":"a","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_a","action_id":null,"causation_seq":null,"data":{"audit_seq":4,"by":"root","change":"rollback","hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","old_hash":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","reason":"why \"not\"","revision":"rev-a"}}
 "#;
 
 #[test]

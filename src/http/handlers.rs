@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::wrappers::BroadcastStream;
-use warden_actors::authz::PolicyInput;
+use warden_actors::authz::{PolicyInput, PolicyPrincipal};
 use warden_actors::domain::{Action, Capability, Tier, Trust};
 use warden_actors::error::WardenError;
 use warden_actors::ids::*;
@@ -116,6 +116,29 @@ struct InlineCapability {
     amount_limit: Option<f64>,
 }
 
+/// `PUT /v1/policies`: a bundle's files by path, and why.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    files: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /v1/policies/rollback`: the bundle to return to (default: the one before).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Audit entries one `GET /v1/policies/audit` returns without `limit`.
+pub const DEFAULT_AUDIT_PAGE: usize = 1_000;
+/// The most it returns with one.
+pub const MAX_AUDIT_PAGE: usize = 10_000;
+
 fn limit(q: &Query) -> Result<Option<usize>, ApiError> {
     Ok(q.u64("limit")?.map(|l| l as usize))
 }
@@ -124,6 +147,11 @@ impl Handlers<'_> {
     /// The authenticated principal's name, if the node has tokens.
     fn who(&self) -> Option<&str> {
         self.principal.map(|p| p.name.as_str())
+    }
+
+    /// The principal as a policy sees it (`input.principal`).
+    fn policy_principal(&self) -> Option<PolicyPrincipal> {
+        self.principal.map(|p| PolicyPrincipal { name: p.name.clone(), role: p.role.as_str().to_owned() })
     }
 
     pub fn dashboard(&self) -> ApiResult {
@@ -307,7 +335,7 @@ impl Handlers<'_> {
             capability: b.capability,
             args: b.args,
             idempotency_key: b.idempotency_key.as_deref().map(IdempotencyKey::parse).transpose()?,
-            submitted_by: self.who().map(str::to_owned),
+            principal: self.policy_principal(),
         };
         let a = self.api.node.submit(req).await?;
         if !self.may_read(&a) {
@@ -392,11 +420,11 @@ impl Handlers<'_> {
 
     /// The active policy: engine, bundle hash, revision, files.
     pub async fn policies(&self) -> ApiResult {
-        json_reply(StatusCode::OK, &json!({ "active": self.api.node.policy().await? }))
+        json_reply(StatusCode::OK, &self.api.node.policy().await?)
     }
 
     /// What the active policy would decide; nothing is recorded.
-    pub fn policy_decide(&self, body: &[u8]) -> ApiResult {
+    pub async fn policy_decide(&self, body: &[u8]) -> ApiResult {
         let b: DecideBody = parse_json(body)?;
         let capability = match b.capability {
             CapabilityRef::Name(name) => self.api.node.catalog().get(&name)?,
@@ -412,8 +440,57 @@ impl Handlers<'_> {
             args @ Value::Object(_) => args,
             other => return Err(ApiError::bad_request(format!("args must be a JSON object, got {other}"))),
         };
-        let decision = self.api.node.decide(&PolicyInput::new(capability, args, b.trust));
+        let input = PolicyInput::new(capability, args, b.trust).by(self.policy_principal());
+        let decision = self.api.node.decide(&input).await?;
         json_reply(StatusCode::OK, &decision)
+    }
+
+    /// Who is changing the policy, and why.
+    fn policy_change(&self, reason: String) -> warden_actors::policy::Change {
+        let by = self.who().unwrap_or("anonymous").to_owned();
+        warden_actors::policy::Change { by, reason, correlation_id: self.cid.clone() }
+    }
+
+    fn policy_outcome(outcome: warden_actors::policy::Outcome) -> ApiResult {
+        use warden_actors::policy::Outcome;
+        match outcome {
+            Outcome::Activated { hash, revision, previous, audit_seq } => json_reply(
+                StatusCode::OK,
+                &json!({"hash": hash, "revision": revision, "previous": previous, "audit_seq": audit_seq}),
+            ),
+            Outcome::AlreadyActive { hash } => json_reply(StatusCode::OK, &json!({"hash": hash, "unchanged": true})),
+            Outcome::Rejected { hash, failures, audit_seq } => {
+                let message =
+                    format!("the bundle did not pass the gate ({} failures); nothing changed", failures.len());
+                Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_rejected", message)
+                    .with("failures", json!(failures))
+                    .with("hash", json!(hash))
+                    .with("audit_seq", json!(audit_seq)))
+            }
+        }
+    }
+
+    /// A bundle through the gate, then activated on every node (admin).
+    pub async fn push_policy(&self, body: &[u8]) -> ApiResult {
+        let b: PushBody = parse_json(body)?;
+        let outcome = self.api.node.push_policy(b.files, self.policy_change(b.reason)).await?;
+        Self::policy_outcome(outcome)
+    }
+
+    /// A bundle of the history activated again (admin).
+    pub async fn rollback_policy(&self, body: &[u8]) -> ApiResult {
+        let b: RollbackBody = if body.is_empty() { RollbackBody::default() } else { parse_json(body)? };
+        let outcome = self.api.node.rollback_policy(b.to, self.policy_change(b.reason)).await?;
+        Self::policy_outcome(outcome)
+    }
+
+    /// The hash-chained audit of every policy mutation, oldest first.
+    pub fn policy_audit(&self, q: &Query) -> ApiResult {
+        let after = q.u64("after")?.unwrap_or(0);
+        let limit = limit(q)?.unwrap_or(DEFAULT_AUDIT_PAGE).clamp(1, MAX_AUDIT_PAGE);
+        let entries = self.api.node.policy_audit(after, limit)?;
+        let next = (entries.len() == limit).then(|| entries.last().map(|e| e.seq)).flatten();
+        json_reply(StatusCode::OK, &json!({ "entries": entries, "next": next }))
     }
 
     pub async fn breakers(&self) -> ApiResult {

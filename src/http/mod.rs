@@ -84,6 +84,14 @@ impl Api {
                 return with_correlation(error_response(&e, &cid), &cid);
             }
         };
+        // A request with a body that is refused before the body is read
+        // (routing, authorization) ends its connection: the unread body
+        // would otherwise be taken for the next request on it.
+        let has_body = headers.contains_key(warp::http::header::TRANSFER_ENCODING)
+            || headers
+                .get(warp::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() != "0");
         let result = match Query::parse(&query) {
             Ok(q) => self.route(&method, path.as_str(), &q, &headers, body, &cid).await,
             Err(e) => Err(e),
@@ -97,6 +105,17 @@ impl Api {
             let mut response = error_response(&e, &cid);
             if e.status == StatusCode::UNAUTHORIZED {
                 response.headers_mut().insert("www-authenticate", warp::http::HeaderValue::from_static("Bearer"));
+            }
+            let unread = [
+                StatusCode::UNAUTHORIZED,
+                StatusCode::FORBIDDEN,
+                StatusCode::NOT_FOUND,
+                StatusCode::METHOD_NOT_ALLOWED,
+            ];
+            if has_body && unread.contains(&e.status) {
+                response
+                    .headers_mut()
+                    .insert(warp::http::header::CONNECTION, warp::http::HeaderValue::from_static("close"));
             }
             response
         });
@@ -191,7 +210,10 @@ impl Api {
             Endpoint::Graph => h.graph(p[0]).await,
             Endpoint::EventStream => h.event_stream(),
             Endpoint::Policies => h.policies().await,
-            Endpoint::PolicyDecide => h.policy_decide(&body().await?),
+            Endpoint::PolicyDecide => h.policy_decide(&body().await?).await,
+            Endpoint::PushPolicy => h.push_policy(&body().await?).await,
+            Endpoint::RollbackPolicy => h.rollback_policy(&body().await?).await,
+            Endpoint::PolicyAudit => h.policy_audit(q),
         }
     }
 }

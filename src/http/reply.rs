@@ -26,11 +26,20 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// More about the error, merged into the error object (a refused
+    /// policy's `failures`, `hash` and `audit_seq`).
+    pub details: serde_json::Map<String, Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), details: Default::default() }
+    }
+
+    /// The same error with `key: value` in its object.
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.details.insert(key.to_owned(), value);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -57,7 +66,8 @@ impl From<WardenError> for ApiError {
             | WardenError::LastVoter(_)
             | WardenError::OnlyExecutor { .. }
             | WardenError::Conflict(_)
-            | WardenError::StaleAttempt { .. } => StatusCode::CONFLICT,
+            | WardenError::StaleAttempt { .. }
+            | WardenError::StalePolicy { .. } => StatusCode::CONFLICT,
             WardenError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             WardenError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WardenError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,7 +85,11 @@ pub fn json_reply<T: Serialize>(status: StatusCode, body: &T) -> ApiResult {
 }
 
 pub fn error_response(e: &ApiError, cid: &CorrelationId) -> Response {
-    let body = json!({"error": {"code": e.code, "message": e.message, "correlation_id": cid}});
+    let mut error = json!({"code": e.code, "message": e.message, "correlation_id": cid});
+    if let Value::Object(fields) = &mut error {
+        fields.extend(e.details.clone());
+    }
+    let body = json!({ "error": error });
     warp::reply::with_status(warp::reply::json(&body), e.status).into_response()
 }
 

@@ -39,6 +39,9 @@ pub enum Endpoint {
     EventStream,
     Policies,
     PolicyDecide,
+    PushPolicy,
+    RollbackPolicy,
+    PolicyAudit,
 }
 
 /// One route: `pattern` is the path's segments, `{}` for a parameter.
@@ -94,6 +97,9 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, &["v1", "events", "stream"], Endpoint::EventStream, OPERATOR),
     route(Method::GET, &["v1", "policies"], Endpoint::Policies, OPERATOR),
     route(Method::POST, &["v1", "policies", "decide"], Endpoint::PolicyDecide, AGENT),
+    route(Method::PUT, &["v1", "policies"], Endpoint::PushPolicy, ADMIN),
+    route(Method::POST, &["v1", "policies", "rollback"], Endpoint::RollbackPolicy, ADMIN),
+    route(Method::GET, &["v1", "policies", "audit"], Endpoint::PolicyAudit, OPERATOR),
 ];
 
 /// Why a request matched no route.

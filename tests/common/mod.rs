@@ -73,7 +73,7 @@ pub fn submit_req(turn: &Turn, capability: &str, args: Value) -> SubmitRequest {
         capability: capability.into(),
         args,
         idempotency_key: None,
-        submitted_by: None,
+        principal: None,
     }
 }
 
@@ -118,4 +118,5 @@ pub mod load;
 pub mod process;
 pub mod proxy;
 pub mod serial;
+pub mod swap;
 pub mod tool;

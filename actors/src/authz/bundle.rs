@@ -33,6 +33,10 @@ const EMBEDDED: &[(&str, &str)] = &[
 pub enum BundleSource {
     Embedded,
     Dir(PathBuf),
+    /// Pushed to a node (`PUT /v1/policies`).
+    Pushed,
+    /// Read from the replicated state (an activation).
+    Replicated,
 }
 
 impl std::fmt::Display for BundleSource {
@@ -40,6 +44,8 @@ impl std::fmt::Display for BundleSource {
         match self {
             Self::Embedded => f.write_str("embedded"),
             Self::Dir(dir) => write!(f, "{}", dir.display()),
+            Self::Pushed => f.write_str("pushed"),
+            Self::Replicated => f.write_str("replicated"),
         }
     }
 }

@@ -30,6 +30,12 @@ pub fn amounts() -> Vec<(&'static str, Option<Value>)> {
 
 /// The matrix: 4 tiers × 8 amounts × 2 limits × 2 trusts = 128 inputs.
 pub fn exhaustive() -> Vec<PolicyInput> {
+    exhaustive_named().into_iter().map(|(_, input)| input).collect()
+}
+
+/// The matrix with a readable name for each input, as a decision diff
+/// shows it: `matrix.tier1.limited, amount 501 (above), low trust`.
+pub fn exhaustive_named() -> Vec<(String, PolicyInput)> {
     let mut inputs = Vec::new();
     for level in 0..=3u8 {
         for limit in [Some(MATRIX_LIMIT), None] {
@@ -37,12 +43,20 @@ pub fn exhaustive() -> Vec<PolicyInput> {
             let mut cap = Capability::new(&format!("matrix.tier{level}{suffix}"), Tier::from_level(level));
             cap.amount_limit = limit;
             let cap = Arc::new(cap);
-            for (_, amount) in amounts() {
+            for (kind, amount) in amounts() {
+                let described = match &amount {
+                    None => "no amount".to_owned(),
+                    Some(a) => format!("amount {a} ({kind})"),
+                };
                 let args = amount.map_or_else(|| json!({}), |a| json!({ "amount": a }));
                 for trust in [Trust::Normal, Trust::Low] {
                     let input = PolicyInput::new(cap.clone(), args.clone(), trust)
                         .in_turn(SessionId("ses_golden".into()), TurnId("turn_golden".into()));
-                    inputs.push(input);
+                    let trust = match trust {
+                        Trust::Normal => "normal",
+                        Trust::Low => "low",
+                    };
+                    inputs.push((format!("{}, {described}, {trust} trust", cap.name), input));
                 }
             }
         }

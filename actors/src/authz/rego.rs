@@ -7,13 +7,14 @@
 //! error, a result of the wrong shape, running over the time limit — denies.
 
 use super::{Bundle, PolicyEngine, PolicyError, PolicyInput};
-use crate::domain::{Decision, Tier, Verdict};
-use parking_lot::Mutex;
+use crate::domain::{Capability, Decision, Tier, Trust, Verdict};
+use parking_lot::{Mutex, RwLock};
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::program::Program;
 use regorus::rvm::vm::{RegoVM, VmError};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,9 @@ pub const MAX_INSTRUCTIONS: usize = 100_000_000;
 pub const TIMEOUT_ATTEMPTS: u32 = 2;
 /// Units of interpreter work between two reads of the clock by the timer.
 const TIMER_CHECK_INTERVAL: u32 = 16;
+/// Capability sub-documents kept ready per policy (the catalog's, and
+/// inline ones asked by `/v1/policies/decide` until the cache is full).
+pub const MAX_CACHED_CAPABILITIES: usize = 1024;
 
 pub struct RegoPolicy {
     program: Arc<Program>,
@@ -44,15 +48,73 @@ pub struct RegoPolicy {
     timer: ExecutionTimerConfig,
     idle: Mutex<Vec<RegoVM>>,
     hash: String,
+    /// The input document's keys and constant values, made once.
+    keys: Keys,
+    /// `input.capability` per capability, made at its first decision.
+    capabilities: RwLock<HashMap<String, (Arc<Capability>, Value)>>,
 }
 
-/// The result the decision rule must produce.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegoDecision {
-    decision: Verdict,
-    tier: Tier,
-    reasons: Vec<String>,
+/// The strings of the input document and of the result, as regorus values,
+/// made once per policy so that building an input allocates only what varies.
+struct Keys {
+    capability: Value,
+    name: Value,
+    tier: Value,
+    amount_limit: Value,
+    args: Value,
+    session: Value,
+    id: Value,
+    trust: Value,
+    turn: Value,
+    principal: Value,
+    role: Value,
+    decision: Value,
+    reasons: Value,
+    normal: Value,
+    low: Value,
+}
+
+impl Keys {
+    fn new() -> Self {
+        let s = |x: &str| Value::String(x.into());
+        Self {
+            capability: s("capability"),
+            name: s("name"),
+            tier: s("tier"),
+            amount_limit: s("amount_limit"),
+            args: s("args"),
+            session: s("session"),
+            id: s("id"),
+            trust: s("trust"),
+            turn: s("turn"),
+            principal: s("principal"),
+            role: s("role"),
+            decision: s("decision"),
+            reasons: s("reasons"),
+            normal: s("normal"),
+            low: s("low"),
+        }
+    }
+}
+
+/// A JSON value as regorus holds it — what `Value::from(serde_json::Value)`
+/// gives, without the detour through serde's deserializer.
+pub(crate) fn rego_value(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Value::from(u),
+            (None, Some(i), _) => Value::from(i),
+            (None, None, Some(f)) => Value::from(f),
+            (None, None, None) => Value::Null,
+        },
+        serde_json::Value::String(s) => Value::String(s.as_str().into()),
+        serde_json::Value::Array(items) => Value::from(items.iter().map(rego_value).collect::<Vec<_>>()),
+        serde_json::Value::Object(map) => Value::from(
+            map.iter().map(|(k, v)| (Value::String(k.as_str().into()), rego_value(v))).collect::<BTreeMap<_, _>>(),
+        ),
+    }
 }
 
 /// An engine holding the bundle's modules and data, not yet prepared.
@@ -124,6 +186,8 @@ impl RegoPolicy {
             timer,
             idle: Mutex::new(Vec::new()),
             hash: bundle.hash().to_owned(),
+            keys: Keys::new(),
+            capabilities: RwLock::new(HashMap::new()),
         };
         let vm = policy.load_vm().map_err(|e| PolicyError::Compile(format!("data: {e}")))?;
         policy.idle.lock().push(vm);
@@ -142,7 +206,69 @@ impl RegoPolicy {
 
     /// The decision for an input document as the policy sees it.
     pub fn decide_document(&self, document: serde_json::Value) -> Decision {
-        let input = Value::from(document);
+        self.decide_value(rego_value(&document))
+    }
+
+    /// The input document of docs/policy.md as a regorus value, equal to
+    /// `rego_value(&input.document())`, built directly: the capability's
+    /// part is made once per capability and shared.
+    pub fn input_value(&self, input: &PolicyInput) -> Value {
+        let k = &self.keys;
+        let mut session = BTreeMap::new();
+        if let Some(id) = &input.session {
+            session.insert(k.id.clone(), Value::String(id.as_str().into()));
+        }
+        let trust = match input.trust {
+            Trust::Normal => k.normal.clone(),
+            Trust::Low => k.low.clone(),
+        };
+        session.insert(k.trust.clone(), trust);
+        let mut doc = BTreeMap::new();
+        doc.insert(k.capability.clone(), self.capability_value(&input.capability));
+        doc.insert(k.args.clone(), rego_value(&input.args));
+        doc.insert(k.session.clone(), Value::from(session));
+        if let Some(id) = &input.turn {
+            let turn = BTreeMap::from([(k.id.clone(), Value::String(id.as_str().into()))]);
+            doc.insert(k.turn.clone(), Value::from(turn));
+        }
+        if let Some(p) = &input.principal {
+            let principal = BTreeMap::from([
+                (k.name.clone(), Value::String(p.name.as_str().into())),
+                (k.role.clone(), Value::String(p.role.as_str().into())),
+            ]);
+            doc.insert(k.principal.clone(), Value::from(principal));
+        }
+        Value::from(doc)
+    }
+
+    /// `input.capability` for `cap`, from the cache when the same
+    /// capability (same tier and limit) was seen before.
+    fn capability_value(&self, cap: &Arc<Capability>) -> Value {
+        let same = |c: &Capability| {
+            c.tier == cap.tier && c.amount_limit.map(f64::to_bits) == cap.amount_limit.map(f64::to_bits)
+        };
+        if let Some((known, value)) = self.capabilities.read().get(&cap.name) {
+            if Arc::ptr_eq(known, cap) || same(known) {
+                return value.clone();
+            }
+        }
+        let k = &self.keys;
+        let mut doc = BTreeMap::new();
+        doc.insert(k.name.clone(), Value::String(cap.name.as_str().into()));
+        doc.insert(k.tier.clone(), Value::from(u64::from(cap.tier.level())));
+        if let Some(limit) = cap.amount_limit {
+            doc.insert(k.amount_limit.clone(), rego_value(&super::number(limit)));
+        }
+        let value = Value::from(doc);
+        let mut cache = self.capabilities.write();
+        if cache.len() < MAX_CACHED_CAPABILITIES || cache.contains_key(&cap.name) {
+            cache.insert(cap.name.clone(), (cap.clone(), value.clone()));
+        }
+        value
+    }
+
+    /// The decision for an input already in regorus's form.
+    pub fn decide_value(&self, input: Value) -> Decision {
         let mut attempt = 1;
         loop {
             match self.evaluate(input.clone()) {
@@ -179,13 +305,47 @@ impl RegoPolicy {
         if value == Value::Undefined {
             return self.deny(POLICY_ERROR, format!("{DECISION_RULE} is undefined for this input"));
         }
-        let parsed = serde_json::to_value(&value).and_then(serde_json::from_value::<RegoDecision>);
-        match parsed {
-            Ok(d) => {
-                Decision { decision: d.decision, tier: d.tier, reasons: d.reasons, policy_hash: self.hash.clone() }
-            }
+        match self.read_decision(&value) {
+            Ok((decision, tier, reasons)) => Decision { decision, tier, reasons, policy_hash: self.hash.clone() },
             Err(e) => self.deny(POLICY_ERROR, format!("{DECISION_RULE} has the wrong shape ({e}): {value}")),
         }
+    }
+
+    /// `{decision, tier, reasons}` and nothing else, read from the result as it is.
+    fn read_decision(&self, value: &Value) -> Result<(Verdict, Tier, Vec<String>), String> {
+        let k = &self.keys;
+        let Value::Object(fields) = value else { return Err("not an object".into()) };
+        if fields.len() != 3 {
+            return Err("expected exactly `decision`, `tier` and `reasons`".into());
+        }
+        let field = |key: &Value, name: &str| fields.get(key).ok_or_else(|| format!("missing `{name}`"));
+        let decision = match field(&k.decision, "decision")? {
+            Value::String(s) => match s.as_ref() {
+                "allow" => Verdict::Allow,
+                "confirm" => Verdict::Confirm,
+                "deny" => Verdict::Deny,
+                other => return Err(format!("unknown decision {other:?}")),
+            },
+            _ => return Err("`decision` is not a string".into()),
+        };
+        let tier = match field(&k.tier, "tier")? {
+            Value::Number(n) => match n.as_u64() {
+                Some(level @ 0..=3) => Tier::from_level(level as u8),
+                _ => return Err("`tier` must be 0..=3".into()),
+            },
+            _ => return Err("`tier` is not a number".into()),
+        };
+        let reasons = match field(&k.reasons, "reasons")? {
+            Value::Array(items) => items
+                .iter()
+                .map(|r| match r {
+                    Value::String(s) => Ok(s.to_string()),
+                    _ => Err("a reason is not a string".to_owned()),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err("`reasons` is not an array".into()),
+        };
+        Ok((decision, tier, reasons))
     }
 
     /// Fail closed: deny at the highest tier, `code` first among the reasons.
@@ -202,7 +362,7 @@ impl RegoPolicy {
 
 impl PolicyEngine for RegoPolicy {
     fn decide(&self, input: &PolicyInput) -> Decision {
-        self.decide_document(input.document())
+        self.decide_value(self.input_value(input))
     }
 
     fn hash(&self) -> &str {

@@ -1,5 +1,6 @@
 //! Where applied entries are announced on this node.
 
+use crate::command::Response;
 use crate::domain::{Action, Event};
 use crate::error::WardenError;
 use crate::ids::ActionId;
@@ -7,19 +8,25 @@ use crate::limits::EVENT_BROADCAST_CAPACITY;
 use crate::store::Applied;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch};
 
 type Waiters = Mutex<HashMap<ActionId, Vec<oneshot::Sender<Action>>>>;
+/// Called when the replicated policy may have changed.
+type PolicyHook = Box<dyn Fn() + Send + Sync>;
 
 /// Where applied entries are announced on this node: committed events for
 /// live subscribers, actions that became terminal for their waiters, and the
-/// applied log index for proposers waiting to read their own write.
+/// applied log index for proposers waiting to read their own write — and,
+/// to whoever registered for it, that the replicated policy changed (an
+/// activation was applied, or a snapshot replaced the state), before the
+/// applied index moves past it.
 pub struct Hub {
     events: broadcast::Sender<Arc<Event>>,
     waiters: Waiters,
     applied: watch::Sender<u64>,
+    policy_hook: OnceLock<PolicyHook>,
 }
 
 impl Default for Hub {
@@ -28,12 +35,16 @@ impl Default for Hub {
             events: broadcast::channel(EVENT_BROADCAST_CAPACITY).0,
             waiters: Waiters::default(),
             applied: watch::channel(0).0,
+            policy_hook: OnceLock::new(),
         }
     }
 }
 
 impl Hub {
     pub(super) fn publish(&self, applied: Applied) {
+        if matches!(applied.response, Response::PolicyActivated { .. }) {
+            self.policy_changed();
+        }
         if self.events.receiver_count() > 0 {
             for event in applied.events {
                 let _ = self.events.send(Arc::new(event));
@@ -43,6 +54,18 @@ impl Hub {
             for tx in self.waiters.lock().remove(&action.id).unwrap_or_default() {
                 let _ = tx.send(action.clone());
             }
+        }
+    }
+
+    /// Registers what to do when the replicated policy may have changed
+    /// (once per hub; a second registration is refused).
+    pub fn on_policy_change(&self, hook: impl Fn() + Send + Sync + 'static) -> bool {
+        self.policy_hook.set(Box::new(hook)).is_ok()
+    }
+
+    pub(super) fn policy_changed(&self) {
+        if let Some(hook) = self.policy_hook.get() {
+            hook();
         }
     }
 

@@ -216,6 +216,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             .map_err(write_error)?;
         tracing::info!(last = ?meta.last_log_id, "installed a snapshot");
         (self.machine, self.state) = installed;
+        self.hub.policy_changed();
         self.hub.applied_to(self.machine.last_index);
         Ok(())
     }

@@ -9,7 +9,7 @@
 //! The store keeps the typed fields as MessagePack (`store::tables`), so the
 //! hot path never builds a JSON value.
 
-use super::{Action, AttemptOutcome, BreakerState, SloSeverity, Tier, Trust, Turn, Verdict};
+use super::{Action, AttemptOutcome, BreakerState, PolicyChange, SloSeverity, Tier, Trust, Turn, Verdict};
 use crate::ids::{ActionId, CorrelationId, DlqId, IdempotencyKey, SessionId, TurnId};
 use serde::ser::{Error as _, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
@@ -199,6 +199,19 @@ events! {
     /// Advisory `advisory` (`trend`, `burn.page`, `burn.ticket`,
     /// `breached.latency`, `breached.errors`) of episode `episode` ended.
     SloRecovered = "slo.recovered" { capability: String, episode: u64, advisory: String },
+    /// Bundle `hash` became the active policy on every node, replacing
+    /// `old_hash` (none: the nodes' configured policies), by a push or a rollback.
+    PolicyActivated = "policy.activated" {
+        hash: String,
+        revision: String,
+        old_hash: Option<String>,
+        change: PolicyChange,
+        by: String,
+        reason: String,
+        audit_seq: u64,
+    },
+    /// A pushed bundle was refused by the gate: nothing changed.
+    PolicyRejected = "policy.rejected" { hash: String, revision: String, by: String, failures: Vec<String>, audit_seq: u64 },
 }
 
 /// Why a node was declared down before its silence reached the limit.

@@ -111,6 +111,7 @@ async fn build(rt: &Runtime, config: &HealthConfig, dir: &Path, dlq: &mut DlqTre
         running_attempts: rt.tasks.count_prefix(ATTEMPT_TASK_PREFIX),
         proposal_queue: rt.ledger.consensus().proposer().queued(),
         pending_actions,
+        policy_hash: rt.policy.hash(),
         raft_role: raft.role.to_owned(),
         term: raft.term,
         applied_index: raft.applied_index.unwrap_or(0),

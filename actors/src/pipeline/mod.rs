@@ -9,7 +9,7 @@
 pub mod dispatcher;
 pub mod worker;
 
-use crate::authz::PolicyInput;
+use crate::authz::{PolicyInput, PolicyPrincipal};
 use crate::command::{Command, Response};
 use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{Action, Trust};
@@ -33,8 +33,9 @@ pub struct SubmitRequest {
     pub capability: String,
     pub args: Value,
     pub idempotency_key: Option<IdempotencyKey>,
-    /// The authenticated principal submitting it, recorded on the action.
-    pub submitted_by: Option<String>,
+    /// Who sent it (on a node with tokens): recorded on the action as
+    /// `submitted_by`, and the policy's `input.principal`.
+    pub principal: Option<PolicyPrincipal>,
 }
 
 #[derive(RactorMessage)]
@@ -77,7 +78,14 @@ impl Actor for Pipeline {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PipelineMsg::Submit(req, reply) => match admit(rt, &req).await {
-                Ok(cmd) => propose_then(rt, cmd, reply),
+                Ok(cmd) => {
+                    let rt2 = rt.clone();
+                    let redecide = move || {
+                        let (rt, req) = (rt2.clone(), req.clone());
+                        async move { admit(&rt, &req).await }
+                    };
+                    propose_then(rt, cmd, redecide, reply)
+                }
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
@@ -86,15 +94,25 @@ impl Actor for Pipeline {
                 if by.trim().is_empty() {
                     let _ = reply.send(Err(WardenError::BadInput("confirmation needs `by`".into())));
                 } else {
-                    propose_then(rt, Command::Confirm { action_id, approve, by }, reply);
+                    let cmd = Command::Confirm { action_id, approve, by };
+                    propose_then(rt, cmd.clone(), move || std::future::ready(Ok(cmd.clone())), reply);
                 }
             }
-            PipelineMsg::ReplayDlq(dlq_id, principal, reply) => match admit_replay(rt, &dlq_id, principal).await {
-                Ok(cmd) => propose_then(rt, cmd, reply),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
+            PipelineMsg::ReplayDlq(dlq_id, principal, reply) => {
+                match admit_replay(rt, &dlq_id, principal.clone()).await {
+                    Ok(cmd) => {
+                        let rt2 = rt.clone();
+                        let redecide = move || {
+                            let (rt, dlq_id, principal) = (rt2.clone(), dlq_id.clone(), principal.clone());
+                            async move { admit_replay(&rt, &dlq_id, principal).await }
+                        };
+                        propose_then(rt, cmd, redecide, reply)
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
                 }
-            },
+            }
         }
         Ok(())
     }
@@ -116,7 +134,9 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
     if rt.store.active_count()? >= MAX_ACTIVE_ACTIONS {
         return Err(WardenError::Overloaded(format!("{MAX_ACTIVE_ACTIONS} actions are already active")));
     }
-    let input = PolicyInput::new(capability.clone(), args.clone(), trust).in_turn(session, req.turn_id.clone());
+    let input = PolicyInput::new(capability.clone(), args.clone(), trust)
+        .in_turn(session, req.turn_id.clone())
+        .by(req.principal.clone());
     let decision = rt.policy.decide(&input);
     Ok(Command::SubmitAction {
         action_id: ActionId::generate(),
@@ -128,7 +148,7 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
         max_attempts: capability.max_attempts,
         backoff_ms: capability.backoff_ms,
         confirm_ttl_ms: rt.config.confirm_ttl_ms,
-        submitted_by: req.submitted_by.clone(),
+        submitted_by: req.principal.as_ref().map(|p| p.name.clone()),
     })
 }
 
@@ -157,15 +177,41 @@ async fn admit_replay(rt: &Runtime, dlq_id: &DlqId, principal: Option<String>) -
     })
 }
 
+/// How many times a submission is decided again because the cluster
+/// activated another policy between its decision and its place in the log.
+pub const MAX_POLICY_REDECISIONS: u32 = 3;
+
 /// Proposes `cmd` off the actor and replies with the resulting action; the
-/// Dispatcher picks it up from the log.
-fn propose_then(rt: &Arc<Runtime>, cmd: Command, reply: RpcReplyPort<Result<Action>>) {
+/// Dispatcher picks it up from the log. A decision the log refuses as made
+/// under a policy no longer active (`StalePolicy`: an activation was
+/// applied in between) is made again with `redecide` and proposed again —
+/// by then this node has applied the activation and decides with it.
+fn propose_then<F, Fut>(rt: &Arc<Runtime>, cmd: Command, redecide: F, reply: RpcReplyPort<Result<Action>>)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Command>> + Send,
+{
     let rt = rt.clone();
     tokio::spawn(async move {
-        let result = rt.ledger.propose(cmd).await.and_then(|response| match response {
-            Response::Action { action, .. } | Response::Replayed { action, .. } => Ok(*action),
-            other => Err(WardenError::Storage(format!("unexpected response {other:?}"))),
-        });
+        let mut cmd = cmd;
+        let mut redecided = 0;
+        let result = loop {
+            match rt.ledger.propose(cmd).await {
+                Err(WardenError::StalePolicy { .. }) if redecided < MAX_POLICY_REDECISIONS => {
+                    redecided += 1;
+                    match redecide().await {
+                        Ok(again) => cmd = again,
+                        Err(e) => break Err(e),
+                    }
+                }
+                proposed => {
+                    break proposed.and_then(|response| match response {
+                        Response::Action { action, .. } | Response::Replayed { action, .. } => Ok(*action),
+                        other => Err(WardenError::Storage(format!("unexpected response {other:?}"))),
+                    })
+                }
+            }
+        };
         let _ = reply.send(result);
     });
 }

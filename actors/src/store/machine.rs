@@ -6,7 +6,7 @@
 //! handler checks before its first write, and `apply` asserts it (debug
 //! builds) from the tables' write count, the event counter and the events.
 
-use super::apply::{actions, dlq, events, memory, nodes, sessions, slo, Outcome, Recorder};
+use super::apply::{actions, dlq, events, memory, nodes, policy, sessions, slo, Outcome, Recorder};
 use super::tables::*;
 use crate::command::{Command, Entry, Response};
 use crate::domain::*;
@@ -163,6 +163,13 @@ fn route(t: &mut Tables<'_>, r: &mut Recorder<'_>, cmd: &Command) -> Result<Outc
         Command::RecordEvent { correlation_id, data } => events::record(t, r, correlation_id, data),
         Command::SloEpisode { capability, advisory, episode, open, data } => {
             slo::episode(t, r, capability, advisory, *episode, *open, data)
+        }
+        Command::ActivatePolicy { hash, revision, bundle, by, reason, change, correlation_id } => {
+            let activation = policy::Activation { hash, revision, bundle, by, reason, change: *change, correlation_id };
+            policy::activate(t, r, activation)
+        }
+        Command::RejectPolicy { hash, revision, by, failures, correlation_id } => {
+            policy::reject(t, r, (hash, revision), by, failures, correlation_id)
         }
     }
 }

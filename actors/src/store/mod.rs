@@ -16,7 +16,7 @@ mod tables;
 pub use machine::{Applied, StateMachine};
 pub use query::{RecallQuery, Store, TimelineQuery};
 pub use snapshot::StateSnapshot;
-pub use tables::{decode, encode, open_database, Tables, LOG, META, RAFT_META};
+pub use tables::{decode, encode, open_database, Tables, LOG, META, POLICY_AUDIT, RAFT_META};
 
 /// Reads the data dir's storage schema, stamping this build's into a fresh
 /// one (no state and no log yet). `version::check_storage` judges the answer.

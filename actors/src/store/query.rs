@@ -143,6 +143,22 @@ impl Store {
         })
     }
 
+    /// The replicated policy lifecycle: active bundle and history.
+    pub fn policy_state(&self) -> Result<PolicyState> {
+        self.read(|r| Ok(load(&r.open_table(POLICY)?, POLICY_STATE_KEY)?.unwrap_or_default()))
+    }
+
+    /// Audit entries with `seq > after`, oldest first, at most `limit`.
+    pub fn policy_audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.read(|r| {
+            let mut out = Vec::new();
+            for row in r.open_table(POLICY_AUDIT)?.range(after.saturating_add(1)..)?.take(limit) {
+                out.push(decode(row?.1.value())?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Names of the nodes being drained: nothing new is dispatched to them.
     pub fn draining(&self) -> Result<std::collections::BTreeSet<String>> {
         Ok(self.nodes()?.into_iter().filter(|n| n.draining).map(|n| n.name).collect())
@@ -349,8 +365,14 @@ impl Store {
         };
         let index = self.read(|r| {
             let index = r.open_table(META)?.get(META_LAST_INDEX)?.map_or(0, |g| g.value());
-            let tables =
-                [("sessions", SESSIONS), ("turns", TURNS), ("actions", ACTIONS), ("dlq", DLQ), ("nodes", NODES)];
+            let tables = [
+                ("sessions", SESSIONS),
+                ("turns", TURNS),
+                ("actions", ACTIONS),
+                ("dlq", DLQ),
+                ("nodes", NODES),
+                ("policy", POLICY),
+            ];
             for (name, def) in tables {
                 for row in r.open_table(def)?.iter()? {
                     let (k, v) = row?;
@@ -373,6 +395,10 @@ impl Store {
             for row in r.open_table(EVENTS)?.iter()? {
                 let (k, v) = row?;
                 feed("events", &k.value().to_be_bytes(), v.value());
+            }
+            for row in r.open_table(POLICY_AUDIT)?.iter()? {
+                let (k, v) = row?;
+                feed("policy_audit", &k.value().to_be_bytes(), v.value());
             }
             Ok(index)
         })?;

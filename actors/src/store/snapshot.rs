@@ -25,6 +25,10 @@ pub struct StateSnapshot {
     memory: Rows<(String, String), ByteBuf>,
     events: Rows<u64, ByteBuf>,
     events_by_correlation: Vec<(String, u64)>,
+    #[serde(default)]
+    policy: Rows<String, ByteBuf>,
+    #[serde(default)]
+    policy_audit: Rows<u64, ByteBuf>,
 }
 
 fn records(txn: &ReadTransaction, def: TableDefinition<&'static str, &'static [u8]>) -> Result<Rows<String, ByteBuf>> {
@@ -57,8 +61,13 @@ impl StateSnapshot {
             dlq: records(txn, DLQ)?,
             active: records(txn, ACTIVE)?,
             nodes: records(txn, NODES)?,
+            policy: records(txn, POLICY)?,
             ..Self::default()
         };
+        for row in txn.open_table(POLICY_AUDIT)?.iter()? {
+            let (k, v) = row?;
+            s.policy_audit.push((k.value(), ByteBuf::from(v.value())));
+        }
         for row in txn.open_table(META)?.iter()? {
             let (k, v) = row?;
             s.meta.push((k.value().to_owned(), v.value()));
@@ -87,7 +96,7 @@ impl StateSnapshot {
     /// Replaces every state table with this snapshot's rows; returns the
     /// state machine's counters as the snapshot left them.
     pub fn restore(&self, txn: &WriteTransaction) -> Result<StateMachine> {
-        for def in [SESSIONS, TURNS, ACTIONS, DLQ, ACTIVE, NODES] {
+        for def in [SESSIONS, TURNS, ACTIONS, DLQ, ACTIVE, NODES, POLICY] {
             txn.delete_table(def)?;
         }
         txn.delete_table(META)?;
@@ -95,12 +104,14 @@ impl StateSnapshot {
         txn.delete_table(MEMORY)?;
         txn.delete_table(EVENTS)?;
         txn.delete_table(EVENTS_BY_CORRELATION)?;
+        txn.delete_table(POLICY_AUDIT)?;
         refill(txn, SESSIONS, &self.sessions)?;
         refill(txn, TURNS, &self.turns)?;
         refill(txn, ACTIONS, &self.actions)?;
         refill(txn, DLQ, &self.dlq)?;
         refill(txn, ACTIVE, &self.active)?;
         refill(txn, NODES, &self.nodes)?;
+        refill(txn, POLICY, &self.policy)?;
         {
             let mut meta = txn.open_table(META)?;
             for (k, v) in &self.meta {
@@ -121,6 +132,10 @@ impl StateSnapshot {
             let mut by_correlation = txn.open_table(EVENTS_BY_CORRELATION)?;
             for (cid, seq) in &self.events_by_correlation {
                 by_correlation.insert((cid.as_str(), *seq), ())?;
+            }
+            let mut audit = txn.open_table(POLICY_AUDIT)?;
+            for (seq, v) in &self.policy_audit {
+                audit.insert(*seq, v.as_slice())?;
             }
         }
         let meta = txn.open_table(META)?;

@@ -28,6 +28,13 @@ pub const NODES: TableDefinition<&str, Bytes> = TableDefinition::new("nodes");
 pub const MEMORY: TableDefinition<(&str, &str), Bytes> = TableDefinition::new("memory");
 pub const EVENTS: TableDefinition<u64, Bytes> = TableDefinition::new("events");
 pub const EVENTS_BY_CORRELATION: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_correlation");
+/// The policy lifecycle: `POLICY_STATE_KEY` → `PolicyState` (active bundle, history).
+pub const POLICY: TableDefinition<&str, Bytes> = TableDefinition::new("policy");
+/// The audit trail of policy mutations: seq → `AuditEntry` (hash-chained).
+pub const POLICY_AUDIT: TableDefinition<u64, Bytes> = TableDefinition::new("policy_audit");
+pub const POLICY_STATE_KEY: &str = "state";
+/// The active bundle's hash alone, read by every submission.
+pub const POLICY_ACTIVE_HASH_KEY: &str = "active_hash";
 
 pub const META_LAST_INDEX: &str = "last_index";
 pub const META_NEXT_SEQ: &str = "next_seq";
@@ -52,6 +59,8 @@ pub fn open_database(path: &Path) -> Result<Database> {
         let _ = txn.open_table(MEMORY)?;
         let _ = txn.open_table(EVENTS)?;
         let _ = txn.open_table(EVENTS_BY_CORRELATION)?;
+        let _ = txn.open_table(POLICY)?;
+        let _ = txn.open_table(POLICY_AUDIT)?;
     }
     txn.commit()?;
     Ok(db)
@@ -73,6 +82,8 @@ pub struct Tables<'t> {
     memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
     events: redb::Table<'t, u64, Bytes>,
     events_by_correlation: redb::Table<'t, (&'static str, u64), ()>,
+    policy: redb::Table<'t, &'static str, Bytes>,
+    policy_audit: redb::Table<'t, u64, Bytes>,
     writes: u64,
 }
 
@@ -90,6 +101,8 @@ impl<'t> Tables<'t> {
             memory: txn.open_table(MEMORY)?,
             events: txn.open_table(EVENTS)?,
             events_by_correlation: txn.open_table(EVENTS_BY_CORRELATION)?,
+            policy: txn.open_table(POLICY)?,
+            policy_audit: txn.open_table(POLICY_AUDIT)?,
             writes: 0,
         })
     }
@@ -133,6 +146,20 @@ impl<'t> Tables<'t> {
 
     pub fn memory_item(&self, ns: &str, key: &str) -> Result<Option<MemoryItem>> {
         self.memory.get((ns, key))?.map(|g| decode(g.value())).transpose()
+    }
+
+    /// The hash of the bundle the cluster activated last (none before the first).
+    pub fn active_policy_hash(&self) -> Result<Option<String>> {
+        load(&self.policy, POLICY_ACTIVE_HASH_KEY)
+    }
+
+    pub fn policy_state(&self) -> Result<PolicyState> {
+        Ok(load(&self.policy, POLICY_STATE_KEY)?.unwrap_or_default())
+    }
+
+    /// The newest entry of the audit trail.
+    pub fn last_audit_entry(&self) -> Result<Option<AuditEntry>> {
+        self.policy_audit.last()?.map(|(_, v)| decode(v.value())).transpose()
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<u64>> {
@@ -188,6 +215,22 @@ impl<'t> Tables<'t> {
     pub fn put_memory_item(&mut self, item: &MemoryItem) -> Result<()> {
         self.writes += 1;
         self.memory.insert((item.ns.as_str(), item.key.as_str()), encode(item)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Writes the policy state and, beside it, the active hash.
+    pub fn put_policy_state(&mut self, state: &PolicyState) -> Result<()> {
+        self.writes += 1;
+        store(&mut self.policy, POLICY_STATE_KEY, state)?;
+        match &state.active {
+            Some(active) => store(&mut self.policy, POLICY_ACTIVE_HASH_KEY, &active.hash),
+            None => Ok(()),
+        }
+    }
+
+    pub fn put_audit_entry(&mut self, entry: &AuditEntry) -> Result<()> {
+        self.writes += 1;
+        self.policy_audit.insert(entry.seq, encode(entry)?.as_slice())?;
         Ok(())
     }
 

@@ -42,11 +42,24 @@ pub(in crate::store) fn submit(
     }
     let turn = turn_of(t, turn_id)?;
     check_new(t, new.id)?;
+    check_policy(t, new.decision)?;
 
     let action = create(t, r, &turn, new, turn.opened_seq)?;
     touch_session(t, &turn.session_id, r.at())?;
     let terminal = action.state.is_terminal().then(|| action.clone());
     Ok((Response::Action { action: Box::new(action), created: true }, terminal))
+}
+
+/// Once the cluster has activated a policy, a decision must come from the
+/// policy active at the log index where it is recorded: every action's
+/// decision then names the bundle in force at its place in the log.
+pub(in crate::store) fn check_policy(t: &Tables<'_>, decision: &Decision) -> Result<()> {
+    match t.active_policy_hash()? {
+        Some(active) if active != decision.policy_hash => {
+            Err(WardenError::StalePolicy { decided: decision.policy_hash.clone(), active })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A new action must not reuse an id.

@@ -57,6 +57,7 @@ pub(in crate::store) fn replay(
     principal: Option<&str>,
 ) -> Result<Outcome> {
     let Replay { mut entry, original, turn } = check_replay(t, dlq_id, new_id)?;
+    actions::check_policy(t, decision)?;
     let scope = EventScope::of_action(&original);
     let data = EventData::DlqReplayed {
         dlq_id: dlq_id.clone(),

@@ -9,6 +9,7 @@ pub(super) mod dlq;
 pub(super) mod events;
 pub(super) mod memory;
 pub(super) mod nodes;
+pub(super) mod policy;
 pub(super) mod sessions;
 pub(super) mod slo;
 
