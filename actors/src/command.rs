@@ -123,6 +123,16 @@ pub enum Command {
         open: bool,
         data: EventData,
     },
+    /// State `state` of episode `episode` of alert `fingerprint` reached
+    /// notification channel `channel` after `attempts` tries (the leader's
+    /// Notifier proposes it). Recorded once per (episode, state, channel).
+    AlertDelivered {
+        fingerprint: String,
+        episode: u64,
+        state: AlertState,
+        channel: String,
+        attempts: u32,
+    },
 }
 
 impl Command {
@@ -141,6 +151,7 @@ impl Command {
             Self::SetDraining { .. } => "set_draining",
             Self::RecordEvent { .. } => "record_event",
             Self::SloEpisode { .. } => "slo_episode",
+            Self::AlertDelivered { .. } => "alert_delivered",
         }
     }
 }

@@ -19,6 +19,7 @@ const ACTORS: &[&str] = &[
     "executor",
     "health",
     "memory",
+    "notify",
     "orchestrator",
     "pipeline",
     "policy",
