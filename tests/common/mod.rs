@@ -111,5 +111,6 @@ pub mod cluster;
 pub mod load;
 pub mod process;
 pub mod proxy;
+pub mod receiver;
 pub mod serial;
 pub mod tool;

@@ -9,7 +9,7 @@
 //! is never lost between them. Adding a source is one arm in `change_of`.
 
 use super::{AlertState, BreakerState, Event, EventData, SloSeverity};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// An alert as a rule raises it: its labels and what to tell people.

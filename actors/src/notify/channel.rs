@@ -125,7 +125,7 @@ impl Sender {
     }
 
     fn leads(&self) -> bool {
-        self.rt.ledger.consensus().is_leader()
+        self.rt.ledger.consensus().leads()
     }
 
     /// Tries until through or no longer leader; records it when through.

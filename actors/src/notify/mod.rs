@@ -30,6 +30,9 @@ pub const NAME: ActorName<NotifyMsg> = ActorName::new("notify");
 pub enum NotifyMsg {
     /// Look for undelivered state changes (as of this time on the node's clock).
     Scan(u64),
+    /// This node's leadership was confirmed by a quorum and its state caught
+    /// up with the log (`Ok`), or not: the scan of this time goes on, or not.
+    Confirmed(u64, bool),
     /// A delivery ended (through, or left to a later leader).
     Done(DeliveryKey),
     /// Every channel's queue, and the failing deliveries: (attempts, last error).
@@ -53,6 +56,9 @@ pub struct NotifyState {
     /// Handed to a channel and not yet through.
     in_flight: BTreeSet<DeliveryKey>,
     last_resend_ms: u64,
+    /// A leadership confirmation is under way; `rescan`: a scan was asked meanwhile.
+    confirming: bool,
+    rescan: bool,
 }
 
 pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
@@ -91,12 +97,29 @@ fn spawn_triggers(rt: &Arc<Runtime>, myself: &ActorRef<NotifyMsg>) {
 }
 
 impl NotifyState {
+    /// Starts a scan: a node that believes it leads first confirms it with a
+    /// quorum (a deposed leader, or one restarted on a vote naming itself,
+    /// must not send) and applies what is committed (so it sees the
+    /// deliveries its predecessor recorded). Off the mailbox: it may wait.
+    fn confirm(&mut self, myself: &ActorRef<NotifyMsg>, now_ms: u64) {
+        if self.channels.is_empty() || !self.rt.ledger.consensus().leads() {
+            return;
+        }
+        if self.confirming {
+            self.rescan = true;
+            return;
+        }
+        self.confirming = true;
+        let (rt, me) = (self.rt.clone(), myself.clone());
+        tokio::spawn(async move {
+            let confirmed = rt.ledger.consensus().read_barrier().await.is_ok() && rt.ledger.consensus().leads();
+            let _ = me.cast(NotifyMsg::Confirmed(now_ms, confirmed));
+        });
+    }
+
     /// Hands every undelivered state change to its channel, in order
     /// (firing before resolved); a full queue leaves it to the next scan.
     fn scan(&mut self, now_ms: u64) {
-        if !self.rt.ledger.consensus().is_leader() || self.channels.is_empty() {
-            return;
-        }
         let alerts = match self.rt.store.alerts() {
             Ok(a) => a,
             Err(e) => {
@@ -186,17 +209,33 @@ impl Actor for Notifier {
         });
         spawn_triggers(&rt, &myself);
         let _ = myself.cast(NotifyMsg::Scan(rt.clock.now_ms()));
-        Ok(NotifyState { rt, channels, in_flight: BTreeSet::new(), last_resend_ms: 0 })
+        Ok(NotifyState {
+            rt,
+            channels,
+            in_flight: BTreeSet::new(),
+            last_resend_ms: 0,
+            confirming: false,
+            rescan: false,
+        })
     }
 
     async fn handle(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            NotifyMsg::Scan(now_ms) => state.scan(now_ms),
+            NotifyMsg::Scan(now_ms) => state.confirm(&myself, now_ms),
+            NotifyMsg::Confirmed(now_ms, confirmed) => {
+                state.confirming = false;
+                if confirmed {
+                    state.scan(now_ms);
+                }
+                if std::mem::take(&mut state.rescan) {
+                    state.confirm(&myself, state.rt.clock.now_ms());
+                }
+            }
             NotifyMsg::Done(key) => {
                 state.in_flight.remove(&key);
             }
@@ -206,7 +245,7 @@ impl Actor for Notifier {
                     failing.extend(c.stats.failing.lock().iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
                 let channels = state.channels.iter().map(Channel::status).collect();
-                let leader = state.rt.ledger.consensus().is_leader();
+                let leader = state.rt.ledger.consensus().leads();
                 let _ = reply.send(NotifyStatus { leader, channels, failing });
             }
         }
