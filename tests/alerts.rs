@@ -305,3 +305,53 @@ async fn a_failing_webhook_is_retried_until_it_answers_without_holding_up_the_pi
     assert!(received.iter().all(|h| h.signed));
     assert!(received[..4].iter().all(|h| h.delivery_id == format!("{fp}-1-firing")), "retries carry the same id");
 }
+
+/// With two of three nodes gone there is no leader and nothing reaches the
+/// log: the survivor tells its channels itself, and that it is over once a
+/// leader is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_leader_says_so_outside_the_log_and_when_it_is_over() {
+    let _serial = one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start(SECRET, HookScript::default()).await;
+    let config = format!("[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n", hook.url);
+    let mut cluster = Cluster::start(dir.path(), 3, &config);
+    cluster.settled().await;
+    cluster.nodes[1].kill_9();
+    cluster.nodes[2].kill_9();
+    let no_leader = |state: &'static str| {
+        let hook = hook.clone();
+        move || {
+            hook.received()
+                .into_iter()
+                .find(|h| h.body["alert"]["name"] == "WardenNoLeader" && h.body["alert"]["state"] == state)
+        }
+    };
+    // NO_LEADER_AFTER (10 s) after the election timeout, plus a margin.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let firing = loop {
+        if let Some(h) = no_leader("firing")() {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no WardenNoLeader within 40 s: {:?}", hook.received());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(firing.body["alert"]["labels"]["node"], "a", "{:?}", firing.body);
+    assert!(firing.signed);
+    cluster.nodes[1].restart();
+    cluster.nodes[2].restart();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let resolved = loop {
+        if let Some(h) = no_leader("resolved")() {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no resolution within 40 s of the quorum's return");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resolved.body["alert"]["fingerprint"], firing.body["alert"]["fingerprint"]);
+    assert_ne!(resolved.delivery_id, firing.delivery_id);
+    let received = hook.received();
+    let from_a = received.iter().filter(|h| h.body["alert"]["name"] == "WardenNoLeader");
+    let states: Vec<String> = from_a.map(|h| h.body["alert"]["state"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(states, ["firing", "resolved"], "once each");
+}

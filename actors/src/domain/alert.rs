@@ -84,6 +84,41 @@ pub const SLO_TREND: &str = "WardenSloTrend";
 pub const SLO_BURN: &str = "WardenSloBurn";
 pub const SLO_LATENCY_BREACHED: &str = "WardenSloLatencyBreached";
 pub const SLO_BUDGET_EXHAUSTED: &str = "WardenSloBudgetExhausted";
+/// Raised by a node itself, outside the log (which has no leader to write it).
+pub const NO_LEADER: &str = "WardenNoLeader";
+
+/// The alert a node raises when it has seen no leader since `since_ms`
+/// (`now_ms` is when it says so): not in the log, which cannot be written
+/// without a leader; its episode is `since_ms`, unique per node and outage.
+pub fn no_leader(node: &str, since_ms: u64, now_ms: u64, resolved: bool) -> AlertRecord {
+    let spec = AlertSpec {
+        name: NO_LEADER,
+        severity: SloSeverity::Page,
+        subject: ("node", node.to_owned()),
+        summary: format!("{node} sees no Raft leader"),
+        description: format!(
+            "{node} has had no leader for {} s: writes are refused and nothing new is recorded or delivered \
+             through the log until a quorum elects one.",
+            now_ms.saturating_sub(since_ms) / 1_000
+        ),
+        figures: BTreeMap::from([("leaderless_ms".to_owned(), now_ms.saturating_sub(since_ms).to_string())]),
+    };
+    AlertRecord {
+        fingerprint: spec.fingerprint(),
+        name: NO_LEADER.to_owned(),
+        state: if resolved { AlertState::Resolved } else { AlertState::Firing },
+        severity: spec.severity.as_str().to_owned(),
+        episode: since_ms,
+        labels: spec.labels(),
+        annotations: spec.annotations(),
+        starts_at: since_ms,
+        ends_at: resolved.then_some(now_ms),
+        cause: "raft:leader".to_owned(),
+        raised_seq: 0,
+        resolved_seq: None,
+        delivered: Vec::new(),
+    }
+}
 
 fn resolve(name: &'static str, severity: SloSeverity, subject: (&'static str, String)) -> Option<AlertChange> {
     Some(AlertChange::Resolve { fingerprint: fingerprint(&alert_labels(name, severity, &subject)), name })

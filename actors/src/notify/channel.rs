@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 
 /// Tries at recording one delivery before leaving it to the next scan.
 const RECORD_TRIES: usize = 5;
+/// Tries at a change sent outside the log (`Job::Direct`).
+pub const DIRECT_TRIES: u32 = 5;
 
 /// Which state change of which alert, to which channel.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,9 +36,11 @@ pub struct DeliveryKey {
 
 pub enum Job {
     /// A state change not yet recorded as delivered to this channel.
-    Deliver(AlertRecord, AlertState),
+    Deliver(Box<AlertRecord>, AlertState),
     /// Alertmanager: firing alerts sent again so they stay firing there (not recorded).
     Resend(Vec<AlertRecord>),
+    /// A change the log cannot hold (no leader): tried `DIRECT_TRIES` times, not recorded.
+    Direct(Box<AlertRecord>, AlertState),
 }
 
 /// What the channel is doing, for `/v1/alerts`.
@@ -83,12 +87,14 @@ impl Channel {
             while let Some(job) = rx.recv().await {
                 match job {
                     Job::Deliver(alert, state) => {
+                        let alert = *alert;
                         let key = sender.key(&alert, state);
                         sender.deliver(&alert, state, &key).await;
                         sender.stats.failing.lock().remove(&key);
                         let _ = done.send(key);
                     }
                     Job::Resend(alerts) => sender.resend(&alerts).await,
+                    Job::Direct(alert, state) => sender.direct(&alert, state).await,
                 }
             }
         });
@@ -143,6 +149,22 @@ impl Sender {
                     self.stats.failing.lock().insert(key.clone(), (attempts, error));
                     let pause =
                         jittered(backoff::nth(self.settings.retry_base, self.settings.retry_max, attempts as usize));
+                    let clock = &self.rt.clock;
+                    clock.sleep_until(clock.now_ms() + pause.as_millis() as u64).await;
+                }
+            }
+        }
+    }
+
+    /// Sends a change the log cannot hold, a bounded number of times.
+    async fn direct(&self, alert: &AlertRecord, state: AlertState) {
+        for attempt in 1..=DIRECT_TRIES {
+            match self.send(alert, state).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(channel = %self.config.name, name = %alert.name, attempt, %error, "alert not sent");
+                    let pause =
+                        jittered(backoff::nth(self.settings.retry_base, self.settings.retry_max, attempt as usize));
                     let clock = &self.rt.clock;
                     clock.sleep_until(clock.now_ms() + pause.as_millis() as u64).await;
                 }

@@ -59,7 +59,15 @@ pub struct NotifyState {
     /// A leadership confirmation is under way; `rescan`: a scan was asked meanwhile.
     confirming: bool,
     rescan: bool,
+    /// Since when this node has seen no leader, and whether it said so.
+    leaderless_since: Option<u64>,
+    no_leader_sent: bool,
 }
+
+/// A leader that has heard no quorum this long (ms) counts as no leader.
+const QUORUM_ACK_STALE_MS: u64 = 2_000;
+/// A node that has seen no leader this long raises `WardenNoLeader` itself.
+pub const NO_LEADER_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
     let rt = rt.clone();
@@ -117,6 +125,42 @@ impl NotifyState {
         });
     }
 
+    /// Without a leader nothing reaches the log, alerts included: a node that
+    /// has seen none for `NO_LEADER_AFTER` sends `WardenNoLeader` (about
+    /// itself) straight to its channels, and its resolution once a leader is
+    /// back. Alertmanager merges the nodes' reports by label set; a webhook
+    /// gets one per node and outage (its own delivery id).
+    fn watch_leader(&mut self, now_ms: u64) {
+        let raft = self.rt.ledger.consensus().status();
+        // A leader cut off from its quorum keeps the role: it counts as none.
+        let cut_off = raft.role == "leader" && raft.millis_since_quorum_ack.is_some_and(|ms| ms > QUORUM_ACK_STALE_MS);
+        let has_leader = raft.leader.is_some() && !cut_off;
+        let node = self.rt.node.clone();
+        match (has_leader, self.leaderless_since) {
+            (false, None) => self.leaderless_since = Some(now_ms),
+            (false, Some(since)) if !self.no_leader_sent && now_ms >= since + NO_LEADER_AFTER.as_millis() as u64 => {
+                self.no_leader_sent = true;
+                self.send_direct(crate::domain::alert::no_leader(&node, since, now_ms, false), AlertState::Firing);
+            }
+            (true, Some(since)) => {
+                if std::mem::take(&mut self.no_leader_sent) {
+                    self.send_direct(crate::domain::alert::no_leader(&node, since, now_ms, true), AlertState::Resolved);
+                }
+                self.leaderless_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn send_direct(&self, alert: AlertRecord, state: AlertState) {
+        tracing::warn!(name = %alert.name, state = state.as_str(), "alert sent outside the log");
+        for channel in &self.channels {
+            if channel.jobs.try_send(Job::Direct(Box::new(alert.clone()), state)).is_err() {
+                channel.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Hands every undelivered state change to its channel, in order
     /// (firing before resolved); a full queue leaves it to the next scan.
     fn scan(&mut self, now_ms: u64) {
@@ -142,7 +186,7 @@ impl NotifyState {
                     if self.in_flight.contains(&key) {
                         continue;
                     }
-                    match channel.jobs.try_send(Job::Deliver(alert.clone(), state)) {
+                    match channel.jobs.try_send(Job::Deliver(Box::new(alert.clone()), state)) {
                         Ok(()) => {
                             self.in_flight.insert(key);
                         }
@@ -216,6 +260,8 @@ impl Actor for Notifier {
             last_resend_ms: 0,
             confirming: false,
             rescan: false,
+            leaderless_since: None,
+            no_leader_sent: false,
         })
     }
 
@@ -226,7 +272,10 @@ impl Actor for Notifier {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            NotifyMsg::Scan(now_ms) => state.confirm(&myself, now_ms),
+            NotifyMsg::Scan(now_ms) => {
+                state.watch_leader(now_ms);
+                state.confirm(&myself, now_ms);
+            }
             NotifyMsg::Confirmed(now_ms, confirmed) => {
                 state.confirming = false;
                 if confirmed {
