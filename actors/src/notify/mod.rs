@@ -119,7 +119,8 @@ impl NotifyState {
         }
         self.confirming = true;
         let (rt, me) = (self.rt.clone(), myself.clone());
-        tokio::spawn(async move {
+        // A task of the node's set, so shutdown stops it with the others.
+        self.rt.tasks.spawn_unique(format!("notify:confirm:{}", myself.get_id()), async move {
             let confirmed = rt.ledger.consensus().read_barrier().await.is_ok() && rt.ledger.consensus().leads();
             let _ = me.cast(NotifyMsg::Confirmed(now_ms, confirmed));
         });
