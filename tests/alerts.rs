@@ -107,6 +107,11 @@ async fn alertmanager_sees_a_degradation_fire_with_wardens_labels_and_resolve_af
     assert_eq!(annotations["correlation_id"], "breaker:fragile.api");
     assert_eq!(annotations["dashboard"], in_am["generatorURL"]);
 
+    // `warden status` lists it.
+    let (status, _) = warden::status::render(cluster.url(1), None, false).await.unwrap();
+    assert!(status.contains("alerts    1 firing"), "{status}");
+    assert!(status.contains("WardenBreakerOpen fragile.api [page]"), "{status}");
+
     // Recovery: after the breaker's window a probe succeeds, the breaker closes, the alert resolves.
     let resolved = drive_breaker(&cluster, 1, &turn, false, "resolved").await;
     assert!(resolved["ends_at"].is_string(), "{resolved}");
@@ -135,6 +140,8 @@ async fn alertmanager_sees_a_degradation_fire_with_wardens_labels_and_resolve_af
     let events = alert_events(&cluster, 0).await;
     let delivered: Vec<&Value> = events.iter().filter(|e| e["kind"] == "alert.delivered").collect();
     assert_eq!(delivered.len(), 4, "one record per state change and channel: {events:?}");
+    let (status, _) = warden::status::render(cluster.url(1), None, false).await.unwrap();
+    assert!(status.contains("alerts    none firing"), "{status}");
 }
 
 /// The webhook refuses while the leader holds a raised alert, the leader is
