@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use warden_actors::authz::{Bundle, EngineKind, PolicyConfig, DEFAULT_EVAL_TIMEOUT};
 use warden_actors::config::StorageConfig;
-use warden_actors::config::{SloConfig, DEFAULT_CONFIRM_TTL_MS};
+use warden_actors::config::{ChannelConfig, ChannelKind, NotifyConfig, SloConfig, DEFAULT_CONFIRM_TTL_MS};
 use warden_actors::consensus::RaftSettings;
 use warden_actors::disk::Watermark;
 use warden_actors::domain::{parse_window, Capability};
@@ -66,6 +66,12 @@ pub struct ConfigFile {
     pub storage: StorageFile,
     #[serde(default)]
     pub slo: SloFile,
+    /// Where alerts go: one table per channel.
+    #[serde(default)]
+    pub notify: Vec<NotifyFile>,
+    /// The dashboard's address as people reach it (alerts link to it);
+    /// default `http://<http_addr>/`.
+    pub dashboard_url: Option<String>,
     /// Lets `args._sim.panic_attempts` crash the Executors actor: for tests of
     /// supervision and health only, never in production.
     pub fault_injection: Option<bool>,
@@ -137,6 +143,46 @@ impl AccessSettings {
         };
         Ok(AccessSettings { auth, metrics_open: metrics_open.unwrap_or(true) })
     }
+}
+
+/// `[[notify]]`: one notification channel (docs/operations.md, "Alerts").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFile {
+    pub kind: ChannelKind,
+    /// The webhook's URL, or Alertmanager's base URL (`http://host:9093`).
+    pub url: Option<String>,
+    /// The webhook's HMAC-SHA256 key.
+    pub secret: Option<String>,
+}
+
+/// The channels of `[[notify]]`, named `<kind>` (`<kind>-2`, … for more of one kind).
+fn notify_config(files: &[NotifyFile], dashboard_url: String) -> anyhow::Result<NotifyConfig> {
+    let mut channels: Vec<ChannelConfig> = Vec::new();
+    for f in files {
+        let kind_name = match f.kind {
+            ChannelKind::Log => "log",
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Alertmanager => "alertmanager",
+        };
+        let url_ok = f.url.as_deref().is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"));
+        match f.kind {
+            ChannelKind::Log if f.url.is_some() || f.secret.is_some() => {
+                bail!("[[notify]] kind = \"log\" takes no url or secret")
+            }
+            ChannelKind::Webhook if !url_ok || f.secret.as_deref().is_none_or(str::is_empty) => {
+                bail!("[[notify]] kind = \"webhook\" needs an http(s) url and a secret (its HMAC key)")
+            }
+            ChannelKind::Alertmanager if !url_ok => {
+                bail!("[[notify]] kind = \"alertmanager\" needs url = \"http://host:9093\"")
+            }
+            _ => {}
+        }
+        let n = channels.iter().filter(|c| c.kind == f.kind).count();
+        let name = if n == 0 { kind_name.to_owned() } else { format!("{kind_name}-{}", n + 1) };
+        channels.push(ChannelConfig { name, kind: f.kind, url: f.url.clone(), secret: f.secret.clone() });
+    }
+    Ok(NotifyConfig { channels, dashboard_url, ..NotifyConfig::default() })
 }
 
 /// `[slo]`: the SloMonitor's ring, windows and detectors (docs/operations.md,
@@ -437,6 +483,8 @@ impl Settings {
         node.health = health_config(&file.health)?;
         node.storage = storage_config(&file.storage)?;
         node.slo = slo_config(&file.slo)?;
+        let dashboard_url = file.dashboard_url.clone().unwrap_or_else(|| format!("http://{http_addr}/"));
+        node.notify = notify_config(&file.notify, dashboard_url)?;
         node.fault_injection = file.fault_injection.unwrap_or(false);
         node.policy = policy;
         warden_actors::runtime::Catalog::new(node.capabilities.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -495,6 +543,26 @@ impl Settings {
 mod tests {
     use super::*;
     use warden_actors::domain::{ExecutorSpec, Tier};
+
+    #[test]
+    fn notify_tables_become_named_channels_and_a_webhook_needs_its_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        let channels = "[[notify]]\nkind = \"log\"\n\
+                        [[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"s\"\n\
+                        [[notify]]\nkind = \"webhook\"\nurl = \"https://x/h\"\nsecret = \"t\"\n\
+                        [[notify]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\n";
+        std::fs::write(&path, channels).unwrap();
+        let s = Settings::load(Some(&path), Overrides::default()).unwrap();
+        let names: Vec<&str> = s.node.notify.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["log", "webhook", "webhook-2", "alertmanager"]);
+        assert_eq!(s.node.notify.dashboard_url, "http://127.0.0.1:8000/");
+        std::fs::write(&path, "[[notify]]\nkind = \"webhook\"\nurl = \"http://h\"\n").unwrap();
+        let err = Settings::load(Some(&path), Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("secret"), "{err}");
+        std::fs::write(&path, "[[notify]]\nkind = \"pager\"\n").unwrap();
+        assert!(Settings::load(Some(&path), Overrides::default()).is_err());
+    }
 
     #[test]
     fn no_file_means_the_demo_catalog_on_port_8000() {

@@ -223,6 +223,32 @@ fn policy_line(p: &Paint, policies: Option<&Value>) -> String {
     format!("policy    {short} ({revision}, by {}) {spread}\n", v["active"]["by"].as_str().unwrap_or("?"))
 }
 
+/// The firing alerts, one line each: name, subject, severity, since, summary.
+fn alerts_lines(p: &Paint, alerts: Option<&Value>) -> String {
+    let Some(alerts) = alerts else { return format!("alerts    {}\n", p.dim("not served by this node")) };
+    let firing: Vec<&Value> =
+        alerts["alerts"].as_array().into_iter().flatten().filter(|a| a["state"] == "firing").collect();
+    if firing.is_empty() {
+        return format!("alerts    {}\n", p.dim("none firing"));
+    }
+    let mut out = format!("alerts    {} firing\n", firing.len());
+    for a in firing {
+        let subject = a["labels"]["capability"].as_str().or(a["labels"]["node"].as_str()).unwrap_or("");
+        let undelivered = a["deliveries"].as_array().into_iter().flatten().filter(|d| d["delivered"] != true).count();
+        out += &format!(
+            "  {} {} {} [{}] since {}{}: {}\n",
+            p.code("31", "✗"),
+            a["name"].as_str().unwrap_or("?"),
+            subject,
+            a["severity"].as_str().unwrap_or("?"),
+            a["starts_at"].as_str().unwrap_or("?"),
+            if undelivered > 0 { format!(" ({undelivered} deliveries pending)") } else { String::new() },
+            a["annotations"]["summary"].as_str().unwrap_or(""),
+        );
+    }
+    out
+}
+
 /// Renders the cluster's state; returns the text and the verdict.
 pub async fn render(
     target: &str,
@@ -270,11 +296,7 @@ pub async fn render(
         _ => None,
     };
     out += &slo_table(&p, slo.as_ref());
-    let alerts = match alerts {
-        Some(a) => a["alerts"].as_array().map_or(0, Vec::len).to_string(),
-        None => p.dim("not served by this node yet"),
-    };
-    out += &format!("alerts    {alerts}\n");
+    out += &alerts_lines(&p, alerts.as_ref());
     Ok((out, verdict))
 }
 

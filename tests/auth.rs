@@ -329,6 +329,7 @@ impl Harness {
             Endpoint::EventStream => call("/v1/events/stream".into(), None),
             Endpoint::Policies => call("/v1/policies".into(), None),
             Endpoint::Slo => call("/v1/slo".into(), None),
+            Endpoint::Alerts => call("/v1/alerts".into(), None),
             Endpoint::PolicyDecide => {
                 let body = json!({"capability": "email.send", "args": {"to": "x"}, "trust": "normal"});
                 call("/v1/policies/decide".into(), Some(body))

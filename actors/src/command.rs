@@ -150,6 +150,16 @@ pub enum Command {
         failures: Vec<String>,
         correlation_id: CorrelationId,
     },
+    /// State `state` of episode `episode` of alert `fingerprint` reached
+    /// notification channel `channel` after `attempts` tries (the leader's
+    /// Notifier proposes it). Recorded once per (episode, state, channel).
+    AlertDelivered {
+        fingerprint: String,
+        episode: u64,
+        state: AlertState,
+        channel: String,
+        attempts: u32,
+    },
 }
 
 impl Command {
@@ -175,7 +185,8 @@ impl Command {
             | Self::SloEpisode { .. }
             // An operator's change to the policy, like a drain, goes through.
             | Self::ActivatePolicy { .. }
-            | Self::RejectPolicy { .. } => false,
+            | Self::RejectPolicy { .. }
+            | Self::AlertDelivered { .. } => false,
         }
     }
 
@@ -196,6 +207,7 @@ impl Command {
             Self::SloEpisode { .. } => "slo_episode",
             Self::ActivatePolicy { .. } => "activate_policy",
             Self::RejectPolicy { .. } => "reject_policy",
+            Self::AlertDelivered { .. } => "alert_delivered",
         }
     }
 }

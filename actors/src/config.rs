@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub health: HealthConfig,
     pub storage: StorageConfig,
     pub slo: SloConfig,
+    /// Where alerts go (`[[notify]]`), and how they are sent.
+    pub notify: NotifyConfig,
     /// Where every time-based decision reads the time (a manual clock in tests).
     pub clock: Clock,
     /// The engine and bundle that decide actions.
@@ -52,6 +54,7 @@ impl NodeConfig {
             health: HealthConfig::default(),
             storage: StorageConfig::default(),
             slo: SloConfig::default(),
+            notify: NotifyConfig::default(),
             clock: Clock::system(),
             policy: PolicyConfig::default(),
         }
@@ -194,6 +197,65 @@ impl Default for SloConfig {
             min_samples: 20,
             hysteresis: 0.1,
             breach_window: min(5),
+        }
+    }
+}
+
+/// What a notification channel speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// One structured log line per state change.
+    Log,
+    /// A signed JSON POST per state change.
+    Webhook,
+    /// Alertmanager's API v2 (`POST /api/v2/alerts`).
+    Alertmanager,
+}
+
+/// One `[[notify]]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelConfig {
+    /// How deliveries to it are recorded: `<kind>` or `<kind>-<n>` for the
+    /// n-th channel of one kind (from 2).
+    pub name: String,
+    pub kind: ChannelKind,
+    /// Webhook URL, or the Alertmanager base URL (`http://host:9093`).
+    pub url: Option<String>,
+    /// The webhook's HMAC-SHA256 key.
+    pub secret: Option<String>,
+}
+
+/// The Notifier's channels and bounds (docs/operations.md, "Alerts").
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotifyConfig {
+    pub channels: Vec<ChannelConfig>,
+    /// The dashboard's address: alerts link to it (`generatorURL`).
+    pub dashboard_url: String,
+    /// How often the leader looks for undelivered state changes.
+    pub scan_every: Duration,
+    /// How often firing alerts are sent to Alertmanager again (30–60 s).
+    pub resend_every: Duration,
+    /// One request to a receiver gives up after this.
+    pub request_timeout: Duration,
+    /// Retry pauses grow from `retry_base` to `retry_max` (with jitter).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Deliveries waiting per channel; past it, changes wait for the next scan.
+    pub queue_limit: usize,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            channels: Vec::new(),
+            dashboard_url: "http://127.0.0.1:8000/".into(),
+            scan_every: Duration::from_secs(1),
+            resend_every: Duration::from_secs(45),
+            request_timeout: Duration::from_secs(5),
+            retry_base: Duration::from_millis(200),
+            retry_max: Duration::from_secs(30),
+            queue_limit: 256,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! state machine, attempts, dead-letter entries, memory items, sessions, turns
 //! and timeline events (`event`). Plain data: no actor, storage or clock lives here.
 
+pub mod alert;
 mod event;
 mod policy;
 
@@ -9,6 +10,7 @@ use crate::ids::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use alert::AlertRecord;
 pub use event::{DownCause, Event, EventData, EventKind, EventScope, TransferReason};
 pub use policy::{AuditAction, AuditEntry, PolicyChange, PolicyRecord, PolicyState, AUDIT_GENESIS, MAX_POLICY_HISTORY};
 
@@ -93,6 +95,23 @@ pub struct SloEpisodeState {
     /// Its latest episode (1, 2, …).
     pub episode: u64,
     pub open: bool,
+}
+
+/// Where an alert stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
 }
 
 /// How urgent an error-budget burn is (SRE workbook): a page wants someone

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod limits;
 pub mod memory;
 pub mod node;
+pub mod notify;
 pub mod orchestrator;
 pub mod pipeline;
 pub mod policy;

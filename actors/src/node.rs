@@ -25,7 +25,7 @@ use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
 use crate::store::{open_database, RecallQuery, Store, TimelineQuery};
 use crate::supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::timeline::{self, CorrelationGraph, TimelineMsg};
-use crate::{executor, slo, version};
+use crate::{executor, notify, slo, version};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, Message};
 use serde::Serialize;
@@ -52,6 +52,7 @@ fn children(rt: &Arc<Runtime>) -> Vec<ChildSpec> {
         timeline::child(rt),
         registry::child(rt),
         slo::child(rt),
+        notify::child(rt),
         pipeline::child(rt),
         worker::child(rt),
         dispatcher::child(rt),
@@ -399,6 +400,13 @@ impl Node {
         let episodes = self.rt.store.slo_episodes()?;
         let scope = if node_only { "node" } else { "cluster" };
         Ok(slo::view::merge(scope, &reports, &settings.rules, settings.period, &episodes))
+    }
+
+    /// `/v1/alerts`: the log's alerts with their deliveries per channel.
+    pub async fn alerts(&self) -> Result<serde_json::Value> {
+        let alerts = self.rt.store.alerts()?;
+        let status = call(&self.actor(notify::NAME)?, notify::NotifyMsg::Status).await?;
+        Ok(notify::alerts_view(&alerts, &status, &self.rt.config.notify, self.rt.clock.now_ms()))
     }
 
     pub async fn breakers(&self) -> Result<Vec<BreakerView>> {

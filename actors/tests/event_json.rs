@@ -149,7 +149,30 @@ fn node_level_events() -> Vec<Command> {
         ),
         slo("trend", 1, false, recovered("trend")),
         slo("trend", 1, false, recovered("trend")),
+        // Alerts follow from the events above (node.down, slo.*); a breaker
+        // that opens raises one more, delivered once to a channel.
+        record(
+            "breaker:files.write",
+            EventData::BreakerChanged { capability: s("files.write"), state: BreakerState::Open },
+        ),
+        Command::AlertDelivered {
+            fingerprint: breaker_fingerprint(),
+            episode: 1,
+            state: AlertState::Firing,
+            channel: s("webhook"),
+            attempts: 2,
+        },
     ]
+}
+
+fn breaker_fingerprint() -> String {
+    let labels = [
+        ("alertname", "WardenBreakerOpen"),
+        ("capability", "files.write"),
+        ("service", "warden"),
+        ("severity", "page"),
+    ];
+    alert::fingerprint(&labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
 
 fn slo(advisory: &str, episode: u64, open: bool, data: EventData) -> Command {
@@ -327,23 +350,32 @@ const EXPECTED: &str = r#"
 {"seq":43,"ts":1700000005400,"node":"b","kind":"node.joined","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"node":"b","rejoined":false}}
 {"seq":44,"ts":1700000005600,"node":"a","kind":"node.suspect","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"node":"b","silence_ms":512}}
 {"seq":45,"ts":1700000005800,"node":"b","kind":"node.down","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"node":"b","silence_ms":1003}}
-{"seq":46,"ts":1700000006000,"node":"a","kind":"node.down","session_id":null,"turn_id":null,"correlation_id":"node:c","action_id":null,"causation_seq":null,"data":{"cause":"session_closed","node":"c","silence_ms":40}}
-{"seq":47,"ts":1700000006200,"node":"b","kind":"service.moved","session_id":null,"turn_id":null,"correlation_id":"service:files.write","action_id":null,"causation_seq":null,"data":{"from":"b","node":"b","service":"files.write","to":"c"}}
-{"seq":48,"ts":1700000006400,"node":"a","kind":"service.moved","session_id":null,"turn_id":null,"correlation_id":"service:files.read","action_id":null,"causation_seq":null,"data":{"from":"c","node":"c","service":"files.read","to":null}}
-{"seq":49,"ts":1700000006600,"node":"b","kind":"leader.changed","session_id":null,"turn_id":null,"correlation_id":"raft:leader","action_id":null,"causation_seq":null,"data":{"leader":"a","previous":null,"term":1}}
-{"seq":50,"ts":1700000006800,"node":"a","kind":"leader.changed","session_id":null,"turn_id":null,"correlation_id":"raft:leader","action_id":null,"causation_seq":null,"data":{"leader":"b","previous":"a","term":2}}
-{"seq":51,"ts":1700000007000,"node":"b","kind":"leader.transfer","session_id":null,"turn_id":null,"correlation_id":"node:a","action_id":null,"causation_seq":null,"data":{"from":"a","to":"b","why":"drain"}}
-{"seq":52,"ts":1700000007200,"node":"a","kind":"leader.transfer","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"from":"a","principal":"ops-admin","to":"b","why":"requested"}}
-{"seq":53,"ts":1700000007400,"node":"b","kind":"member.added","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d","principal":"ops-admin"}}
-{"seq":54,"ts":1700000007600,"node":"a","kind":"member.removed","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d"}}
-{"seq":55,"ts":1700000007800,"node":"b","kind":"slo.trend","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:trend:1","action_id":null,"causation_seq":null,"data":{"breach_in_ms":578000,"capability":"files.write","episode":1,"horizon_ms":600000,"p95_ms":612.5,"projected_p95_ms":810.0,"slo_p95_ms":800,"slope_ms_per_min":9.75}}
-{"seq":56,"ts":1700000008200,"node":"b","kind":"slo.burn","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:burn.ticket:1","action_id":null,"causation_seq":null,"data":{"capability":"files.write","episode":1,"error_budget":0.01,"factor":1.0,"long_rate":1.25,"long_window":"3d","severity":"ticket","short_rate":2.5,"short_window":"6h"}}
-{"seq":57,"ts":1700000008400,"node":"a","kind":"slo.breached","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:breached.latency:1","action_id":null,"causation_seq":null,"data":{"capability":"files.write","episode":1,"objective":"latency","target":800.0,"value":912.0,"window":"5m"}}
-{"seq":58,"ts":1700000008600,"node":"b","kind":"slo.recovered","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:trend:1","action_id":null,"causation_seq":null,"data":{"advisory":"trend","capability":"files.write","episode":1}}
-{"seq":59,"ts":1700000009000,"node":"b","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_a","action_id":null,"causation_seq":null,"data":{"audit_seq":1,"by":"root","change":"push","hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","old_hash":null,"reason":"why \"not\"","revision":"rev-a"}}
-{"seq":60,"ts":1700000009200,"node":"a","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_b","action_id":null,"causation_seq":null,"data":{"audit_seq":2,"by":"root","change":"push","hash":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","old_hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","reason":"why \"not\"","revision":"rev-b"}}
-{"seq":61,"ts":1700000009400,"node":"b","kind":"policy.rejected","session_id":null,"turn_id":null,"correlation_id":"cid_policy_c","action_id":null,"causation_seq":null,"data":{"audit_seq":3,"by":"root","failures":["a.rego:1:9: unexpected token","test data.a.test_x: FAIL"],"hash":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","revision":"rev-c"}}
-{"seq":62,"ts":1700000009600,"node":"a","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_a","action_id":null,"causation_seq":null,"data":{"audit_seq":4,"by":"root","change":"rollback","hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","old_hash":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","reason":"why \"not\"","revision":"rev-a"}}
+{"seq":46,"ts":1700000005800,"node":"b","kind":"alert.raised","session_id":null,"turn_id":null,"correlation_id":"alert:25f74ffa756a3a34:1","action_id":null,"causation_seq":45,"data":{"annotations":{"description":"b was silent for 1003 ms or lost its transport session; its attempts are taken over.","silence_ms":"1003","summary":"node b is down"},"cause":"node:b","episode":1,"fingerprint":"25f74ffa756a3a34","labels":{"alertname":"WardenNodeDown","node":"b","service":"warden","severity":"page"},"name":"WardenNodeDown","severity":"page"}}
+{"seq":47,"ts":1700000006000,"node":"a","kind":"node.down","session_id":null,"turn_id":null,"correlation_id":"node:c","action_id":null,"causation_seq":null,"data":{"cause":"session_closed","node":"c","silence_ms":40}}
+{"seq":48,"ts":1700000006000,"node":"a","kind":"alert.raised","session_id":null,"turn_id":null,"correlation_id":"alert:ace7704f2e6dbd6c:1","action_id":null,"causation_seq":47,"data":{"annotations":{"description":"c was silent for 40 ms or lost its transport session; its attempts are taken over.","silence_ms":"40","summary":"node c is down"},"cause":"node:c","episode":1,"fingerprint":"ace7704f2e6dbd6c","labels":{"alertname":"WardenNodeDown","node":"c","service":"warden","severity":"page"},"name":"WardenNodeDown","severity":"page"}}
+{"seq":49,"ts":1700000006200,"node":"b","kind":"service.moved","session_id":null,"turn_id":null,"correlation_id":"service:files.write","action_id":null,"causation_seq":null,"data":{"from":"b","node":"b","service":"files.write","to":"c"}}
+{"seq":50,"ts":1700000006400,"node":"a","kind":"service.moved","session_id":null,"turn_id":null,"correlation_id":"service:files.read","action_id":null,"causation_seq":null,"data":{"from":"c","node":"c","service":"files.read","to":null}}
+{"seq":51,"ts":1700000006600,"node":"b","kind":"leader.changed","session_id":null,"turn_id":null,"correlation_id":"raft:leader","action_id":null,"causation_seq":null,"data":{"leader":"a","previous":null,"term":1}}
+{"seq":52,"ts":1700000006800,"node":"a","kind":"leader.changed","session_id":null,"turn_id":null,"correlation_id":"raft:leader","action_id":null,"causation_seq":null,"data":{"leader":"b","previous":"a","term":2}}
+{"seq":53,"ts":1700000007000,"node":"b","kind":"leader.transfer","session_id":null,"turn_id":null,"correlation_id":"node:a","action_id":null,"causation_seq":null,"data":{"from":"a","to":"b","why":"drain"}}
+{"seq":54,"ts":1700000007200,"node":"a","kind":"leader.transfer","session_id":null,"turn_id":null,"correlation_id":"node:b","action_id":null,"causation_seq":null,"data":{"from":"a","principal":"ops-admin","to":"b","why":"requested"}}
+{"seq":55,"ts":1700000007400,"node":"b","kind":"member.added","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d","principal":"ops-admin"}}
+{"seq":56,"ts":1700000007600,"node":"a","kind":"member.removed","session_id":null,"turn_id":null,"correlation_id":"node:d","action_id":null,"causation_seq":null,"data":{"by":"a","node":"d"}}
+{"seq":57,"ts":1700000007800,"node":"b","kind":"slo.trend","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:trend:1","action_id":null,"causation_seq":null,"data":{"breach_in_ms":578000,"capability":"files.write","episode":1,"horizon_ms":600000,"p95_ms":612.5,"projected_p95_ms":810.0,"slo_p95_ms":800,"slope_ms_per_min":9.75}}
+{"seq":58,"ts":1700000007800,"node":"b","kind":"alert.raised","session_id":null,"turn_id":null,"correlation_id":"alert:56490508d82bc57d:1","action_id":null,"causation_seq":57,"data":{"annotations":{"breach_in_ms":"578000","description":"The p95 of files.write is 612 ms and rising 9.8 ms/min; projected 810 ms within the horizon.","p95_ms":"612.5","projected_p95_ms":"810.0","slo_p95_ms":"800","slope_ms_per_min":"9.75","summary":"files.write: p95 heads for its 800 ms SLO"},"cause":"slo:files.write:trend:1","episode":1,"fingerprint":"56490508d82bc57d","labels":{"alertname":"WardenSloTrend","capability":"files.write","service":"warden","severity":"ticket"},"name":"WardenSloTrend","severity":"ticket"}}
+{"seq":59,"ts":1700000008200,"node":"b","kind":"slo.burn","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:burn.ticket:1","action_id":null,"causation_seq":null,"data":{"capability":"files.write","episode":1,"error_budget":0.01,"factor":1.0,"long_rate":1.25,"long_window":"3d","severity":"ticket","short_rate":2.5,"short_window":"6h"}}
+{"seq":60,"ts":1700000008200,"node":"b","kind":"alert.raised","session_id":null,"turn_id":null,"correlation_id":"alert:49f89277f333dbac:1","action_id":null,"causation_seq":59,"data":{"annotations":{"burn_factor":"1","description":"files.write spends its error budget at ≥ 1× the sustainable rate over both 3d (1.25×) and 6h (2.50×).","long_rate":"1.250","long_window":"3d","short_rate":"2.500","short_window":"6h","summary":"files.write: error budget burning at 1.2× over 3d"},"cause":"slo:files.write:burn.ticket:1","episode":1,"fingerprint":"49f89277f333dbac","labels":{"alertname":"WardenSloBurn","capability":"files.write","service":"warden","severity":"ticket"},"name":"WardenSloBurn","severity":"ticket"}}
+{"seq":61,"ts":1700000008400,"node":"a","kind":"slo.breached","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:breached.latency:1","action_id":null,"causation_seq":null,"data":{"capability":"files.write","episode":1,"objective":"latency","target":800.0,"value":912.0,"window":"5m"}}
+{"seq":62,"ts":1700000008400,"node":"a","kind":"alert.raised","session_id":null,"turn_id":null,"correlation_id":"alert:9d45f157f69fadc1:1","action_id":null,"causation_seq":61,"data":{"annotations":{"description":"files.write misses its latency objective over 5m.","objective":"latency","summary":"files.write: latency SLO missed (912.000 over 800.000)","target":"800.000","value":"912.000","window":"5m"},"cause":"slo:files.write:breached.latency:1","episode":1,"fingerprint":"9d45f157f69fadc1","labels":{"alertname":"WardenSloLatencyBreached","capability":"files.write","service":"warden","severity":"page"},"name":"WardenSloLatencyBreached","severity":"page"}}
+{"seq":63,"ts":1700000008600,"node":"b","kind":"slo.recovered","session_id":null,"turn_id":null,"correlation_id":"slo:files.write:trend:1","action_id":null,"causation_seq":null,"data":{"advisory":"trend","capability":"files.write","episode":1}}
+{"seq":64,"ts":1700000008600,"node":"b","kind":"alert.resolved","session_id":null,"turn_id":null,"correlation_id":"alert:56490508d82bc57d:1","action_id":null,"causation_seq":63,"data":{"cause":"slo:files.write:trend:1","episode":1,"fingerprint":"56490508d82bc57d","name":"WardenSloTrend"}}
+{"seq":65,"ts":1700000009000,"node":"b","kind":"breaker.changed","session_id":null,"turn_id":null,"correlation_id":"breaker:files.write","action_id":null,"causation_seq":null,"data":{"capability":"files.write","state":"open"}}
+{"seq":66,"ts":1700000009000,"node":"b","kind":"alert.raised","session_id":null,"turn_id":null,"correlation_id":"alert:aac4f94542220761:1","action_id":null,"causation_seq":65,"data":{"annotations":{"description":"The tool behind files.write failed often enough on b that its breaker opened: actions of files.write fail fast there until a probe succeeds.","node":"b","summary":"files.write: circuit breaker open on b"},"cause":"breaker:files.write","episode":1,"fingerprint":"aac4f94542220761","labels":{"alertname":"WardenBreakerOpen","capability":"files.write","service":"warden","severity":"page"},"name":"WardenBreakerOpen","severity":"page"}}
+{"seq":67,"ts":1700000009200,"node":"a","kind":"alert.delivered","session_id":null,"turn_id":null,"correlation_id":"alert:aac4f94542220761:1","action_id":null,"causation_seq":null,"data":{"attempts":2,"channel":"webhook","delivery_id":"aac4f94542220761-1-firing","episode":1,"fingerprint":"aac4f94542220761","state":"firing"}}
+{"seq":23,"ts":1700000009000,"node":"b","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_a","action_id":null,"causation_seq":null,"data":{"audit_seq":1,"by":"root","change":"push","hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","old_hash":null,"reason":"why \"not\"","revision":"rev-a"}}
+{"seq":24,"ts":1700000009200,"node":"a","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_b","action_id":null,"causation_seq":null,"data":{"audit_seq":2,"by":"root","change":"push","hash":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","old_hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","reason":"why \"not\"","revision":"rev-b"}}
+{"seq":25,"ts":1700000009400,"node":"b","kind":"policy.rejected","session_id":null,"turn_id":null,"correlation_id":"cid_policy_c","action_id":null,"causation_seq":null,"data":{"audit_seq":3,"by":"root","failures":["a.rego:1:9: unexpected token","test data.a.test_x: FAIL"],"hash":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","revision":"rev-c"}}
+{"seq":26,"ts":1700000009600,"node":"a","kind":"policy.activated","session_id":null,"turn_id":null,"correlation_id":"cid_policy_a","action_id":null,"causation_seq":null,"data":{"audit_seq":4,"by":"root","change":"rollback","hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","old_hash":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","reason":"why \"not\"","revision":"rev-a"}}
 "#;
 
 #[test]

@@ -20,6 +20,7 @@ const ACTORS: &[&str] = &[
     "executor",
     "health",
     "memory",
+    "notify",
     "orchestrator",
     "pipeline",
     "policy",

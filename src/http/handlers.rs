@@ -507,6 +507,11 @@ impl Handlers<'_> {
         json_reply(StatusCode::OK, &self.api.node.slo(node_only).await?)
     }
 
+    /// Firing and recently resolved alerts, with their delivery per channel.
+    pub async fn alerts(&self) -> ApiResult {
+        json_reply(StatusCode::OK, &self.api.node.alerts().await?)
+    }
+
     pub async fn timeline(&self, q: &Query) -> ApiResult {
         let query = TimelineQuery {
             from_ms: q.time_ms("from")?,

@@ -206,6 +206,7 @@ impl Api {
             Endpoint::Provenance => h.provenance(p[0]).await,
             Endpoint::Breakers => h.breakers().await,
             Endpoint::Slo => h.slo(q).await,
+            Endpoint::Alerts => h.alerts().await,
             Endpoint::Timeline => h.timeline(q).await,
             Endpoint::Graph => h.graph(p[0]).await,
             Endpoint::EventStream => h.event_stream(),

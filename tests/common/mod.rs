@@ -117,6 +117,7 @@ pub mod cluster;
 pub mod load;
 pub mod process;
 pub mod proxy;
+pub mod receiver;
 pub mod serial;
 pub mod swap;
 pub mod tool;

@@ -38,6 +38,15 @@ impl Consensus {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 
+    /// Leads in its current state: unlike `is_leader`, false for a node that
+    /// just restarted with a persisted vote naming itself (it has not won
+    /// this term yet). What a sender of side effects outside the log checks.
+    pub fn leads(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
     pub fn status(&self) -> RaftStatus {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();

@@ -9,11 +9,12 @@
 //! The store keeps the typed fields as MessagePack (`store::tables`), so the
 //! hot path never builds a JSON value.
 
-use super::{Action, AttemptOutcome, BreakerState, PolicyChange, SloSeverity, Tier, Trust, Turn, Verdict};
+use super::{Action, AlertState, AttemptOutcome, BreakerState, PolicyChange, SloSeverity, Tier, Trust, Turn, Verdict};
 use crate::ids::{ActionId, CorrelationId, DlqId, IdempotencyKey, SessionId, TurnId};
 use serde::ser::{Error as _, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Declares `EventKind`, `EventData` and the mapping between them from one
 /// list of `Variant = "wire.name" { field: Type, … }`.
@@ -212,6 +213,27 @@ events! {
     },
     /// A pushed bundle was refused by the gate: nothing changed.
     PolicyRejected = "policy.rejected" { hash: String, revision: String, by: String, failures: Vec<String>, audit_seq: u64 },
+    /// Alert `fingerprint` fires (episode `episode`), raised by the event
+    /// `causation_seq` names; `cause` is that event's correlation id.
+    AlertRaised = "alert.raised" {
+        fingerprint: String,
+        name: String,
+        severity: String,
+        episode: u64,
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+        cause: CorrelationId,
+    },
+    AlertResolved = "alert.resolved" { fingerprint: String, name: String, episode: u64, cause: CorrelationId },
+    /// State `state` of the episode reached channel `channel` after `attempts` tries.
+    AlertDelivered = "alert.delivered" {
+        fingerprint: String,
+        episode: u64,
+        state: AlertState,
+        channel: String,
+        attempts: u32,
+        delivery_id: String,
+    },
 }
 
 /// Why a node was declared down before its silence reached the limit.

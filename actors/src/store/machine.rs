@@ -6,7 +6,7 @@
 //! handler checks before its first write, and `apply` asserts it (debug
 //! builds) from the tables' write count, the event counter and the events.
 
-use super::apply::{actions, dlq, events, memory, nodes, policy, sessions, slo, Outcome, Recorder};
+use super::apply::{actions, alert, dlq, events, memory, nodes, policy, sessions, slo, Outcome, Recorder};
 use super::tables::*;
 use crate::command::{Command, Entry, Response};
 use crate::domain::*;
@@ -71,7 +71,12 @@ impl StateMachine {
 
     /// Applies one log entry. Deterministic: same tables + same entry → same result.
     pub fn apply(&mut self, t: &mut Tables<'_>, entry: &Entry) -> Result<Applied> {
-        self.apply_with(t, entry, route)
+        // Alerts follow from the events the command recorded, in the same entry.
+        self.apply_with(t, entry, |t, r, cmd| {
+            let outcome = route(t, r, cmd)?;
+            alert::follow(t, r)?;
+            Ok(outcome)
+        })
     }
 
     /// Applies `entry` with `handler`, and checks the invariant: a command
@@ -170,6 +175,9 @@ fn route(t: &mut Tables<'_>, r: &mut Recorder<'_>, cmd: &Command) -> Result<Outc
         }
         Command::RejectPolicy { hash, revision, by, failures, correlation_id } => {
             policy::reject(t, r, (hash, revision), by, failures, correlation_id)
+        }
+        Command::AlertDelivered { fingerprint, episode, state, channel, attempts } => {
+            alert::delivered(t, r, fingerprint, *episode, *state, channel, *attempts)
         }
     }
 }

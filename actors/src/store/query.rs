@@ -132,6 +132,28 @@ impl Store {
         })
     }
 
+    /// Every alert's latest episode, as its `alert.*` events tell it.
+    pub fn alerts(&self) -> Result<Vec<AlertRecord>> {
+        use super::apply::alert::{alert_key, decode_alert, ALERT_PREFIX};
+        let mut latest = Vec::new();
+        self.read(|r| {
+            for row in r.open_table(META)?.range(ALERT_PREFIX..)? {
+                let (k, v) = row?;
+                let Some(fingerprint) = k.value().strip_prefix(ALERT_PREFIX) else { break };
+                latest.push((fingerprint.to_owned(), decode_alert(v.value()).0));
+            }
+            Ok(())
+        })?;
+        let mut out = Vec::new();
+        for (fingerprint, episode) in latest {
+            let events = self.events_by_correlation(&alert_key(&fingerprint, episode), Some(MAX_QUERY_LIMIT))?;
+            if let Some(alert) = AlertRecord::from_events(&events) {
+                out.push(alert);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every node the topology has a record of (draining or not).
     pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
         self.read(|r| {

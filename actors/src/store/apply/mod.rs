@@ -5,6 +5,7 @@
 //! asserts that a rejected command wrote nothing.
 
 pub(super) mod actions;
+pub(crate) mod alert;
 pub(super) mod dlq;
 pub(super) mod events;
 pub(super) mod memory;
@@ -47,6 +48,11 @@ impl<'e> Recorder<'e> {
     /// The node that proposed the command.
     pub(super) fn node(&self) -> &str {
         &self.entry.node
+    }
+
+    /// The events recorded so far in this entry.
+    pub(super) fn events(&self) -> &[Event] {
+        &self.events
     }
 
     pub(super) fn into_events(self) -> Vec<Event> {
