@@ -130,7 +130,7 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
     if size > MAX_ARGS_BYTES {
         return Err(WardenError::BadInput(format!("args are {size} bytes; the limit is {MAX_ARGS_BYTES}")));
     }
-    let (session, trust) = session_of_turn(rt, &req.turn_id)?;
+    let (session, trust) = session_of_turn(rt, &req.turn_id).await?;
     if rt.store.active_count()? >= MAX_ACTIVE_ACTIONS {
         return Err(WardenError::Overloaded(format!("{MAX_ACTIVE_ACTIONS} actions are already active")));
     }
@@ -152,9 +152,17 @@ async fn admit(rt: &Runtime, req: &SubmitRequest) -> Result<Command> {
     })
 }
 
-/// The session a turn belongs to, and how much it is trusted.
-fn session_of_turn(rt: &Runtime, turn_id: &TurnId) -> Result<(SessionId, Trust)> {
-    let turn = rt.store.turn(turn_id)?.ok_or_else(|| WardenError::UnknownTurn(turn_id.to_string()))?;
+/// The session a turn belongs to, and how much it is trusted. A turn opened
+/// through another node may not have been applied here yet: unknown here, it
+/// is looked up again after a read barrier before the submission is refused.
+async fn session_of_turn(rt: &Runtime, turn_id: &TurnId) -> Result<(SessionId, Trust)> {
+    let turn = match rt.store.turn(turn_id)? {
+        Some(turn) => turn,
+        None => {
+            rt.ledger.consensus().read_barrier().await?;
+            rt.store.turn(turn_id)?.ok_or_else(|| WardenError::UnknownTurn(turn_id.to_string()))?
+        }
+    };
     let trust = rt.store.session(&turn.session_id)?.map_or(Trust::Normal, |s| s.trust);
     Ok((turn.session_id, trust))
 }
@@ -165,7 +173,7 @@ async fn admit_replay(rt: &Runtime, dlq_id: &DlqId, principal: Option<String>) -
     let original =
         rt.store.action(&entry.action_id)?.ok_or_else(|| WardenError::UnknownAction(entry.action_id.to_string()))?;
     let capability = rt.catalog.get(&original.capability)?;
-    let (session, trust) = session_of_turn(rt, &original.turn_id)?;
+    let (session, trust) = session_of_turn(rt, &original.turn_id).await?;
     let input = PolicyInput::new(capability, original.args.clone(), trust).in_turn(session, original.turn_id.clone());
     let decision = rt.policy.decide(&input);
     Ok(Command::ReplayDlq {
