@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::api::Api;
 use common::process::NodeProcess;
 use common::tool::{Tool, ToolState};
 use reqwest::StatusCode;
@@ -11,34 +12,8 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
 
-struct Api {
-    http: reqwest::Client,
-    url: String,
-}
-
+/// This file's helpers on the shared client.
 impl Api {
-    fn new(node: &NodeProcess) -> Api {
-        Api { http: reqwest::Client::new(), url: node.url.clone() }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
     async fn turn(&self, session: &str) -> String {
         let (s, b) = self.post(&format!("/v1/sessions/{session}/turns"), json!({})).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -100,7 +75,7 @@ async fn every_endpoint_answers_one_turn_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "http://127.0.0.1:9/unused");
     let node = NodeProcess::start(&dir.path().join("data"), Some(&config));
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
 
     let (s, health) = api.get("/v1/health").await;
     assert_eq!((s, health["status"].as_str()), (StatusCode::OK, Some("ok")));
@@ -175,7 +150,7 @@ async fn every_endpoint_answers_one_turn_end_to_end() {
 async fn bad_requests_get_clear_4xx_errors_in_the_contract_shape() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(dir.path(), None);
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     let turn = api.turn("s").await;
     let raw = |method: reqwest::Method, path: &str, body: Vec<u8>| {
         let req = api.http.request(method, format!("{}{path}", api.url)).body(body);
@@ -249,7 +224,7 @@ async fn http_executor_retries_server_errors_with_one_idempotency_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &tool.url);
     let node = NodeProcess::start(&dir.path().join("data"), Some(&config));
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     let turn = api.turn("s").await;
     let a = api.submit(&turn, "crm.update", json!({"contact": 7})).await;
     let done = api.finished(a["action_id"].as_str().unwrap()).await;
@@ -269,7 +244,7 @@ async fn kill_9_mid_execution_then_restart_completes_the_action_with_the_same_ke
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &tool.url);
     let mut node = NodeProcess::start(&dir.path().join("data"), Some(&config));
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     let turn = api.turn("s").await;
     let a = api.submit(&turn, "crm.update", json!({"contact": 9})).await;
     let id = a["action_id"].as_str().unwrap().to_owned();
@@ -283,7 +258,7 @@ async fn kill_9_mid_execution_then_restart_completes_the_action_with_the_same_ke
     .expect("the tool is called");
 
     node.restart(); // kill -9, then start on the same data dir
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     let done = api.finished(&id).await;
     assert_eq!(done["state"], "succeeded");
     let attempts = done["attempts"].as_array().unwrap();
@@ -298,7 +273,7 @@ async fn kill_9_mid_execution_then_restart_completes_the_action_with_the_same_ke
 async fn sigterm_stops_the_node_cleanly_and_nothing_acknowledged_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProcess::start(dir.path(), None);
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     let turn = api.turn("s").await;
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -307,7 +282,7 @@ async fn sigterm_stops_the_node_cleanly_and_nothing_acknowledged_is_lost() {
     let status = node.signal_and_wait("TERM", Duration::from_secs(20)).expect("exits after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     let node = NodeProcess::start(dir.path(), None);
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     for id in ids {
         assert_eq!(api.finished(&id).await["state"], "succeeded");
     }
@@ -317,7 +292,7 @@ async fn sigterm_stops_the_node_cleanly_and_nothing_acknowledged_is_lost() {
 async fn live_events_stream_as_server_sent_events() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(dir.path(), None);
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     let mut resp = api.http.get(format!("{}/v1/events/stream", api.url)).send().await.unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let turn = api.turn("sse").await;
@@ -340,7 +315,7 @@ async fn live_events_stream_as_server_sent_events() {
 async fn metrics_parse_as_prometheus_text_and_count_outcomes() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(dir.path(), None);
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     let turn = api.turn("m").await;
     for _ in 0..3 {
         let a = api.submit(&turn, "search.web", json!({})).await;
@@ -421,7 +396,7 @@ async fn demo_degrade_moves_the_capability_slo_seen_by_v1_slo_metrics_and_status
         .await
         .unwrap();
     assert!(out.status.success(), "demo failed: {}", String::from_utf8_lossy(&out.stderr));
-    let api = Api::new(&node);
+    let api = Api::new(&node.url);
     for scope in ["", "?scope=node"] {
         let (s, view) = api.get(&format!("/v1/slo{scope}")).await;
         assert_eq!(s, StatusCode::OK, "{view}");

@@ -15,6 +15,9 @@
 //! Visibility: `/v1/health`, `/metrics` and `warden status` show the state's
 //! rows and bytes per table, the oldest event and the last snapshot.
 
+mod common;
+
+use common::api::Api;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::fs::File;
@@ -110,30 +113,8 @@ impl Drop for LoggedNode {
     }
 }
 
-struct Api {
-    http: reqwest::Client,
-    url: String,
-}
-
+/// This file's helpers on the shared client.
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
     async fn turn(&self, session: &str) -> (StatusCode, Value) {
         self.post(&format!("/v1/sessions/{session}/turns"), json!({})).await
     }
@@ -222,7 +203,7 @@ async fn a_full_disk_refuses_new_work_keeps_admitted_work_and_recovers_without_a
     let config = write_config(work.path());
     let data_dir = fs.path().join("node");
     let mut node = LoggedNode::start(&data_dir, &config, &work.path().join("node.log"));
-    let api = Api { http: reqwest::Client::new(), url: node.url.clone() };
+    let api = Api::new(&node.url);
     api.health_until("ok", |h| h["status"] == "ok").await;
 
     // Acknowledged before the disk fills: a turn, finished actions, memory, one awaiting confirmation.
@@ -302,7 +283,7 @@ async fn a_full_disk_refuses_new_work_keeps_admitted_work_and_recovers_without_a
     // Nothing acknowledged is lost, across a kill -9 too.
     node.kill_9();
     let node = LoggedNode::start(&data_dir, &config, &work.path().join("node.log"));
-    let api = Api { http: reqwest::Client::new(), url: node.url.clone() };
+    let api = Api::new(&node.url);
     for id in done.iter().chain([&waiting, &after]) {
         let (s, a) = api.get(&format!("/v1/actions/{id}")).await;
         assert_eq!((s, a["state"].as_str()), (StatusCode::OK, Some("succeeded")), "{id}: {a}");
@@ -338,7 +319,7 @@ async fn health_metrics_and_status_show_table_sizes_the_oldest_event_and_the_las
     let config = work.path().join("node.toml");
     std::fs::write(&config, "[storage]\nsize_every_ms = 100\n\n[raft]\nsnapshot_every = 50\n").unwrap();
     let node = LoggedNode::start(&work.path().join("node"), &config, &work.path().join("node.log"));
-    let api = Api { http: reqwest::Client::new(), url: node.url.clone() };
+    let api = Api::new(&node.url);
     let started_ms = warden::warden_actors::clock::wall_ms();
     for i in 0..WRITES {
         let (s, b) = api.put_memory(&format!("k{i}"), json!(i)).await;

@@ -113,6 +113,7 @@ pub fn ok_args() -> Value {
 pub fn kinds(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.kind().as_str()).collect()
 }
+pub mod api;
 pub mod cluster;
 pub mod load;
 pub mod process;
