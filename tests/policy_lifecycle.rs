@@ -173,6 +173,21 @@ async fn a_refused_push_changes_nothing_but_the_audit_and_lists_every_failure() 
         assert!(last["reason"].as_str().unwrap().contains(expected[0]), "{last}");
     }
     assert_eq!(events_of(&node.url, "policy.rejected").await.len(), 3);
+
+    // The refusals raised one alert (the first raised it, the others found it firing);
+    // the next activation resolves it.
+    let rejected_alerts = |view: Value| -> Vec<Value> {
+        let alerts = view["alerts"].as_array().unwrap().clone();
+        alerts.into_iter().filter(|a| a["name"] == "WardenPolicyRejected").collect()
+    };
+    let firing = rejected_alerts(get(&node.url, "/v1/alerts").await);
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0]["state"], "firing");
+    assert!(firing[0]["annotations"]["description"].as_str().unwrap().contains("warden/authz.rego:"), "{firing:?}");
+    let (s, body) = push(&node.url, &bundle_with(|_, t| t.to_owned())).await;
+    assert_eq!((s, body["unchanged"].as_bool()), (200, None), "{body}");
+    let resolved = rejected_alerts(get(&node.url, "/v1/alerts").await);
+    assert_eq!((resolved.len(), resolved[0]["state"].as_str()), (1, Some("resolved")), "{resolved:?}");
 }
 
 #[tokio::test]

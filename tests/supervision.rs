@@ -78,3 +78,48 @@ async fn a_crash_loop_exceeds_the_restart_intensity_and_is_reported_failed() {
     assert_eq!(executors.restarts, 2);
     let _ = node.shutdown().await;
 }
+
+/// The state of alert `name` in `/v1/alerts`, if it is listed.
+async fn alert_state(node: &warden_actors::Node, name: &str) -> Option<String> {
+    let view = node.alerts().await.unwrap();
+    let alerts = view["alerts"].as_array().unwrap();
+    alerts.iter().find(|a| a["name"] == name).map(|a| a["state"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_restart_loop_raises_an_alert_that_a_quiet_window_on_the_clock_resolves() {
+    use warden_actors::clock::{wall_ms, Clock};
+    use warden_actors::domain::alert::{RESTART_LOOP, RESTART_LOOP_AT};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual(wall_ms());
+    let mut config = config(&dir);
+    config.clock = clock.clone();
+    let window = config.supervisor.window;
+    let node = warden_actors::Node::start(config).await.unwrap();
+    let t = turn(&node, Trust::Normal).await;
+    let mut events = node.subscribe();
+
+    // Each action's first attempt crashes the executor: one restart each.
+    for n in 1..=RESTART_LOOP_AT {
+        submit(&node, &t, "flaky.api", json!({"_sim": {"panic_attempts": 1}})).await;
+        let restarted = next_event(&mut events, |e| e.kind() == EventKind::ActorRestarted).await;
+        assert!(matches!(restarted.data, EventData::ActorRestarted { recent_restarts, .. } if recent_restarts == n));
+        if n < RESTART_LOOP_AT {
+            assert_eq!(alert_state(&node, RESTART_LOOP).await, None, "{n} restarts are not a loop");
+        }
+    }
+    let raised = next_event(&mut events, |e| e.kind() == EventKind::AlertRaised).await;
+    assert!(matches!(&raised.data, EventData::AlertRaised { name, .. } if name == RESTART_LOOP), "{raised:?}");
+    assert_eq!(alert_state(&node, RESTART_LOOP).await.as_deref(), Some("firing"));
+
+    // Nothing settles while the clock stands; a whole quiet window later the loop is over.
+    clock.advance(window - Duration::from_millis(1));
+    assert_eq!(alert_state(&node, RESTART_LOOP).await.as_deref(), Some("firing"));
+    clock.advance(Duration::from_millis(2));
+    let settled = next_event(&mut events, |e| e.kind() == EventKind::ActorsSettled).await;
+    assert!(matches!(settled.data, EventData::ActorsSettled { quiet_ms } if quiet_ms == window.as_millis() as u64));
+    let resolved = next_event(&mut events, |e| e.kind() == EventKind::AlertResolved).await;
+    assert!(matches!(&resolved.data, EventData::AlertResolved { name, .. } if name == RESTART_LOOP), "{resolved:?}");
+    assert_eq!(alert_state(&node, RESTART_LOOP).await.as_deref(), Some("resolved"));
+    node.shutdown().await.unwrap();
+}

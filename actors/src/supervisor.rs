@@ -3,13 +3,17 @@
 //! actor restarts a failed child after a backoff, and gives up (escalates by
 //! stopping itself and every child) when a child fails more than
 //! `max_restarts` times within `window`. Each restart is an `actor.restarted`
-//! timeline event.
+//! timeline event; once a child has restarted `RESTART_LOOP_AT` times within
+//! the window (a restart loop, which raises an alert), a whole window
+//! without any restart afterwards is an `actors.settled` event, which
+//! resolves it.
 
 pub use crate::config::SupervisorConfig;
 pub use crate::directory::{ChildSpec, StartFuture};
 
 use crate::clock::Clock;
 use crate::directory::Directory;
+use crate::domain::alert::RESTART_LOOP_AT;
 use crate::domain::EventData;
 use crate::ids::CorrelationId;
 use crate::ledger::Ledger;
@@ -29,6 +33,8 @@ impl SupervisorConfig {
 #[derive(RactorMessage)]
 pub enum SupervisorMsg {
     Restart(&'static str),
+    /// A window has passed since a restart: says so if the loop is over.
+    Settle,
     /// Stops every child, then the supervisor.
     Shutdown(RpcReplyPort<()>),
 }
@@ -48,10 +54,44 @@ pub struct SupervisorState {
     running: HashMap<ractor::ActorId, &'static str>,
     /// When each child last restarted (ms, on the node's clock), within the window.
     recent: HashMap<&'static str, VecDeque<u64>>,
+    /// A child reached `RESTART_LOOP_AT` recent restarts and no
+    /// `actors.settled` has been recorded since.
+    looping: bool,
     shutting_down: bool,
 }
 
 impl SupervisorState {
+    /// Forgets restarts older than the window.
+    fn prune(&mut self, now: u64) {
+        let window = self.args.config.window.as_millis() as u64;
+        for recent in self.recent.values_mut() {
+            while recent.front().is_some_and(|t| now.saturating_sub(*t) > window) {
+                recent.pop_front();
+            }
+        }
+    }
+
+    /// Records `actors.settled` when a loop was reported and no child has
+    /// restarted within the window since.
+    fn settle(&mut self) {
+        self.prune(self.args.clock.now_ms());
+        if self.looping && self.recent.values().all(VecDeque::is_empty) {
+            self.looping = false;
+            let quiet_ms = self.args.config.window.as_millis() as u64;
+            self.args.ledger.record_detached(CorrelationId::generate(), EventData::ActorsSettled { quiet_ms });
+        }
+    }
+
+    /// Wakes the supervisor once the window after a restart at `at_ms` has passed, on the node's clock.
+    fn settle_after(&self, myself: &ActorRef<SupervisorMsg>, at_ms: u64) {
+        let (clock, myself) = (self.args.clock.clone(), myself.clone());
+        let due = at_ms + self.args.config.window.as_millis() as u64 + 1;
+        tokio::spawn(async move {
+            clock.sleep_until(due).await;
+            let _ = myself.cast(SupervisorMsg::Settle);
+        });
+    }
+
     fn spec(&self, name: &str) -> Option<ChildSpec> {
         self.args.children.iter().find(|c| c.name == name).cloned()
     }
@@ -66,11 +106,8 @@ impl SupervisorState {
     /// Schedules a restart of `name`, or escalates when it fails too often.
     fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, name: &'static str, error: String) {
         let now = self.args.clock.now_ms();
-        let window = self.args.config.window.as_millis() as u64;
+        self.prune(now);
         let recent = self.recent.entry(name).or_default();
-        while recent.front().is_some_and(|t| now.saturating_sub(*t) > window) {
-            recent.pop_front();
-        }
         if recent.len() >= self.args.config.max_restarts {
             tracing::error!(actor = name, %error, "restart intensity exceeded; stopping the node's actors");
             self.args.directory.set_down(name, error, false);
@@ -95,7 +132,13 @@ impl Actor for NodeSupervisor {
         myself: ActorRef<Self::Msg>,
         args: SupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut state = SupervisorState { args, running: HashMap::new(), recent: HashMap::new(), shutting_down: false };
+        let mut state = SupervisorState {
+            args,
+            running: HashMap::new(),
+            recent: HashMap::new(),
+            looping: false,
+            shutting_down: false,
+        };
         for spec in state.args.children.clone() {
             state.start_child(&myself, &spec).await?;
         }
@@ -124,10 +167,17 @@ impl Actor for NodeSupervisor {
                         let restarts = state.recent.get(name).map_or(0, VecDeque::len) as u32;
                         let data = EventData::ActorRestarted { actor: name.to_owned(), recent_restarts: restarts };
                         state.args.ledger.record_detached(CorrelationId::generate(), data);
+                        if restarts >= RESTART_LOOP_AT {
+                            state.looping = true;
+                        }
+                        if state.looping {
+                            state.settle_after(&myself, state.args.clock.now_ms());
+                        }
                     }
                     Err(e) => state.on_child_down(&myself, name, format!("restart failed: {e}")),
                 }
             }
+            SupervisorMsg::Settle => state.settle(),
             SupervisorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 myself.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;

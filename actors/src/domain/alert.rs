@@ -4,7 +4,7 @@
 //! labels, so the same condition raised twice is the same alert.
 //!
 //! Alerts are raised and resolved from timeline events by the rules below
-//! (`change_of`), applied inside the state machine in the same log entry as
+//! (`changes_of`), applied inside the state machine in the same log entry as
 //! the event that caused them: an alert can be no later than its cause and
 //! is never lost between them. Adding a source is one arm in `change_of`.
 
@@ -84,6 +84,15 @@ pub const SLO_TREND: &str = "WardenSloTrend";
 pub const SLO_BURN: &str = "WardenSloBurn";
 pub const SLO_LATENCY_BREACHED: &str = "WardenSloLatencyBreached";
 pub const SLO_BUDGET_EXHAUSTED: &str = "WardenSloBudgetExhausted";
+pub const RESTART_LOOP: &str = "WardenRestartLoop";
+pub const DLQ_GROWING: &str = "WardenDlqGrowing";
+pub const POLICY_REJECTED: &str = "WardenPolicyRejected";
+/// Recent restarts of one actor (within the supervisor's window) that make a restart loop.
+pub const RESTART_LOOP_AT: u32 = 3;
+/// Dead-letter entries of one capability never replayed that raise `DLQ_GROWING`…
+pub const DLQ_GROWING_AT: u64 = 20;
+/// …and how few resolve it again (half, so a queue near the line does not flap).
+pub const DLQ_SHRUNK_AT: u64 = DLQ_GROWING_AT / 2;
 /// Raised by a node itself, outside the log (which has no leader to write it).
 pub const NO_LEADER: &str = "WardenNoLeader";
 
@@ -128,9 +137,21 @@ fn figures<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, Strin
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// The alert change `event` makes, if any. Pure: the state machine calls it
-/// on every event it records.
-pub fn change_of(event: &Event) -> Option<AlertChange> {
+/// The alert changes `event` makes, in order. Pure: the state machine calls
+/// it on every event it records.
+pub fn changes_of(event: &Event) -> Vec<AlertChange> {
+    match &event.data {
+        // A fresh node has no loop and is not down.
+        EventData::NodeStarted { node, .. } => [NODE_DOWN, RESTART_LOOP]
+            .into_iter()
+            .filter_map(|name| resolve(name, SloSeverity::Page, ("node", node.clone())))
+            .collect(),
+        _ => change_of(event).into_iter().collect(),
+    }
+}
+
+/// The one alert change `event` makes, if any.
+fn change_of(event: &Event) -> Option<AlertChange> {
     use SloSeverity::{Page, Ticket};
     match &event.data {
         EventData::BreakerChanged { capability, state } => {
@@ -163,9 +184,52 @@ pub fn change_of(event: &Event) -> Option<AlertChange> {
             ),
             figures: figures([("silence_ms", silence_ms.to_string())]),
         })),
-        EventData::NodeJoined { node, .. } | EventData::NodeStarted { node, .. } => {
-            resolve(NODE_DOWN, Page, ("node", node.clone()))
+        EventData::NodeJoined { node, .. } => resolve(NODE_DOWN, Page, ("node", node.clone())),
+        EventData::ActorRestarted { actor, recent_restarts } if *recent_restarts >= RESTART_LOOP_AT => {
+            let node = event.node.clone();
+            Some(AlertChange::Raise(AlertSpec {
+                name: RESTART_LOOP,
+                severity: Page,
+                subject: ("node", node.clone()),
+                summary: format!("{node}: {actor} restarts in a loop"),
+                description: format!(
+                    "{actor} on {node} crashed and was restarted {recent_restarts} times within the supervisor's \
+                     window; a few more and the node stops its actors. GET /v1/health on {node} names its last error."
+                ),
+                figures: figures([("actor", actor.clone()), ("recent_restarts", recent_restarts.to_string())]),
+            }))
         }
+        EventData::ActorsSettled { .. } => resolve(RESTART_LOOP, Page, ("node", event.node.clone())),
+        EventData::DlqEntered { capability, waiting, dlq_id, .. } if *waiting >= DLQ_GROWING_AT => {
+            Some(AlertChange::Raise(AlertSpec {
+                name: DLQ_GROWING,
+                severity: Ticket,
+                subject: ("capability", capability.clone()),
+                summary: format!("{capability}: {waiting} dead-letter entries wait for a decision"),
+                description: format!(
+                    "Actions of {capability} ran out of attempts {waiting} times without being replayed \
+                     (the latest {dlq_id}). GET /v1/dlq lists them; replay them once the tool is fixed."
+                ),
+                figures: figures([("waiting", waiting.to_string()), ("latest", dlq_id.to_string())]),
+            }))
+        }
+        EventData::DlqReplayed { capability, waiting, .. } if *waiting <= DLQ_SHRUNK_AT => {
+            resolve(DLQ_GROWING, Ticket, ("capability", capability.clone()))
+        }
+        EventData::PolicyRejected { hash, revision, by, failures, .. } => Some(AlertChange::Raise(AlertSpec {
+            name: POLICY_REJECTED,
+            severity: Ticket,
+            subject: ("policy", "push".to_owned()),
+            summary: format!("policy bundle {revision} pushed by {by} was refused"),
+            description: format!(
+                "The gate refused bundle {hash} ({} failures, the first: {}). The active policy is unchanged; \
+                 GET /v1/policies/audit has every failure.",
+                failures.len(),
+                failures.first().map_or("none given", String::as_str)
+            ),
+            figures: figures([("hash", hash.clone()), ("revision", revision.clone()), ("by", by.clone())]),
+        })),
+        EventData::PolicyActivated { .. } => resolve(POLICY_REJECTED, Ticket, ("policy", "push".to_owned())),
         EventData::SloTrend {
             capability,
             p95_ms,
@@ -388,6 +452,89 @@ mod tests {
         assert_ne!(
             change_of(&event("a", page)),
             Some(AlertChange::Resolve { fingerprint: spec.fingerprint(), name: SLO_BURN })
+        );
+    }
+    fn raised(change: Option<AlertChange>) -> AlertSpec {
+        match change {
+            Some(AlertChange::Raise(spec)) => spec,
+            other => panic!("not a raise: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_restart_loop_raises_from_its_third_restart_and_settling_or_a_fresh_start_resolves_it() {
+        let restarted =
+            |n| event("b", EventData::ActorRestarted { actor: "warden.executors".into(), recent_restarts: n });
+        assert_eq!(change_of(&restarted(RESTART_LOOP_AT - 1)), None, "below the line");
+        let spec = raised(change_of(&restarted(RESTART_LOOP_AT)));
+        assert_eq!((spec.labels()["alertname"].as_str(), spec.labels()["node"].as_str()), (RESTART_LOOP, "b"));
+        assert_eq!(spec.annotations()["actor"], "warden.executors");
+        let back = AlertChange::Resolve { fingerprint: spec.fingerprint(), name: RESTART_LOOP };
+        assert_eq!(changes_of(&event("b", EventData::ActorsSettled { quiet_ms: 30_000 })), vec![back.clone()]);
+        assert!(changes_of(&event("a", EventData::ActorsSettled { quiet_ms: 30_000 })) != vec![back.clone()]);
+        let started = changes_of(&event("b", EventData::NodeStarted { node: "b".into(), capabilities: 4 }));
+        assert_eq!(started.len(), 2, "{started:?}");
+        assert!(started.contains(&back), "a fresh node has no loop: {started:?}");
+    }
+
+    #[test]
+    fn a_growing_dead_letter_queue_raises_at_its_line_and_resolves_at_half_of_it() {
+        let entered = |waiting| {
+            let data = EventData::DlqEntered {
+                dlq_id: crate::ids::DlqId("dlq_9".into()),
+                attempts: 3,
+                error: None,
+                capability: "files.write".into(),
+                waiting,
+            };
+            change_of(&event("a", data))
+        };
+        let replayed = |waiting| {
+            let data = EventData::DlqReplayed {
+                dlq_id: crate::ids::DlqId("dlq_9".into()),
+                action_id: crate::ids::ActionId("act_10".into()),
+                original_action_id: crate::ids::ActionId("act_9".into()),
+                principal: None,
+                capability: "files.write".into(),
+                waiting,
+            };
+            change_of(&event("a", data))
+        };
+        assert_eq!(entered(DLQ_GROWING_AT - 1), None);
+        let spec = raised(entered(DLQ_GROWING_AT));
+        assert_eq!(spec.labels()["capability"], "files.write");
+        assert_eq!(spec.annotations()["waiting"], DLQ_GROWING_AT.to_string());
+        assert_eq!(replayed(DLQ_SHRUNK_AT + 1), None, "not yet down to half");
+        assert_eq!(
+            replayed(DLQ_SHRUNK_AT),
+            Some(AlertChange::Resolve { fingerprint: spec.fingerprint(), name: DLQ_GROWING })
+        );
+    }
+
+    #[test]
+    fn a_refused_push_raises_and_the_next_activation_resolves_it() {
+        let rejected = EventData::PolicyRejected {
+            hash: "c".repeat(64),
+            revision: "rev-c".into(),
+            by: "root".into(),
+            failures: vec!["a.rego:1:9: unexpected token".into()],
+            audit_seq: 3,
+        };
+        let spec = raised(change_of(&event("a", rejected)));
+        assert_eq!(spec.labels()["alertname"], POLICY_REJECTED);
+        assert!(spec.description.contains("a.rego:1:9: unexpected token"), "{}", spec.description);
+        let activated = EventData::PolicyActivated {
+            hash: "a".repeat(64),
+            revision: "rev-a".into(),
+            old_hash: None,
+            change: crate::domain::PolicyChange::Push,
+            by: "root".into(),
+            reason: String::new(),
+            audit_seq: 4,
+        };
+        assert_eq!(
+            change_of(&event("b", activated)),
+            Some(AlertChange::Resolve { fingerprint: spec.fingerprint(), name: POLICY_REJECTED })
         );
     }
 }

@@ -100,8 +100,17 @@ events! {
     /// Failed for good: `permanent` when the tool said retrying cannot help,
     /// otherwise its attempts ran out (and a `dlq.entered` follows).
     ActionFailed = "action.failed" { error: Option<String>, permanent: bool, attempts: u32 },
-    /// `attempts` counts every attempt record, interrupted ones included.
-    DlqEntered = "dlq.entered" { dlq_id: DlqId, attempts: u32, error: Option<String> },
+    /// `attempts` counts every attempt record, interrupted ones included;
+    /// `waiting`: entries of `capability` never replayed, this one included.
+    DlqEntered = "dlq.entered" {
+        dlq_id: DlqId,
+        attempts: u32,
+        error: Option<String>,
+        #[serde(default)]
+        capability: String,
+        #[serde(default)]
+        waiting: u64,
+    },
     /// Dead-letter entry `dlq_id` re-runs as `action_id`.
     DlqReplayed = "dlq.replayed" {
         dlq_id: DlqId,
@@ -110,10 +119,18 @@ events! {
         /// The authenticated principal who asked (absent when the node serves without tokens).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         principal: Option<String>,
+        #[serde(default)]
+        capability: String,
+        /// Entries of `capability` never replayed, after this replay.
+        #[serde(default)]
+        waiting: u64,
     },
     BreakerChanged = "breaker.changed" { capability: String, state: BreakerState },
     /// A supervised actor was restarted; `recent_restarts` within the intensity window.
     ActorRestarted = "actor.restarted" { actor: String, recent_restarts: u32 },
+    /// No actor of the node restarted for `quiet_ms` (the restart window)
+    /// after a restart loop: the loop is over.
+    ActorsSettled = "actors.settled" { quiet_ms: u64 },
     NodeStarted = "node.started" { node: String, capabilities: u32 },
     NodeJoined = "node.joined" { node: String, rejoined: bool },
     NodeSuspect = "node.suspect" { node: String, silence_ms: u64 },

@@ -8,7 +8,7 @@
 
 use super::{Outcome, Recorder};
 use crate::command::Response;
-use crate::domain::alert::{change_of, delivery_id, AlertChange, AlertSpec};
+use crate::domain::alert::{changes_of, delivery_id, AlertChange, AlertSpec};
 use crate::domain::{AlertState, EventData, EventScope};
 use crate::error::{Result, WardenError};
 use crate::ids::CorrelationId;
@@ -41,8 +41,11 @@ pub fn decode_alert(value: u64) -> (u64, bool) {
 /// call for. A raise of a firing alert and a resolve of a resolved one are
 /// nothing: the alert changes once per episode whoever reports it.
 pub(in crate::store) fn follow(t: &mut Tables<'_>, r: &mut Recorder<'_>) -> Result<()> {
-    let changes: Vec<_> =
-        r.events().iter().filter_map(|e| change_of(e).map(|c| (e.seq, e.correlation_id.clone(), c))).collect();
+    let changes: Vec<_> = r
+        .events()
+        .iter()
+        .flat_map(|e| changes_of(e).into_iter().map(|c| (e.seq, e.correlation_id.clone(), c)))
+        .collect();
     for (seq, cause, change) in changes {
         match change {
             AlertChange::Raise(spec) => raise(t, r, &spec, seq, cause)?,
