@@ -4,7 +4,9 @@
 //! places each allowed action on an executor node, whose Worker
 //! (`worker.rs`) runs the attempt and records its result; retries, takeovers
 //! and the DLQ follow from those records. The actor never waits on the log
-//! itself, so submissions from many callers share commits.
+//! itself, so submissions from many callers share commits, and admits each
+//! submission on a task of its own (`MAX_ADMITTING` at once), so decisions
+//! run in parallel.
 
 pub mod dispatcher;
 pub mod worker;
@@ -21,6 +23,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use serde_json::Value;
 use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use dispatcher::may_run;
 pub use dispatcher::{Dispatcher, DispatcherMsg};
@@ -61,57 +64,57 @@ pub fn child(rt: &Arc<Runtime>) -> ChildSpec {
     ChildSpec::new(NAME, move || (Pipeline, rt.clone()))
 }
 
+/// Submissions and replays admitted at once, each on a task of its own:
+/// validation reads the store and the decision runs the policy, so they
+/// run in parallel rather than one after another in the actor. At the
+/// limit the actor waits for a slot, and its mailbox holds the rest.
+pub const MAX_ADMITTING: usize = 64;
+
+pub struct PipelineState {
+    rt: Arc<Runtime>,
+    admitting: Arc<Semaphore>,
+}
+
 impl Actor for Pipeline {
     type Msg = PipelineMsg;
-    type State = Arc<Runtime>;
+    type State = PipelineState;
     type Arguments = Arc<Runtime>;
 
     async fn pre_start(&self, _: ActorRef<Self::Msg>, rt: Arc<Runtime>) -> Result<Self::State, ActorProcessingErr> {
-        Ok(rt)
+        Ok(PipelineState { rt, admitting: Arc::new(Semaphore::new(MAX_ADMITTING)) })
     }
 
     async fn handle(
         &self,
         _: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        rt: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let rt = state.rt.clone();
         match msg {
-            PipelineMsg::Submit(req, reply) => match admit(rt, &req).await {
-                Ok(cmd) => {
-                    let rt2 = rt.clone();
-                    let redecide = move || {
-                        let (rt, req) = (rt2.clone(), req.clone());
-                        async move { admit(&rt, &req).await }
-                    };
-                    propose_then(rt, cmd, redecide, reply)
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            PipelineMsg::Submit(req, reply) => {
+                let slot = state.admitting.clone().acquire_owned().await?;
+                let decide = move || {
+                    let (rt, req) = (rt.clone(), req.clone());
+                    async move { admit(&rt, &req).await }
+                };
+                admit_then_propose(&state.rt, Some(slot), decide, reply);
+            }
             PipelineMsg::Confirm { action_id, approve, by, reply } => {
                 if by.trim().is_empty() {
                     let _ = reply.send(Err(WardenError::BadInput("confirmation needs `by`".into())));
                 } else {
                     let cmd = Command::Confirm { action_id, approve, by };
-                    propose_then(rt, cmd.clone(), move || std::future::ready(Ok(cmd.clone())), reply);
+                    admit_then_propose(&rt, None, move || std::future::ready(Ok(cmd.clone())), reply);
                 }
             }
             PipelineMsg::ReplayDlq(dlq_id, principal, reply) => {
-                match admit_replay(rt, &dlq_id, principal.clone()).await {
-                    Ok(cmd) => {
-                        let rt2 = rt.clone();
-                        let redecide = move || {
-                            let (rt, dlq_id, principal) = (rt2.clone(), dlq_id.clone(), principal.clone());
-                            async move { admit_replay(&rt, &dlq_id, principal).await }
-                        };
-                        propose_then(rt, cmd, redecide, reply)
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+                let slot = state.admitting.clone().acquire_owned().await?;
+                let decide = move || {
+                    let (rt, dlq_id, principal) = (rt.clone(), dlq_id.clone(), principal.clone());
+                    async move { admit_replay(&rt, &dlq_id, principal).await }
+                };
+                admit_then_propose(&state.rt, Some(slot), decide, reply);
             }
         }
         Ok(())
@@ -189,25 +192,38 @@ async fn admit_replay(rt: &Runtime, dlq_id: &DlqId, principal: Option<String>) -
 /// activated another policy between its decision and its place in the log.
 pub const MAX_POLICY_REDECISIONS: u32 = 3;
 
-/// Proposes `cmd` off the actor and replies with the resulting action; the
-/// Dispatcher picks it up from the log. A decision the log refuses as made
-/// under a policy no longer active (`StalePolicy`: an activation was
-/// applied in between) is made again with `redecide` and proposed again —
-/// by then this node has applied the activation and decides with it.
-fn propose_then<F, Fut>(rt: &Arc<Runtime>, cmd: Command, redecide: F, reply: RpcReplyPort<Result<Action>>)
-where
+/// Off the actor: admits with `decide` (holding `slot` until it has
+/// decided), proposes the command and replies with the resulting action;
+/// the Dispatcher picks it up from the log. A decision the log refuses as
+/// made under a policy no longer active (`StalePolicy`: an activation was
+/// applied in between) is made again with `decide` and proposed again — by
+/// then this node has applied the activation and decides with it.
+fn admit_then_propose<F, Fut>(
+    rt: &Arc<Runtime>,
+    slot: Option<OwnedSemaphorePermit>,
+    decide: F,
+    reply: RpcReplyPort<Result<Action>>,
+) where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<Command>> + Send,
 {
     let rt = rt.clone();
     tokio::spawn(async move {
-        let mut cmd = cmd;
+        let admitted = decide().await;
+        drop(slot);
+        let mut cmd = match admitted {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
         let mut redecided = 0;
         let result = loop {
             match rt.ledger.propose(cmd).await {
                 Err(WardenError::StalePolicy { .. }) if redecided < MAX_POLICY_REDECISIONS => {
                     redecided += 1;
-                    match redecide().await {
+                    match decide().await {
                         Ok(again) => cmd = again,
                         Err(e) => break Err(e),
                     }
