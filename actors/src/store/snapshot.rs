@@ -138,6 +138,7 @@ impl StateSnapshot {
                 audit.insert(*seq, v.as_slice())?;
             }
         }
+        super::index::rebuild(txn)?;
         let meta = txn.open_table(META)?;
         StateMachine::load(&meta)
     }

@@ -28,6 +28,8 @@ pub const NODES: TableDefinition<&str, Bytes> = TableDefinition::new("nodes");
 pub const MEMORY: TableDefinition<(&str, &str), Bytes> = TableDefinition::new("memory");
 pub const EVENTS: TableDefinition<u64, Bytes> = TableDefinition::new("events");
 pub const EVENTS_BY_CORRELATION: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_correlation");
+/// The timeline's secondary indexes: `(index key, seq)` (`store::index`).
+pub const EVENTS_BY_KEY: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_key");
 /// The policy lifecycle: `POLICY_STATE_KEY` → `PolicyState` (active bundle, history).
 pub const POLICY: TableDefinition<&str, Bytes> = TableDefinition::new("policy");
 /// The audit trail of policy mutations: seq → `AuditEntry` (hash-chained).
@@ -59,9 +61,11 @@ pub fn open_database(path: &Path) -> Result<Database> {
         let _ = txn.open_table(MEMORY)?;
         let _ = txn.open_table(EVENTS)?;
         let _ = txn.open_table(EVENTS_BY_CORRELATION)?;
+        let _ = txn.open_table(EVENTS_BY_KEY)?;
         let _ = txn.open_table(POLICY)?;
         let _ = txn.open_table(POLICY_AUDIT)?;
     }
+    super::index::rebuild_if_missing(&txn)?;
     txn.commit()?;
     Ok(db)
 }
@@ -82,6 +86,7 @@ pub struct Tables<'t> {
     memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
     events: redb::Table<'t, u64, Bytes>,
     events_by_correlation: redb::Table<'t, (&'static str, u64), ()>,
+    events_by_key: redb::Table<'t, (&'static str, u64), ()>,
     policy: redb::Table<'t, &'static str, Bytes>,
     policy_audit: redb::Table<'t, u64, Bytes>,
     writes: u64,
@@ -101,6 +106,7 @@ impl<'t> Tables<'t> {
             memory: txn.open_table(MEMORY)?,
             events: txn.open_table(EVENTS)?,
             events_by_correlation: txn.open_table(EVENTS_BY_CORRELATION)?,
+            events_by_key: txn.open_table(EVENTS_BY_KEY)?,
             policy: txn.open_table(POLICY)?,
             policy_audit: txn.open_table(POLICY_AUDIT)?,
             writes: 0,
@@ -234,11 +240,16 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Writes the event and its entry in the index by correlation id.
-    pub fn put_event(&mut self, event: &Event) -> Result<()> {
+    /// Writes the event, its entry in the index by correlation id and its
+    /// rows in the timeline's indexes; `capability` is that of the action the
+    /// event is about, if any.
+    pub fn put_event(&mut self, event: &Event, capability: Option<&str>) -> Result<()> {
         self.writes += 1;
         self.events.insert(event.seq, encode_event(event)?.as_slice())?;
         self.events_by_correlation.insert((event.correlation_id.as_str(), event.seq), ())?;
+        for key in super::index::keys_of(event, capability) {
+            self.events_by_key.insert((key.as_str(), event.seq), ())?;
+        }
         Ok(())
     }
 }

@@ -65,7 +65,8 @@ pub(in crate::store) fn replay(
         original_action_id: original.id.clone(),
         principal: principal.map(str::to_owned),
     };
-    let replayed_seq = r.emit(t, scope, Some(&original.id), Some(entry.entered_seq), data)?;
+    let cause = Some(entry.entered_seq);
+    let replayed_seq = r.emit_indexed(t, scope, Some(&original.id), cause, data, Some(&original.capability))?;
     let spec = NewAction {
         id: new_id,
         capability: &original.capability,
