@@ -389,7 +389,12 @@ fn timeline_filters_and_cursors_return_exactly_what_a_scan_of_the_whole_log_find
         assert!(everything.iter().any(|e| e.kind().as_str() == kind), "no {kind} in the history");
     }
     // A bounded window ends: its last page has no cursor.
-    let bounded = store.timeline_page(&TimelineQuery { from_ms: Some(mid), to_ms: Some(late), limit: Some(10_000), ..Default::default() });
+    let bounded = store.timeline_page(&TimelineQuery {
+        from_ms: Some(mid),
+        to_ms: Some(late),
+        limit: Some(10_000),
+        ..Default::default()
+    });
     assert_eq!(bounded.unwrap().next_after, None);
 }
 
@@ -439,7 +444,11 @@ fn an_incident_window_holds_the_node_level_events_and_every_failure_with_its_cau
         let incident = warden_actors::store::index::is_incident(e.kind());
         if !incident {
             if by_seq.contains_key(&e.seq) {
-                assert!(incidents.causes.values().any(|c| c.contains(&e.seq)), "{} is neither incident nor cause", e.seq);
+                assert!(
+                    incidents.causes.values().any(|c| c.contains(&e.seq)),
+                    "{} is neither incident nor cause",
+                    e.seq
+                );
             }
             continue;
         }

@@ -70,9 +70,7 @@ fn edge_kind(child: &Event) -> &'static str {
         EventData::ActionDispatched { takeover: true, .. } | EventData::ActionTakeover { .. } => "took_over",
         EventData::ActionDispatched { .. } | EventData::ActionAttempt { .. } => "attempt_of",
         EventData::DlqReplayed { .. } | EventData::ActionSubmitted { replay_of: Some(_), .. } => "replayed_as",
-        EventData::AlertRaised { .. } | EventData::AlertResolved { .. } | EventData::AlertDelivered { .. } => {
-            "alerted"
-        }
+        EventData::AlertRaised { .. } | EventData::AlertResolved { .. } | EventData::AlertDelivered { .. } => "alerted",
         _ => "caused",
     }
 }
@@ -132,10 +130,12 @@ pub fn otlp_json(graph: &CorrelationGraph) -> serde_json::Value {
     let mut parent: HashMap<u64, u64> = HashMap::new();
     let mut links: HashMap<u64, Vec<&Edge>> = HashMap::new();
     for edge in &graph.edges {
-        if parent.contains_key(&edge.to) {
-            links.entry(edge.to).or_default().push(edge);
-        } else {
-            parent.insert(edge.to, edge.from);
+        // The first edge into an event is its tree edge (`graph` pushes it first).
+        match parent.entry(edge.to) {
+            std::collections::hash_map::Entry::Occupied(_) => links.entry(edge.to).or_default().push(edge),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(edge.from);
+            }
         }
     }
     let spans: Vec<serde_json::Value> = graph

@@ -176,7 +176,10 @@ impl History {
             }
             attempt += 1;
             let node = self.node();
-            self.push(&node, Command::Dispatch { action_id: action.clone(), attempt, node: node.clone(), reason: None });
+            self.push(
+                &node,
+                Command::Dispatch { action_id: action.clone(), attempt, node: node.clone(), reason: None },
+            );
         }
     }
 
