@@ -127,14 +127,14 @@ pub fn otlp_json(graph: &CorrelationGraph) -> serde_json::Value {
     let trace_id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     let span_id = |seq: u64| format!("{seq:016x}");
     let str_attr = |k: &str, v: String| json!({"key": k, "value": {"stringValue": v}});
-    let mut parent: HashMap<u64, u64> = HashMap::new();
+    let mut parent: HashMap<u64, &Edge> = HashMap::new();
     let mut links: HashMap<u64, Vec<&Edge>> = HashMap::new();
     for edge in &graph.edges {
         // The first edge into an event is its tree edge (`graph` pushes it first).
         match parent.entry(edge.to) {
             std::collections::hash_map::Entry::Occupied(_) => links.entry(edge.to).or_default().push(edge),
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(edge.from);
+                v.insert(edge);
             }
         }
     }
@@ -176,14 +176,13 @@ pub fn otlp_json(graph: &CorrelationGraph) -> serde_json::Value {
                            "attributes": [str_attr("warden.edge", l.kind.to_owned())]})
                 })
                 .collect();
-            let parent_edge = graph.edges.iter().find(|l| l.to == e.seq && parent.get(&e.seq) == Some(&l.from));
-            if let Some(edge) = parent_edge {
+            if let Some(edge) = parent.get(&e.seq) {
                 attributes.push(str_attr("warden.edge", edge.kind.to_owned()));
             }
             json!({
                 "traceId": trace_id,
                 "spanId": span_id(e.seq),
-                "parentSpanId": parent.get(&e.seq).map(|p| span_id(*p)).unwrap_or_default(),
+                "parentSpanId": parent.get(&e.seq).map(|p| span_id(p.from)).unwrap_or_default(),
                 "name": e.kind().as_str(),
                 "kind": 1,
                 "startTimeUnixNano": nanos,
