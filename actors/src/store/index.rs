@@ -2,14 +2,11 @@
 //! (`EVENTS_BY_KEY`), written beside each event, so that a filtered timeline
 //! query walks only the events it can return. The index is derived from the
 //! events (and the actions' capabilities): it is not in the state digest nor
-//! in snapshots, and is rebuilt from the events when a snapshot is installed
-//! or a database written before it existed is opened.
+//! in snapshots, and is rebuilt from the events (`tables::rebuild_event_index`)
+//! when a snapshot is installed or a database written before it existed is
+//! opened. This file knows the keys, not the tables.
 
-use super::tables::{decode, decode_event, ACTIONS, EVENTS, EVENTS_BY_KEY};
-use crate::domain::{alert, Action, Event, EventData, EventKind};
-use crate::error::Result;
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
-use std::collections::HashMap;
+use crate::domain::{alert, Event, EventData, EventKind};
 
 /// One index a query can walk. Its key in the table is `<tag>\0<value>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,36 +162,4 @@ pub fn keys_of(event: &Event, capability: Option<&str>) -> Vec<String> {
     keys.sort();
     keys.dedup();
     keys
-}
-
-/// Rebuilds the index from the events and the actions in `txn`.
-pub fn rebuild(txn: &WriteTransaction) -> Result<()> {
-    txn.delete_table(EVENTS_BY_KEY)?;
-    let mut capabilities: HashMap<String, String> = HashMap::new();
-    for row in txn.open_table(ACTIONS)?.iter()? {
-        let (id, bytes) = row?;
-        let action: Action = decode(bytes.value())?;
-        capabilities.insert(id.value().to_owned(), action.capability);
-    }
-    let events = txn.open_table(EVENTS)?;
-    let mut index = txn.open_table(EVENTS_BY_KEY)?;
-    for row in events.iter()? {
-        let (seq, bytes) = row?;
-        let event = decode_event(bytes.value())?;
-        let cap = event.action_id.as_ref().and_then(|a| capabilities.get(a.as_str())).map(String::as_str);
-        for key in keys_of(&event, cap) {
-            index.insert((key.as_str(), seq.value()), ())?;
-        }
-    }
-    Ok(())
-}
-
-/// Rebuilds the index if the database holds events but no index rows (it was
-/// written before the index existed).
-pub fn rebuild_if_missing(txn: &WriteTransaction) -> Result<()> {
-    let missing = txn.open_table(EVENTS_BY_KEY)?.is_empty()? && !txn.open_table(EVENTS)?.is_empty()?;
-    if missing {
-        rebuild(txn)?;
-    }
-    Ok(())
 }

@@ -3,7 +3,7 @@
 use crate::domain::*;
 use crate::error::Result;
 use crate::ids::*;
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 
@@ -65,7 +65,7 @@ pub fn open_database(path: &Path) -> Result<Database> {
         let _ = txn.open_table(POLICY)?;
         let _ = txn.open_table(POLICY_AUDIT)?;
     }
-    super::index::rebuild_if_missing(&txn)?;
+    rebuild_event_index_if_missing(&txn)?;
     txn.commit()?;
     Ok(db)
 }
@@ -322,5 +322,37 @@ pub fn load<T: DeserializeOwned>(table: &impl ReadableTable<&'static str, Bytes>
 /// Encodes and writes one record of a string-keyed table.
 fn store<T: Serialize>(table: &mut redb::Table<'_, &'static str, Bytes>, key: &str, value: &T) -> Result<()> {
     table.insert(key, encode(value)?.as_slice())?;
+    Ok(())
+}
+
+/// Rebuilds the timeline's secondary indexes (`store::index`) from the events and the actions in `txn`.
+pub fn rebuild_event_index(txn: &WriteTransaction) -> Result<()> {
+    txn.delete_table(EVENTS_BY_KEY)?;
+    let mut capabilities: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for row in txn.open_table(ACTIONS)?.iter()? {
+        let (id, bytes) = row?;
+        let action: Action = decode(bytes.value())?;
+        capabilities.insert(id.value().to_owned(), action.capability);
+    }
+    let events = txn.open_table(EVENTS)?;
+    let mut index = txn.open_table(EVENTS_BY_KEY)?;
+    for row in events.iter()? {
+        let (seq, bytes) = row?;
+        let event = decode_event(bytes.value())?;
+        let cap = event.action_id.as_ref().and_then(|a| capabilities.get(a.as_str())).map(String::as_str);
+        for key in super::index::keys_of(&event, cap) {
+            index.insert((key.as_str(), seq.value()), ())?;
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the index if the database holds events but no index rows (it was
+/// written before the index existed).
+pub fn rebuild_event_index_if_missing(txn: &WriteTransaction) -> Result<()> {
+    let missing = txn.open_table(EVENTS_BY_KEY)?.is_empty()? && !txn.open_table(EVENTS)?.is_empty()?;
+    if missing {
+        rebuild_event_index(txn)?;
+    }
     Ok(())
 }
