@@ -322,6 +322,7 @@ impl Harness {
             Endpoint::Provenance => call(format!("/v1/dlq/{}/provenance", self.dlq_entry().await), None),
             Endpoint::Breakers => call("/v1/breakers".into(), None),
             Endpoint::Timeline => call("/v1/timeline?limit=5".into(), None),
+            Endpoint::Incidents => call("/v1/incidents?limit=5".into(), None),
             Endpoint::Graph => {
                 let t = self.turn().await;
                 call(format!("/v1/correlations/{}/graph", t["correlation_id"].as_str().unwrap()), None)

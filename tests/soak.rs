@@ -1,6 +1,7 @@
 //! `warden soak` as a user runs it: its own 3-node cluster, 500 actions while
 //! nodes are killed and restarted, and a report that must say PASS with
-//! nothing lost or executed twice. The long run is ignored here; its command
+//! nothing lost or executed twice, and 100 of its correlation graphs
+//! complete and connected. The long run is ignored here; its command
 //! is in docs/operations.md.
 
 mod common;
@@ -42,6 +43,9 @@ fn five_hundred_actions_across_three_nodes_with_kills_lose_nothing() {
     let kills: u32 = value(&report, "nodes killed").parse().unwrap();
     assert!(kills >= 2, "only {kills} kills");
     assert!(report.contains("takeover after kill (median/max)"), "no takeover times");
+    // 100 correlations of the run: every event carrying the id is in its graph, connected to the root.
+    assert_eq!(value(&report, "correlation graphs checked"), "100");
+    assert_eq!(value(&report, "graphs incomplete"), "0");
 }
 
 #[test]

@@ -22,7 +22,7 @@ use crate::policy::{self, HistoryItem, NodePolicy, PolicyMsg, PolicyView};
 use crate::registry::{self, PeerTable, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
-use crate::store::{open_database, RecallQuery, Store, TimelineQuery};
+use crate::store::{open_database, Incidents, RecallQuery, Store, TimelinePage, TimelineQuery};
 use crate::supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::timeline::{self, CorrelationGraph, TimelineMsg};
 use crate::{executor, notify, slo, version};
@@ -415,6 +415,22 @@ impl Node {
 
     pub async fn timeline(&self, q: TimelineQuery) -> Result<Vec<Event>> {
         call(&self.actor(timeline::NAME)?, |r| TimelineMsg::Query(q, r)).await?
+    }
+
+    /// One page of a filtered timeline query, with the cursor to go on from.
+    pub async fn timeline_page(&self, q: TimelineQuery) -> Result<TimelinePage> {
+        call(&self.actor(timeline::NAME)?, |r| TimelineMsg::Page(q, r)).await?
+    }
+
+    /// An incident window: node-level events, failures and their causes.
+    pub async fn incidents(&self, q: TimelineQuery) -> Result<Incidents> {
+        call(&self.actor(timeline::NAME)?, |r| TimelineMsg::Incidents(q, r)).await?
+    }
+
+    /// A DLQ entry's whole provenance, from the entry back to the session.
+    pub async fn provenance_of(&self, id: &DlqId) -> Result<Box<timeline::Provenance>> {
+        let id = id.clone();
+        call(&self.actor(timeline::NAME)?, |r| TimelineMsg::ProvenanceOf(id, r)).await?
     }
 
     pub async fn correlation_graph(&self, id: &CorrelationId) -> Result<CorrelationGraph> {

@@ -143,6 +143,57 @@ fn limit(q: &Query) -> Result<Option<usize>, ApiError> {
     Ok(q.u64("limit")?.map(|l| l as usize))
 }
 
+/// A timeline page's `next` cursor: opaque to clients (`c` and the seq to
+/// continue after, in hex).
+fn encode_cursor(after: u64) -> String {
+    format!("c{after:x}")
+}
+
+fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
+    cursor
+        .strip_prefix('c')
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| ApiError::bad_request(format!("cursor {cursor:?} is not a cursor this node issued")))
+}
+
+/// Severities events carry (`store::index::severity`).
+const SEVERITIES: [&str; 2] = ["page", "ticket"];
+
+/// The timeline query of `GET /v1/timeline` and `GET /v1/incidents`.
+fn timeline_query(q: &Query) -> Result<TimelineQuery, ApiError> {
+    let owned = |key: &str| q.str(key).map(str::to_owned);
+    let cursor = q.str("cursor").map(decode_cursor).transpose()?;
+    let after_seq = match (q.u64("after")?, cursor) {
+        (Some(a), Some(c)) => Some(a.max(c)),
+        (a, c) => a.or(c),
+    };
+    let kind = owned("kind");
+    if let Some(prefix) = &kind {
+        if !warden_actors::domain::EventKind::ALL.iter().any(|k| k.as_str().starts_with(prefix.as_str())) {
+            return Err(ApiError::bad_request(format!("kind {prefix:?} is the prefix of no event kind")));
+        }
+    }
+    let severity = owned("severity");
+    if let Some(s) = &severity {
+        if !SEVERITIES.contains(&s.as_str()) {
+            return Err(ApiError::bad_request(format!("severity must be one of {SEVERITIES:?}, not {s:?}")));
+        }
+    }
+    Ok(TimelineQuery {
+        from_ms: q.time_ms("from")?,
+        to_ms: q.time_ms("to")?,
+        after_seq,
+        limit: limit(q)?,
+        kind,
+        node: owned("node"),
+        capability: owned("capability"),
+        session_id: owned("session_id"),
+        action_id: owned("action_id"),
+        severity,
+        incidents_only: false,
+    })
+}
+
 impl Handlers<'_> {
     /// The authenticated principal's name, if the node has tokens.
     fn who(&self) -> Option<&str> {
@@ -413,9 +464,10 @@ impl Handlers<'_> {
         json_reply(StatusCode::ACCEPTED, &json!({"action_id": a.id, "state": a.state, "replay_of": a.replay_of}))
     }
 
+    /// The entry's provenance: `dlq_id` and `chain` (the causal chain, turn
+    /// first) and every link from the entry back to the session.
     pub async fn provenance(&self, id: &str) -> ApiResult {
-        let chain = self.api.node.provenance(&DlqId(id.to_owned())).await?;
-        json_reply(StatusCode::OK, &json!({ "dlq_id": id, "chain": chain }))
+        json_reply(StatusCode::OK, &self.api.node.provenance_of(&DlqId(id.to_owned())).await?)
     }
 
     /// The active policy: engine, bundle hash, revision, files.
@@ -513,17 +565,34 @@ impl Handlers<'_> {
     }
 
     pub async fn timeline(&self, q: &Query) -> ApiResult {
-        let query = TimelineQuery {
-            from_ms: q.time_ms("from")?,
-            to_ms: q.time_ms("to")?,
-            after_seq: q.u64("after")?,
-            limit: limit(q)?,
-        };
-        json_reply(StatusCode::OK, &json!({ "events": self.api.node.timeline(query).await? }))
+        let page = self.api.node.timeline_page(timeline_query(q)?).await?;
+        let next = page.next_after.map(encode_cursor);
+        json_reply(StatusCode::OK, &json!({ "events": page.events, "next": next }))
     }
 
-    pub async fn graph(&self, id: &str) -> ApiResult {
-        json_reply(StatusCode::OK, &self.api.node.correlation_graph(&CorrelationId(id.to_owned())).await?)
+    /// An incident window: node-level events, alerts, failures and their causes, in log order.
+    pub async fn incidents(&self, q: &Query) -> ApiResult {
+        let query = timeline_query(q)?;
+        let (from, to) = (query.from_ms, query.to_ms);
+        let incidents = self.api.node.incidents(query).await?;
+        let next = incidents.next_after.map(encode_cursor);
+        let body = json!({
+            "from": from,
+            "to": to,
+            "events": incidents.events,
+            "causes": incidents.causes,
+            "next": next,
+        });
+        json_reply(StatusCode::OK, &body)
+    }
+
+    pub async fn graph(&self, id: &str, q: &Query) -> ApiResult {
+        let graph = self.api.node.correlation_graph(&CorrelationId(id.to_owned())).await?;
+        match q.str("format") {
+            None | Some("json") => json_reply(StatusCode::OK, &graph),
+            Some("otlp-json") => json_reply(StatusCode::OK, &warden_actors::timeline::otlp_json(&graph)),
+            Some(other) => Err(ApiError::bad_request(format!("format must be json or otlp-json, not {other:?}"))),
+        }
     }
 
     /// Committed events as server-sent events, until the client leaves or the node stops.

@@ -56,6 +56,9 @@ pub struct Report {
     pub takeover_ms: Vec<u64>,
     pub slo: Vec<SloResult>,
     pub kills: usize,
+    /// Correlation graphs checked (`graphs::check`), and what was wrong with them.
+    pub graphs_checked: usize,
+    pub graph_violations: Vec<String>,
 }
 
 impl Report {
@@ -65,6 +68,7 @@ impl Report {
             && self.unrecorded_executions.is_empty()
             && self.effect_violations.is_empty()
             && self.slo.iter().all(|s| s.met)
+            && self.graph_violations.is_empty()
     }
 
     /// The failed invariants, one line each.
@@ -81,6 +85,10 @@ impl Report {
         if !self.effect_violations.is_empty() {
             let n = self.effect_violations.len();
             out.push(format!("{n} succeeded actions without exactly one effect: {}", sample(&self.effect_violations)));
+        }
+        if !self.graph_violations.is_empty() {
+            let n = self.graph_violations.len();
+            out.push(format!("{n} correlation graphs incomplete: {}", sample(&self.graph_violations)));
         }
         for s in self.slo.iter().filter(|s| !s.met) {
             out.push(format!(
@@ -112,6 +120,8 @@ impl Report {
         row("executions outside the record", self.unrecorded_executions.len().to_string());
         row("duplicate effects", self.effect_violations.len().to_string());
         row("re-executions deduped by key", self.deduplicated_requests.to_string());
+        row("correlation graphs checked", self.graphs_checked.to_string());
+        row("graphs incomplete", self.graph_violations.len().to_string());
         row("nodes killed", self.kills.to_string());
         row("takeovers", self.takeovers.to_string());
         for (reason, n) in &self.takeovers_by_reason {

@@ -6,6 +6,7 @@
 //! fault scripts.
 
 pub mod check;
+pub mod graphs;
 pub mod tool;
 pub mod workload;
 
@@ -126,7 +127,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
     let views = settle(&targets, &submitted.acks).await;
     let takeovers = events_of_kind(&targets.get(0), "action.takeover").await?;
     std::fs::write(dir.join("takeovers.json"), serde_json::to_vec_pretty(&takeovers)?)?;
-    let report = check(&Evidence {
+    let (graphs_checked, graph_violations) = graphs::check(&targets.get(0), &views).await?;
+    let mut report = check(&Evidence {
         requested: args.actions,
         submitted: &submitted,
         views: &views,
@@ -135,6 +137,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
         takeovers: &takeovers,
         kills: &kills,
     });
+    report.graphs_checked = graphs_checked;
+    report.graph_violations = graph_violations;
     for e in submitted.unacknowledged.iter().take(5) {
         say(format!("not acknowledged: {e}"));
     }

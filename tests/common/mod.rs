@@ -115,6 +115,7 @@ pub fn kinds(events: &[Event]) -> Vec<&'static str> {
 }
 pub mod api;
 pub mod cluster;
+pub mod history;
 pub mod load;
 pub mod process;
 pub mod proxy;

@@ -6,15 +6,17 @@
 //!   command to its handler in `apply/` (one file per domain).
 //! - `snapshot`: the whole state as one value (Raft snapshots).
 //! - `query`: read-only views (MVCC snapshots, never blocked by the writer).
+//! - `index`: the timeline's secondary indexes (derived from the events).
 
 mod apply;
+pub mod index;
 mod machine;
 mod query;
 mod snapshot;
 mod tables;
 
 pub use machine::{Applied, StateMachine};
-pub use query::{RecallQuery, Store, TimelineQuery};
+pub use query::{Incidents, RecallQuery, Store, TimelinePage, TimelineQuery, MAX_CAUSE_CHAIN, TIMELINE_SCAN_BUDGET};
 pub use snapshot::StateSnapshot;
 pub use tables::{decode, encode, open_database, Tables, LOG, META, POLICY_AUDIT, RAFT_META};
 

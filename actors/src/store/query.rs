@@ -28,16 +28,59 @@ pub struct RecallQuery {
     pub limit: Option<usize>,
 }
 
-/// A slice of the timeline, in log (seq) order.
+/// A slice of the timeline, in log (seq) order, optionally filtered. Every
+/// filter given must hold (they combine with AND).
 #[derive(Clone, Debug, Default)]
 pub struct TimelineQuery {
     /// Events at or after this time (ms since the epoch).
     pub from_ms: Option<u64>,
     /// Events before this time.
     pub to_ms: Option<u64>,
-    /// Events with a seq greater than this.
+    /// Events with a seq greater than this (a page's `next` cursor sets it).
     pub after_seq: Option<u64>,
     pub limit: Option<usize>,
+    /// Events whose kind starts with this (`action.`, `alert.raised`).
+    pub kind: Option<String>,
+    /// Events recorded by this node or about it (`store::index::keys_of`).
+    pub node: Option<String>,
+    /// Events about this capability (an action's events carry its capability).
+    pub capability: Option<String>,
+    pub session_id: Option<String>,
+    /// Events about this action (a `dlq.replayed` also counts for the replay's action).
+    pub action_id: Option<String>,
+    /// Events of this severity (`page`, `ticket`): alerts and the events that raise them.
+    pub severity: Option<String>,
+    /// Only the incident kinds (`store::index::is_incident`).
+    pub incidents_only: bool,
+}
+
+/// Index rows one query examines at most before it answers with what it has
+/// and a cursor to go on from: a selective filter over a long window returns
+/// short (possibly empty) pages rather than one slow answer.
+pub const TIMELINE_SCAN_BUDGET: usize = 20_000;
+
+/// The longest chain of causes `Store::incidents` follows back from one event.
+pub const MAX_CAUSE_CHAIN: usize = 256;
+
+/// An incident window (`Store::incidents`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Incidents {
+    /// The incident events and their causes, in log order, each once.
+    pub events: Vec<Event>,
+    /// Incident event seq → the seqs of the events that caused it, oldest first.
+    pub causes: std::collections::BTreeMap<u64, Vec<u64>>,
+    /// As `TimelinePage::next_after`.
+    #[serde(skip)]
+    pub next_after: Option<u64>,
+}
+
+/// One page of a timeline query.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TimelinePage {
+    pub events: Vec<Event>,
+    /// The seq to continue after (as `after_seq`) for the rest of the
+    /// window; none when the window is bounded (`to_ms`) and has no more.
+    pub next_after: Option<u64>,
 }
 
 /// The smallest seq whose event has `ts >= at` (one past the last event if none).
@@ -282,26 +325,140 @@ impl Store {
 
     /// Events in log order, by seq and/or by time window.
     pub fn timeline(&self, q: &TimelineQuery) -> Result<Vec<Event>> {
+        Ok(self.timeline_page(q)?.events)
+    }
+
+    /// One page of the timeline: events in log order within the query's seq
+    /// and time window that pass every filter. The most selective filter's
+    /// index drives the walk (action, session, capability, severity, node,
+    /// then kind; the incident index for `incidents_only`); the other filters
+    /// are checked against their own index rows.
+    pub fn timeline_page(&self, q: &TimelineQuery) -> Result<TimelinePage> {
+        use super::index::IndexKey;
         let limit = clamp_limit(q.limit);
-        let after = q.after_seq.unwrap_or(0);
         self.read(|r| {
             let events = r.open_table(EVENTS)?;
-            let mut out = Vec::new();
-            if q.from_ms.is_none() && q.to_ms.is_none() {
-                for row in events.range(after.saturating_add(1)..)?.take(limit) {
-                    out.push(decode_event(row?.1.value())?);
-                }
-                return Ok(out);
-            }
+            let index = r.open_table(EVENTS_BY_KEY)?;
             // Event time is non-decreasing in seq (see StateMachine::last_ts):
             // the window is one contiguous seq range, found by binary search.
-            let first = first_seq_at(&events, q.from_ms.unwrap_or(0))?.max(after.saturating_add(1));
-            let end = match q.to_ms {
-                Some(to) => first_seq_at(&events, to)?,
+            let mut lo = q.after_seq.unwrap_or(0).saturating_add(1);
+            if let Some(from) = q.from_ms {
+                lo = lo.max(first_seq_at(&events, from)?);
+            }
+            let hi = match q.to_ms {
+                Some(to) => first_seq_at(&events, to)?.max(lo),
                 None => u64::MAX,
             };
-            for row in events.range(first..end.max(first))?.take(limit) {
-                out.push(decode_event(row?.1.value())?);
+            let mut keys: Vec<String> = Vec::new();
+            let filters = [
+                q.action_id.as_deref().map(IndexKey::Action),
+                q.session_id.as_deref().map(IndexKey::Session),
+                q.capability.as_deref().map(IndexKey::Capability),
+                q.severity.as_deref().map(IndexKey::Severity),
+                q.node.as_deref().map(IndexKey::Node),
+            ];
+            keys.extend(filters.iter().flatten().map(IndexKey::encode));
+            if q.incidents_only {
+                keys.push(IndexKey::Incident.encode());
+            }
+            let kind = q.kind.as_deref().filter(|k| !k.is_empty());
+            // The driving walk: seqs in [lo, hi), ascending.
+            let seqs: Box<dyn Iterator<Item = Result<u64>> + '_> = match keys.first() {
+                Some(key) => Box::new(index_range(&index, key, lo, hi)?),
+                None => match kind {
+                    Some(prefix) => {
+                        let mut walks = Vec::new();
+                        for k in EventKind::ALL.iter().filter(|k| k.as_str().starts_with(prefix)) {
+                            walks.push(index_range(&index, &IndexKey::Kind(k.as_str()).encode(), lo, hi)?);
+                        }
+                        Box::new(merge_ascending(walks))
+                    }
+                    None => Box::new(events.range(lo..hi)?.map(|row| Ok(row?.0.value()))),
+                },
+            };
+            let mut page = TimelinePage::default();
+            let mut last = lo - 1;
+            let mut exhausted = true;
+            for (scanned, seq) in seqs.enumerate() {
+                if page.events.len() >= limit || scanned >= TIMELINE_SCAN_BUDGET {
+                    exhausted = false;
+                    break;
+                }
+                let seq = seq?;
+                last = seq;
+                let mut pass = true;
+                for key in keys.iter().skip(1) {
+                    if index.get((key.as_str(), seq))?.is_none() {
+                        pass = false;
+                        break;
+                    }
+                }
+                if !pass {
+                    continue;
+                }
+                let Some(g) = events.get(seq)? else { continue };
+                let event = decode_event(g.value())?;
+                if kind.is_none_or(|k| event.kind().as_str().starts_with(k)) {
+                    page.events.push(event);
+                }
+            }
+            page.next_after = if exhausted && q.to_ms.is_some() { None } else { Some(last) };
+            Ok(page)
+        })
+    }
+
+    /// An incident window: the incident events of `q` (its window and
+    /// filters, `incidents_only` set) and, for each, the chain of events that
+    /// caused it (a failed action's back to its turn, an alert's to the event
+    /// that raised it), merged into one stream in log order. `causes` maps
+    /// each incident event that has causes to their seqs, oldest first.
+    pub fn incidents(&self, q: &TimelineQuery) -> Result<Incidents> {
+        let page = self.timeline_page(&TimelineQuery { incidents_only: true, ..q.clone() })?;
+        self.read(|r| {
+            let events = r.open_table(EVENTS)?;
+            let mut all: std::collections::BTreeMap<u64, Event> = std::collections::BTreeMap::new();
+            let mut causes = std::collections::BTreeMap::new();
+            for event in page.events {
+                let mut chain = Vec::new();
+                let mut next = event.causation_seq;
+                while let Some(seq) = next {
+                    if chain.len() >= MAX_CAUSE_CHAIN {
+                        break;
+                    }
+                    let cause = match all.get(&seq) {
+                        Some(known) => known.clone(),
+                        None => match events.get(seq)? {
+                            Some(g) => decode_event(g.value())?,
+                            None => break,
+                        },
+                    };
+                    next = cause.causation_seq.filter(|c| *c < seq);
+                    chain.push(seq);
+                    all.insert(seq, cause);
+                }
+                if !chain.is_empty() {
+                    chain.reverse();
+                    causes.insert(event.seq, chain);
+                }
+                all.insert(event.seq, event);
+            }
+            Ok(Incidents { events: all.into_values().collect(), causes, next_after: page.next_after })
+        })
+    }
+
+    /// The alert events raised or resolved by events of correlation `id`,
+    /// within `q`'s window, in log order.
+    pub fn alerted_by(&self, id: &CorrelationId, q: &TimelineQuery) -> Result<Vec<Event>> {
+        let limit = clamp_limit(q.limit);
+        let key = super::index::IndexKey::AlertedBy(id.as_str()).encode();
+        self.read(|r| {
+            let events = r.open_table(EVENTS)?;
+            let index = r.open_table(EVENTS_BY_KEY)?;
+            let mut out = Vec::new();
+            for seq in index_range(&index, &key, q.after_seq.unwrap_or(0).saturating_add(1), u64::MAX)?.take(limit) {
+                if let Some(g) = events.get(seq?)? {
+                    out.push(decode_event(g.value())?);
+                }
             }
             Ok(out)
         })
@@ -328,6 +485,45 @@ impl Store {
     pub fn last_index(&self) -> Result<u64> {
         self.read(|r| Ok(r.open_table(META)?.get(META_LAST_INDEX)?.map_or(0, |g| g.value())))
     }
+}
+
+/// The seqs indexed under `key` in `[lo, hi)`, ascending.
+fn index_range<'t>(
+    index: &'t impl ReadableTable<(&'static str, u64), ()>,
+    key: &str,
+    lo: u64,
+    hi: u64,
+) -> Result<impl Iterator<Item = Result<u64>> + 't> {
+    let range = index.range((key, lo)..(key, hi.max(lo)))?;
+    Ok(range.map(|row| Ok(row?.0.value().1)))
+}
+
+/// Merges ascending seq walks into one ascending walk.
+fn merge_ascending<'t, I: Iterator<Item = Result<u64>> + 't>(walks: Vec<I>) -> impl Iterator<Item = Result<u64>> + 't {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut walks: Vec<I> = walks;
+    let mut heap = BinaryHeap::new();
+    let mut failed: Option<crate::WardenError> = None;
+    for (i, w) in walks.iter_mut().enumerate() {
+        match w.next() {
+            Some(Ok(seq)) => heap.push(Reverse((seq, i))),
+            Some(Err(e)) => failed = Some(e),
+            None => {}
+        }
+    }
+    std::iter::from_fn(move || {
+        if let Some(e) = failed.take() {
+            return Some(Err(e));
+        }
+        let Reverse((seq, i)) = heap.pop()?;
+        match walks[i].next() {
+            Some(Ok(next)) => heap.push(Reverse((next, i))),
+            Some(Err(e)) => failed = Some(e),
+            None => {}
+        }
+        Some(Ok(seq))
+    })
 }
 
 impl Store {
@@ -360,6 +556,7 @@ impl Store {
             let events = r.open_table(EVENTS)?;
             tables.push(size("events", &events)?);
             tables.push(size("events_by_correlation", &r.open_table(EVENTS_BY_CORRELATION)?)?);
+            tables.push(size("events_by_key", &r.open_table(EVENTS_BY_KEY)?)?);
             let oldest = match events.first()? {
                 Some((_, v)) => Some(decode_event(v.value())?.ts),
                 None => None,

@@ -138,6 +138,7 @@ impl StateSnapshot {
                 audit.insert(*seq, v.as_slice())?;
             }
         }
+        rebuild_event_index(txn)?;
         let meta = txn.open_table(META)?;
         StateMachine::load(&meta)
     }

@@ -84,7 +84,8 @@ pub(in crate::store) fn replay(
         capability: original.capability.clone(),
         waiting,
     };
-    let replayed_seq = r.emit(t, scope, Some(&original.id), Some(entry.entered_seq), data)?;
+    let cause = Some(entry.entered_seq);
+    let replayed_seq = r.emit_indexed(t, scope, Some(&original.id), cause, data, Some(&original.capability))?;
     let spec = NewAction {
         id: new_id,
         capability: &original.capability,

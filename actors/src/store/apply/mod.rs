@@ -68,12 +68,26 @@ impl<'e> Recorder<'e> {
         causation_seq: Option<u64>,
         data: EventData,
     ) -> Result<u64> {
+        self.emit_indexed(t, scope, action_id, causation_seq, data, None)
+    }
+
+    /// Records an event about an action of `capability` (the timeline
+    /// indexes it under that capability); returns its seq.
+    pub(super) fn emit_indexed(
+        &mut self,
+        t: &mut Tables<'_>,
+        scope: EventScope,
+        action_id: Option<&ActionId>,
+        causation_seq: Option<u64>,
+        data: EventData,
+        capability: Option<&str>,
+    ) -> Result<u64> {
         let seq = *self.next_seq;
         *self.next_seq += 1;
         *self.last_ts = (*self.last_ts).max(self.entry.at_ms);
         let node = self.entry.node.clone();
         let event = Event::new(seq, *self.last_ts, node, scope, action_id.cloned(), causation_seq, data);
-        t.put_event(&event)?;
+        t.put_event(&event, capability)?;
         self.events.push(event);
         Ok(seq)
     }
@@ -81,7 +95,8 @@ impl<'e> Recorder<'e> {
     /// Records an event about `action` caused by its latest one, and makes it the latest.
     pub(super) fn emit_for(&mut self, t: &mut Tables<'_>, action: &mut Action, data: EventData) -> Result<u64> {
         let scope = EventScope::of_action(action);
-        let seq = self.emit(t, scope, Some(&action.id), Some(action.last_event_seq), data)?;
+        let cause = Some(action.last_event_seq);
+        let seq = self.emit_indexed(t, scope, Some(&action.id), cause, data, Some(&action.capability))?;
         action.last_event_seq = seq;
         Ok(seq)
     }
