@@ -82,9 +82,13 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
     match (chromium, driver) {
         (Some(c), Some(d)) => Some((c, d)),
         (c, d) => {
-            let missing: Vec<&str> =
-                [(c.is_none(), "chromium"), (d.is_none(), "chromedriver")].iter().filter(|m| m.0).map(|m| m.1).collect();
-            let why = format!("{} not on the PATH (Debian: apt-get install chromium chromium-driver)", missing.join(" and "));
+            let missing: Vec<&str> = [(c.is_none(), "chromium"), (d.is_none(), "chromedriver")]
+                .iter()
+                .filter(|m| m.0)
+                .map(|m| m.1)
+                .collect();
+            let why =
+                format!("{} not on the PATH (Debian: apt-get install chromium chromium-driver)", missing.join(" and "));
             assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
             eprintln!("SKIPPED: the browser tests need a browser: {why}");
             None
@@ -216,7 +220,11 @@ fn traffic(urls: Vec<String>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<
         while !stop.load(Ordering::Relaxed) {
             let url = &urls[sent as usize % urls.len()];
             let session = format!("agent-{}", sent % 5);
-            let r = http.post(format!("{url}/v1/sessions/{session}/turns")).json(&json!({"summary": "browse"})).send().await;
+            let r = http
+                .post(format!("{url}/v1/sessions/{session}/turns"))
+                .json(&json!({"summary": "browse"}))
+                .send()
+                .await;
             let Some(turn) = (match r {
                 Ok(r) => r.json::<Value>().await.ok().and_then(|t| t["turn_id"].as_str().map(str::to_owned)),
                 Err(_) => None,
@@ -272,6 +280,8 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     wait_api(url, "/v1/dlq?limit=5", |v| v["entries"].as_array().is_some_and(|e| e.len() >= 2)).await;
     wait_api(url, "/v1/alerts", |v| v["alerts"].as_array().is_some_and(|a| !a.is_empty())).await;
     wait_api(url, "/v1/slo", |v| v["capabilities"].as_array().is_some_and(|c| c.len() >= 2)).await;
+    // More events than one page of the page's window (400 over the last 10 s): it must narrow it to the newest.
+    wait_api(url, "/v1/timeline?after=1000&limit=1", |v| v["events"].as_array().is_some_and(|e| !e.is_empty())).await;
     // For the figures of docs/performance.md: a longer history before the page opens.
     let warmup: u64 = std::env::var("WARDEN_BROWSER_WARMUP_S").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(warmup)).await;
@@ -287,7 +297,9 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
                      all_panels_ms: window.wardenReady};")
         .await;
     let newest = b.js("return window.warden.timeline()[0].seq;").await;
-    eprintln!("dashboard timing under traffic ({warmup} s of warm-up, {newest} events in the log): {timing}");
+    let window = b.js("return window.warden.window;").await;
+    eprintln!("dashboard timing under traffic ({warmup} s of warm-up, {newest} events in the log, window {window}): {timing}");
+    assert_eq!(window["complete"], true, "the page's window of events is not the newest whole: {window}");
     assert!(timing["first_contentful_paint_ms"].is_number(), "the browser reported no first paint: {timing}");
 
     // Every panel holds data.
@@ -295,22 +307,37 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     for table in ["alerts", "slo", "breakers", "policy-nodes", "dlq", "sessions", "actors", "capacity", "timeline"] {
         b.until(&format!("table #{table} has rows"), &format!("return {} > 0;", rows(table))).await;
     }
-    b.until("the topology shows 3 nodes and a leader", "return document.querySelectorAll('#topology g[data-node]').length === 3 \
-             && document.querySelector('#nodes').textContent.includes('leader');")
-        .await;
-    b.until("alerts show a firing breaker alert with its delivery", "const t = document.querySelector('#alerts').textContent; \
-             return t.includes('WardenBreakerOpen') && t.includes('log firing');")
-        .await;
-    b.until("actions/s chart counted successes and dead letters", "const d = window.warden.charts.throughput.u.data; \
-             const sum = (s) => d[s].reduce((a, b) => a + (b || 0), 0); return sum(1) > 0 && sum(3) > 0;")
-        .await;
-    b.until("a p95 chart per capability with data", "const c = Object.keys(window.warden.charts).filter((k) => k.startsWith('p95:')); \
+    b.until(
+        "the topology shows 3 nodes and a leader",
+        "return document.querySelectorAll('#topology g[data-node]').length === 3 \
+             && document.querySelector('#nodes').textContent.includes('leader');",
+    )
+    .await;
+    b.until(
+        "alerts show a firing breaker alert with its delivery",
+        "const t = document.querySelector('#alerts').textContent; \
+             return t.includes('WardenBreakerOpen') && t.includes('log firing');",
+    )
+    .await;
+    b.until(
+        "actions/s chart counted successes and dead letters",
+        "const d = window.warden.charts.throughput.u.data; \
+             const sum = (s) => d[s].reduce((a, b) => a + (b || 0), 0); return sum(1) > 0 && sum(3) > 0;",
+    )
+    .await;
+    b.until(
+        "a p95 chart per capability with data",
+        "const c = Object.keys(window.warden.charts).filter((k) => k.startsWith('p95:')); \
              return c.length >= 2 && c.every((k) => window.warden.charts[k].u.data[1].some((v) => v != null) \
-             && window.warden.charts[k].u.data[2].some((v) => v != null));")
-        .await;
-    b.until("a burn chart with a series per capability", "const k = Object.keys(window.warden.charts).find((k) => k.startsWith('burn:')); \
-             return !!k && window.warden.charts[k].u.data.length >= 3 && window.warden.charts[k].u.data[0].length > 0;")
-        .await;
+             && window.warden.charts[k].u.data[2].some((v) => v != null));",
+    )
+    .await;
+    b.until(
+        "a burn chart with a series per capability",
+        "const k = Object.keys(window.warden.charts).find((k) => k.startsWith('burn:')); \
+             return !!k && window.warden.charts[k].u.data.length >= 3 && window.warden.charts[k].u.data[0].length > 0;",
+    )
+    .await;
     b.screenshot("dashboard").await;
 
     // Drill-down: a dead-lettered action's correlation, searched by its id.
@@ -319,10 +346,16 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     let search = b.c().find(Locator::Id("search")).await.unwrap();
     search.send_keys(&cid).await.unwrap();
     b.c().find(Locator::Css("#search-form button")).await.unwrap().click().await.unwrap();
-    b.until("the graph of the searched correlation", &format!("return document.querySelector('#graph').dataset.cid === '{cid}' \
-             && document.querySelectorAll('#graph g.gnode').length > 0;"))
-        .await;
-    let drawn = seqs(&b.js("return [...document.querySelectorAll('#graph g.gnode')].map((g) => Number(g.dataset.seq));").await);
+    b.until(
+        "the graph of the searched correlation",
+        &format!(
+            "return document.querySelector('#graph').dataset.cid === '{cid}' \
+             && document.querySelectorAll('#graph g.gnode').length > 0;"
+        ),
+    )
+    .await;
+    let drawn =
+        seqs(&b.js("return [...document.querySelectorAll('#graph g.gnode')].map((g) => Number(g.dataset.seq));").await);
     let logged: BTreeSet<u64> = cluster
         .timeline(0)
         .await
@@ -333,7 +366,8 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     assert!(logged.len() >= 5, "the correlation has a turn, its actions and a dead letter: {logged:?}");
     // Events of the correlation committed after the graph was drawn may be missing from it, none other.
     assert!(drawn.is_subset(&logged), "drawn {drawn:?}, logged {logged:?}");
-    let missing: Vec<&u64> = logged.iter().filter(|s| !drawn.contains(s) && **s <= *drawn.iter().max().unwrap()).collect();
+    let missing: Vec<&u64> =
+        logged.iter().filter(|s| !drawn.contains(s) && **s <= *drawn.iter().max().unwrap()).collect();
     assert!(missing.is_empty(), "the graph lacks events {missing:?} of {cid}");
     let edges = b.js("return [...document.querySelectorAll('#graph path.edge')].map((p) => [Number(p.dataset.from), Number(p.dataset.to)]);").await;
     let graph = cluster.get(0, &format!("/v1/correlations/{cid}/graph")).await.unwrap();
@@ -344,17 +378,27 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     // Clicking a node shows that event's details.
     let last = *drawn.iter().max().unwrap();
     b.c().find(Locator::Css(&format!("#graph g.gnode[data-seq=\"{last}\"]"))).await.unwrap().click().await.unwrap();
-    b.until("the clicked event's details", &format!("return JSON.parse(document.querySelector('#event-json').textContent).seq === {last};"))
-        .await;
+    b.until(
+        "the clicked event's details",
+        &format!("return JSON.parse(document.querySelector('#event-json').textContent).seq === {last};"),
+    )
+    .await;
     b.screenshot("graph").await;
 
     // Clicking an action id in the DLQ panel draws that action's correlation.
-    let clicked = b.js("const a = document.querySelector('#dlq a[data-action]'); a.click(); return a.dataset.action;").await;
+    let clicked =
+        b.js("const a = document.querySelector('#dlq a[data-action]'); a.click(); return a.dataset.action;").await;
     let clicked = clicked.as_str().unwrap().to_owned();
     let action = cluster.get(0, &format!("/v1/actions/{clicked}")).await.unwrap();
-    b.until("the clicked action's graph", &format!("return document.querySelector('#graph').dataset.cid === '{}' \
-             && [...document.querySelectorAll('#graph g.gnode.sel')].length > 0;", action["correlation_id"].as_str().unwrap()))
-        .await;
+    b.until(
+        "the clicked action's graph",
+        &format!(
+            "return document.querySelector('#graph').dataset.cid === '{}' \
+             && [...document.querySelectorAll('#graph g.gnode.sel')].length > 0;",
+            action["correlation_id"].as_str().unwrap()
+        ),
+    )
+    .await;
 
     // Replay: the entry's button replays it, and the new action shows on the live timeline.
     let dlq_id = b.js("return document.querySelector('#dlq button[data-replay]').dataset.replay;").await;
@@ -365,16 +409,24 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     let replayed = replayed.as_str().unwrap().to_owned();
     let new_action = cluster.get(0, &format!("/v1/actions/{replayed}")).await.unwrap();
     assert_eq!(new_action["replay_of"], dlq_id.as_str(), "{new_action}");
-    b.until("the replayed action on the timeline", &format!("return [...document.querySelectorAll('#timeline a[data-action]')]\
-             .some((a) => a.dataset.action === '{replayed}');"))
-        .await;
+    b.until(
+        "the replayed action on the timeline",
+        &format!(
+            "return [...document.querySelectorAll('#timeline a[data-action]')]\
+             .some((a) => a.dataset.action === '{replayed}');"
+        ),
+    )
+    .await;
     let all = cluster.get(0, "/v1/dlq?all=true&limit=10000").await.unwrap();
-    let replays = all["entries"].as_array().unwrap().iter().find(|e| e["id"] == dlq_id.as_str()).unwrap()["replays"].clone();
+    let replays =
+        all["entries"].as_array().unwrap().iter().find(|e| e["id"] == dlq_id.as_str()).unwrap()["replays"].clone();
     assert!(replays.as_array().unwrap().iter().any(|r| r == replayed.as_str()), "{replays}");
 
     // Bounded memory: the live buffers stay at their caps under traffic.
-    let sizes = b.js("return {timeline: window.warden.timeline().length, seconds: window.warden.perSecond.size, \
-                       rows: document.querySelectorAll('#timeline tr').length};").await;
+    let sizes = b
+        .js("return {timeline: window.warden.timeline().length, seconds: window.warden.perSecond.size, \
+                       rows: document.querySelectorAll('#timeline tr').length};")
+        .await;
     assert!(sizes["timeline"].as_u64().unwrap() <= 200 && sizes["seconds"].as_u64().unwrap() <= 300, "{sizes}");
     b.screenshot("replayed").await;
 
@@ -416,11 +468,17 @@ async fn each_panel_says_when_its_endpoint_refuses_the_token() {
     // An agent's token: the operator's panels say 403; the agent's own (sessions) loads.
     b.c().find(Locator::Id("token")).await.unwrap().send_keys(&agent).await.unwrap();
     b.c().find(Locator::Css("#token-form button")).await.unwrap().click().await.unwrap();
-    b.until("the cluster panel refused with 403", "const s = document.querySelector('section[data-panel=\"cluster\"]'); \
-             return s.querySelector('.msg').textContent.includes('refused (403)');")
-        .await;
-    b.until("sessions load for an agent", "return document.querySelector('section[data-panel=\"sessions\"]').dataset.state === 'ok';")
-        .await;
+    b.until(
+        "the cluster panel refused with 403",
+        "const s = document.querySelector('section[data-panel=\"cluster\"]'); \
+             return s.querySelector('.msg').textContent.includes('refused (403)');",
+    )
+    .await;
+    b.until(
+        "sessions load for an agent",
+        "return document.querySelector('section[data-panel=\"sessions\"]').dataset.state === 'ok';",
+    )
+    .await;
     b.screenshot("refused-403").await;
 
     // An operator's token, kept in localStorage: every panel loads, also after a reload.
