@@ -254,6 +254,7 @@ impl Harness {
         let call = |path: String, body: Option<Value>| Call { path, body };
         match r.endpoint {
             Endpoint::Dashboard => call("/".into(), None),
+            Endpoint::Vendor => call("/vendor/uPlot.iife.min.js".into(), None),
             Endpoint::Metrics => call("/metrics".into(), None),
             Endpoint::Health => call("/v1/health".into(), None),
             Endpoint::Cluster => call("/v1/cluster".into(), None),

@@ -28,6 +28,16 @@ pub const ACTIVE_SESSION_WINDOW_MS: u64 = 15 * 60 * 1000;
 
 const DASHBOARD: &str = include_str!("../../static/index.html");
 
+/// The dashboard's vendored libraries (`static/vendor/`, licences beside
+/// them): name → (content type, bytes).
+const VENDOR: &[(&str, &str, &[u8])] = &[
+    ("uPlot.iife.min.js", "text/javascript; charset=utf-8", include_bytes!("../../static/vendor/uPlot.iife.min.js")),
+    ("uPlot.min.css", "text/css; charset=utf-8", include_bytes!("../../static/vendor/uPlot.min.css")),
+    ("dagre.min.js", "text/javascript; charset=utf-8", include_bytes!("../../static/vendor/dagre.min.js")),
+    ("LICENSE-uplot", "text/plain; charset=utf-8", include_bytes!("../../static/vendor/LICENSE-uplot")),
+    ("LICENSE-dagre", "text/plain; charset=utf-8", include_bytes!("../../static/vendor/LICENSE-dagre")),
+];
+
 /// Paths that exist for some method (for 405 rather than 404).
 pub struct Handlers<'a> {
     pub api: &'a Api,
@@ -206,7 +216,17 @@ impl Handlers<'_> {
     }
 
     pub fn dashboard(&self) -> ApiResult {
-        Ok(warp::reply::html(DASHBOARD).into_response())
+        Ok(warp::reply::with_header(warp::reply::html(DASHBOARD), "cache-control", "no-cache").into_response())
+    }
+
+    /// One of the dashboard's vendored files; they change only with the binary.
+    pub fn vendor(&self, name: &str) -> ApiResult {
+        let (_, content_type, bytes) = VENDOR
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or_else(|| ApiError::not_found(format!("no vendored file {name:?}")))?;
+        let reply = warp::reply::with_header(*bytes, "content-type", *content_type);
+        Ok(warp::reply::with_header(reply, "cache-control", "public, max-age=3600").into_response())
     }
 
     pub async fn metrics(&self) -> ApiResult {

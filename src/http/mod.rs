@@ -182,6 +182,7 @@ impl Api {
         }
         match route.endpoint {
             Endpoint::Dashboard => h.dashboard(),
+            Endpoint::Vendor => h.vendor(p[0]),
             Endpoint::Metrics => h.metrics().await,
             Endpoint::Health => h.health(q).await,
             Endpoint::Cluster => h.cluster().await,

@@ -10,6 +10,8 @@ use warp::http::Method;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Dashboard,
+    /// The dashboard's vendored libraries (`static/vendor/`).
+    Vendor,
     Metrics,
     Health,
     Cluster,
@@ -70,6 +72,7 @@ const P: &str = "{}";
 /// Every endpoint: its method, its path, who may call it.
 pub static ROUTES: &[Route] = &[
     route(Method::GET, &[], Endpoint::Dashboard, OPEN),
+    route(Method::GET, &["vendor", P], Endpoint::Vendor, OPEN),
     route(Method::GET, &["metrics"], Endpoint::Metrics, Access::Metrics),
     route(Method::GET, &["v1", "health"], Endpoint::Health, OPEN),
     route(Method::GET, &["v1", "cluster"], Endpoint::Cluster, OPERATOR),
@@ -167,10 +170,12 @@ mod tests {
     }
 
     #[test]
-    fn only_health_the_dashboard_and_metrics_go_without_a_role_and_no_write_does() {
+    fn only_health_the_dashboard_its_libraries_and_metrics_go_without_a_role_and_no_write_does() {
         for r in ROUTES {
             match r.access {
-                Access::Open => assert!(matches!(r.endpoint, Endpoint::Health | Endpoint::Dashboard), "{r:?}"),
+                Access::Open => {
+                    assert!(matches!(r.endpoint, Endpoint::Health | Endpoint::Dashboard | Endpoint::Vendor), "{r:?}")
+                }
                 Access::Metrics => assert_eq!(r.endpoint, Endpoint::Metrics),
                 Access::Role(_) => {}
             }
