@@ -3,7 +3,7 @@ run, over Streamable HTTP with a bearer token. Prints one JSON line.
 
     python client.py URL TOKEN list
     python client.py URL TOKEN call TOOL '{"arg": 1}'
-    python client.py URL TOKEN bench TOOL '{"arg": 1}' N   # latencies in µs
+    python client.py URL TOKEN bench TOOL '{"arg": 1}' N   # each call's latency, µs
 """
 
 import asyncio
@@ -27,9 +27,10 @@ async def main(url: str, token: str, verb: str, rest: list[str]) -> dict:
             return result.model_dump(mode="json", by_alias=True, exclude_none=True)
         if verb == "bench":
             latencies = []
+            args = json.loads(rest[1])
             for _ in range(int(rest[2])):
                 started = time.perf_counter()
-                result = await client.call_tool(rest[0], json.loads(rest[1]))
+                result = await client.call_tool(rest[0], args)
                 latencies.append(round((time.perf_counter() - started) * 1e6))
                 if result.is_error:
                     raise SystemExit(f"call failed: {result}")

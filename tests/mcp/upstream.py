@@ -27,9 +27,9 @@ def key_of(ctx: Context) -> str:
     meta = ctx.request_context.meta
     from_meta = (meta or {}).get("warden/idempotency-key")
     from_header = (ctx.headers or {}).get("idempotency-key")
-    if from_meta != from_header:
+    if from_meta and from_header and from_meta != from_header:
         raise ValueError(f"idempotency key in _meta {from_meta!r} and header {from_header!r} differ")
-    return from_header or "none"
+    return from_header or from_meta or "none"
 
 
 def record(entry: dict) -> None:
@@ -61,6 +61,12 @@ async def once(ctx: Context, tool: str, ms: int, make) -> str:
     result = make()
     record({"event": "done", "key": key, "tool": tool, "result": result})
     return result
+
+
+@server.tool()
+async def echo(text: str) -> str:
+    """Returns its text: no effect, no log (the overhead bench's tool)."""
+    return text
 
 
 @server.tool()
