@@ -34,6 +34,8 @@ use warp::Reply as _;
 /// Versions warden serves over the `initialize` handshake, newest first; a
 /// client asking for another gets the newest.
 pub const SERVED_VERSIONS: &[&str] = warden_actors::mcp::PROTOCOL_VERSIONS;
+/// Longest `tools/list` waits for an upstream's own listing.
+const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a `tools/call` waits for its action to finish, confirmation included.
 pub const MAX_CALL_WAIT: Duration = Duration::from_secs(3600);
 
@@ -64,12 +66,16 @@ impl Upstreams {
                 .entry(url.to_owned())
                 .or_insert_with(|| Arc::new(McpClient::new(url)))
                 .clone();
-            match client.list_tools().await {
-                Ok(tools) => {
+            match tokio::time::timeout(LIST_TIMEOUT, client.list_tools()).await {
+                Ok(Ok(tools)) => {
                     cache.insert(url.to_owned(), tools);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(%url, error = ?e, "could not list an upstream MCP server's tools");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::warn!(%url, "an upstream MCP server did not list its tools within 5 s");
                     return None;
                 }
             }
