@@ -50,6 +50,7 @@ async fn serve_node(name: &str, dir: &std::path::Path, tokens: Option<(Tokens, S
         shutdown,
         cluster: None,
         access: AccessSettings { auth, metrics_open: true },
+        mcp: Default::default(),
     });
     let listener = serve::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

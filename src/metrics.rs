@@ -274,7 +274,7 @@ impl Metrics {
                 let counted = match outcome {
                     AttemptOutcome::BreakerOpen | AttemptOutcome::Interrupted => None,
                     AttemptOutcome::Retryable { .. } => Some("error"),
-                    AttemptOutcome::Succeeded | AttemptOutcome::Permanent { .. } => Some("ok"),
+                    AttemptOutcome::Succeeded { .. } | AttemptOutcome::Permanent { .. } => Some("ok"),
                 };
                 if let Some(outcome) = counted {
                     let labels = OutcomeLabels { capability: capability.clone(), outcome: outcome.into() };

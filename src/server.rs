@@ -71,6 +71,7 @@ pub async fn run_node(settings: Settings) -> anyhow::Result<()> {
         shutdown: stop_rx,
         cluster: cluster.clone(),
         access: settings.access,
+        mcp: Default::default(),
     });
 
     // Tests and `warden up` read this line to learn the bound address.

@@ -347,6 +347,10 @@ impl Harness {
                 self.push().await;
                 call("/v1/policies/audit".into(), None)
             }
+            Endpoint::Mcp => {
+                let params = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}});
+                call("/mcp".into(), Some(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})))
+            }
         }
     }
 

@@ -23,7 +23,7 @@ async fn tier_0_and_1_actions_are_allowed_and_executed() {
         let done = terminal(&node, &a.id).await;
         assert_eq!(done.state, ActionState::Succeeded);
         assert_eq!(done.attempts.len(), 1);
-        assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::Succeeded));
+        assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::OK));
     }
     node.shutdown().await.unwrap();
 }

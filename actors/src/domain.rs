@@ -174,6 +174,9 @@ pub enum ExecutorSpec {
     },
     /// Real tool behind an HTTP endpoint.
     Http { url: String },
+    /// A tool of an upstream MCP server, called over Streamable HTTP
+    /// (`url` is its MCP endpoint, `tool` the tool's name there).
+    Mcp { url: String, tool: String },
 }
 
 impl Default for ExecutorSpec {
@@ -366,15 +369,16 @@ impl ActionState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum AttemptOutcome {
-    Succeeded,
+    Succeeded {
+        /// What the tool returned, kept when the caller needs it back (an
+        /// MCP tool's `CallToolResult`); at most `limits::MAX_RESULT_BYTES`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Value>,
+    },
     /// Worth retrying (5xx, timeout, transient sim failure).
-    Retryable {
-        error: String,
-    },
+    Retryable { error: String },
     /// Retrying cannot help (4xx).
-    Permanent {
-        error: String,
-    },
+    Permanent { error: String },
     /// The breaker was open: failed fast without calling the tool.
     BreakerOpen,
     /// The node running it stopped before it finished; re-dispatched.
@@ -382,6 +386,9 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// Success with nothing to hand back.
+    pub const OK: AttemptOutcome = AttemptOutcome::Succeeded { result: None };
+
     /// Failures count against `max_attempts`; an interrupted attempt does not.
     pub fn is_failure(&self) -> bool {
         matches!(self, Self::Retryable { .. } | Self::Permanent { .. } | Self::BreakerOpen)

@@ -1,5 +1,5 @@
 //! Executors: the actor that runs attempts against tools. Each capability has
-//! one `Executor` (the `sim` executor here; `http` joins it with the HTTP API)
+//! one `Executor` (the `sim` and `http` executors here, `mcp` in `mcp.rs`)
 //! and a bound on concurrent calls. Calls run in their own tasks, so a slow
 //! tool never blocks the actor's mailbox.
 
@@ -7,10 +7,12 @@ use crate::clock::Clock;
 use crate::directory::{ActorName, ChildSpec};
 use crate::domain::{AttemptOutcome, Capability, ExecutorSpec, SimRamp};
 use crate::ids::{ActionId, CorrelationId, IdempotencyKey};
+use crate::limits::MAX_RESULT_BYTES;
+use crate::mcp::{McpClient, CORRELATION_META, IDEMPOTENCY_META};
 use crate::runtime::Runtime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -100,7 +102,7 @@ impl Executor for SimExecutor {
             _ if fail_attempts || rng.f64() < fail_rate => {
                 AttemptOutcome::Retryable { error: "simulated failure".into() }
             }
-            _ => AttemptOutcome::Succeeded,
+            _ => AttemptOutcome::OK,
         }
     }
 }
@@ -118,6 +120,7 @@ pub fn executor_for(spec: &ExecutorSpec, seed: u64, clock: &Clock, started_ms: u
             started_ms,
         }),
         ExecutorSpec::Http { url } => Arc::new(HttpExecutor::new(url)),
+        ExecutorSpec::Mcp { url, tool } => Arc::new(McpExecutor::new(url, tool)),
     }
 }
 
@@ -162,7 +165,7 @@ impl Executor for HttpExecutor {
         };
         let status = response.status();
         if status.is_success() {
-            return AttemptOutcome::Succeeded;
+            return AttemptOutcome::OK;
         }
         let mut text = response.text().await.unwrap_or_default();
         text.truncate(text.floor_char_boundary(MAX_ERROR_BODY));
@@ -171,6 +174,53 @@ impl Executor for HttpExecutor {
             AttemptOutcome::Retryable { error }
         } else {
             AttemptOutcome::Permanent { error }
+        }
+    }
+}
+
+/// A capability backed by one tool of an upstream MCP server: one
+/// `tools/call` per attempt, the idempotency key in the request's `_meta`
+/// and in the `Idempotency-Key` header, the upstream's result kept unchanged
+/// with the attempt. A JSON-RPC error or a 4xx is permanent; no connection,
+/// a 5xx or a cut stream is retryable. A result with `isError: true` is the
+/// tool's own answer: the tool ran, so it is a success to warden.
+pub struct McpExecutor {
+    client: McpClient,
+    tool: String,
+}
+
+impl McpExecutor {
+    pub fn new(url: &str, tool: &str) -> Self {
+        Self { client: McpClient::new(url), tool: tool.to_owned() }
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for McpExecutor {
+    async fn execute(&self, req: &ExecRequest) -> AttemptOutcome {
+        let arguments = match &req.args {
+            Value::Null => json!({}),
+            args @ Value::Object(_) => args.clone(),
+            other => {
+                return AttemptOutcome::Permanent {
+                    error: format!("MCP tool arguments must be an object, got {other}"),
+                }
+            }
+        };
+        let meta = json!({
+            IDEMPOTENCY_META: req.idempotency_key.as_str(),
+            CORRELATION_META: req.correlation_id.as_str(),
+        });
+        match self.client.call_tool(&self.tool, &arguments, meta, req.idempotency_key.as_str()).await {
+            Ok(result) => {
+                let size = serde_json::to_vec(&result).map_or(usize::MAX, |b| b.len());
+                if size > MAX_RESULT_BYTES {
+                    let error = format!("the tool's result is {size} bytes, over the {MAX_RESULT_BYTES} kept");
+                    return AttemptOutcome::Permanent { error };
+                }
+                AttemptOutcome::Succeeded { result: Some(result) }
+            }
+            Err(e) => e.outcome(),
         }
     }
 }
@@ -345,6 +395,6 @@ mod tests {
         ));
         let two = json!({"_sim": {"fail_attempts": 2}});
         assert!(sim.execute(&req(two.clone(), 2)).await.is_failure());
-        assert_eq!(sim.execute(&req(two, 3)).await, AttemptOutcome::Succeeded);
+        assert_eq!(sim.execute(&req(two, 3)).await, AttemptOutcome::OK);
     }
 }

@@ -17,6 +17,7 @@ pub mod health;
 pub mod ids;
 pub mod ledger;
 pub mod limits;
+pub mod mcp;
 pub mod memory;
 pub mod node;
 pub mod notify;

@@ -16,6 +16,9 @@ pub const MAX_ACTIVE_ACTIONS: u64 = 50_000;
 pub const MAX_INFLIGHT_PER_EXECUTOR: usize = 1_024;
 /// Largest serialized args an action may carry.
 pub const MAX_ARGS_BYTES: usize = 256 * 1024;
+/// Largest serialized tool result an attempt keeps (an MCP tool's result,
+/// replicated with the attempt so any node can hand it back).
+pub const MAX_RESULT_BYTES: usize = 256 * 1024;
 /// Largest serialized memory value.
 pub const MAX_MEMORY_VALUE_BYTES: usize = 256 * 1024;
 /// Most tags on one memory item.

@@ -254,6 +254,11 @@ impl Node {
         call(&self.actor(sessions::NAME)?, |r| SessionMsg::OpenTurn(req, r)).await?
     }
 
+    /// A turn, if this node has applied it.
+    pub fn turn(&self, id: &TurnId) -> Result<Option<Turn>> {
+        self.rt.store.turn(id)
+    }
+
     pub async fn record_model_call(&self, req: ModelCallRequest) -> Result<u64> {
         call(&self.actor(sessions::NAME)?, |r| SessionMsg::RecordModelCall(req, r)).await?
     }

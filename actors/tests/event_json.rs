@@ -250,7 +250,7 @@ fn workflow() -> Vec<Command> {
         Command::Confirm { action_id: ActionId("act_1".into()), approve: true, by: "ops".into() },
         dispatch("act_1", 1, "b", None),
         dispatch("act_1", 2, "c", Some("node_down")),
-        finish("act_1", 2, AttemptOutcome::Succeeded),
+        finish("act_1", 2, AttemptOutcome::OK),
         // Exhausts its one attempt: dead-lettered, then replayed.
         submit("act_2", None, Verdict::Allow, 1),
         dispatch("act_2", 1, "b", None),

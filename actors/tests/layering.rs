@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Modules that only describe data or plumbing: they never reach up into
 /// storage, consensus, the runtime or any actor.
 const FOUNDATION: &[&str] =
-    &["ids", "limits", "error", "clock", "version", "backoff", "domain", "command", "report", "disk"];
+    &["ids", "limits", "error", "clock", "version", "backoff", "domain", "command", "report", "disk", "mcp"];
 /// Actor modules and the node that assembles them.
 const ACTORS: &[&str] = &[
     "breaker",

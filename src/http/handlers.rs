@@ -211,7 +211,7 @@ impl Handlers<'_> {
     }
 
     /// The principal as a policy sees it (`input.principal`).
-    fn policy_principal(&self) -> Option<PolicyPrincipal> {
+    pub(super) fn policy_principal(&self) -> Option<PolicyPrincipal> {
         self.principal.map(|p| PolicyPrincipal { name: p.name.clone(), role: p.role.as_str().to_owned() })
     }
 
@@ -421,7 +421,7 @@ impl Handlers<'_> {
 
     /// Whether this caller may see `action`: an agent only its own (the
     /// ones its token submitted); operators, admins and open nodes all.
-    fn may_read(&self, action: &Action) -> bool {
+    pub(super) fn may_read(&self, action: &Action) -> bool {
         match self.principal {
             Some(p) if p.role == Role::Agent => action.submitted_by.as_deref() == Some(p.name.as_str()),
             _ => true,

@@ -8,6 +8,7 @@
 //! Handlers only send messages to the node's actors.
 
 mod handlers;
+pub mod mcp;
 mod reply;
 pub mod routes;
 pub mod serve;
@@ -41,6 +42,8 @@ pub struct Api {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Who may call what.
     pub access: AccessSettings,
+    /// Upstream MCP servers' tool listings (`POST /mcp`'s `tools/list`).
+    pub mcp: mcp::Upstreams,
 }
 
 /// The whole API as one warp filter.
@@ -217,6 +220,7 @@ impl Api {
             Endpoint::PushPolicy => h.push_policy(&body().await?).await,
             Endpoint::RollbackPolicy => h.rollback_policy(&body().await?).await,
             Endpoint::PolicyAudit => h.policy_audit(q),
+            Endpoint::Mcp => h.mcp(headers, &body().await?).await,
         }
     }
 }

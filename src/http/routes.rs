@@ -46,6 +46,7 @@ pub enum Endpoint {
     PushPolicy,
     RollbackPolicy,
     PolicyAudit,
+    Mcp,
 }
 
 /// One route: `pattern` is the path's segments, `{}` for a parameter.
@@ -107,6 +108,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::PUT, &["v1", "policies"], Endpoint::PushPolicy, ADMIN),
     route(Method::POST, &["v1", "policies", "rollback"], Endpoint::RollbackPolicy, ADMIN),
     route(Method::GET, &["v1", "policies", "audit"], Endpoint::PolicyAudit, OPERATOR),
+    route(Method::POST, &["mcp"], Endpoint::Mcp, AGENT),
 ];
 
 /// Why a request matched no route.

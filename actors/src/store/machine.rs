@@ -240,7 +240,7 @@ mod tests {
             Command::FinishAttempt {
                 action_id: ActionId("act_1".into()),
                 attempt: 1,
-                outcome: AttemptOutcome::Succeeded,
+                outcome: AttemptOutcome::OK,
                 latency_ms: 1,
             },
             Command::Confirm { action_id: ActionId("act_1".into()), approve: true, by: "ops".into() },

@@ -259,7 +259,7 @@ pub(in crate::store) fn finish_attempt(
 
     let mut retry_after_ms = None;
     match outcome {
-        AttemptOutcome::Succeeded => {
+        AttemptOutcome::Succeeded { .. } => {
             action.state = ActionState::Succeeded;
             r.emit_for(t, &mut action, EventData::ActionSucceeded { attempts: attempt })?;
         }
@@ -322,7 +322,7 @@ mod tests {
         let finish = |attempt| Command::FinishAttempt {
             action_id: act.clone(),
             attempt,
-            outcome: AttemptOutcome::Succeeded,
+            outcome: AttemptOutcome::OK,
             latency_ms: 5,
         };
         let results = run(vec![
