@@ -248,7 +248,7 @@ async fn memory_recall_filters_by_prefix_tag_and_substring() {
 
 use common::history::{History, Mix, NODES};
 use std::collections::{BTreeSet, HashSet};
-use warden_actors::domain::alert::{change_of, AlertChange};
+use warden_actors::domain::alert::{changes_of, AlertChange};
 use warden_actors::store::{Store, TimelinePage};
 use warden_actors::timeline;
 
@@ -324,10 +324,11 @@ fn oracle(store: &Store, q: &TimelineQuery, e: &Event) -> bool {
         }
     }
     if let Some(sev) = &q.severity {
-        let of_event = match change_of(e) {
-            Some(AlertChange::Raise(spec)) => Some(spec.severity.as_str().to_owned()),
-            _ => field("severity").filter(|_| e.kind() == EventKind::AlertRaised),
-        };
+        let raised = changes_of(e).into_iter().find_map(|c| match c {
+            AlertChange::Raise(spec) => Some(spec.severity.as_str().to_owned()),
+            AlertChange::Resolve { .. } => None,
+        });
+        let of_event = raised.or_else(|| field("severity").filter(|_| e.kind() == EventKind::AlertRaised));
         if of_event.as_ref() != Some(sev) {
             return false;
         }
@@ -468,7 +469,10 @@ fn an_incident_window_holds_the_node_level_events_and_every_failure_with_its_cau
         }
         if e.kind() == EventKind::AlertRaised {
             let cause = by_seq[incidents.causes[&e.seq].last().unwrap()];
-            assert!(matches!(change_of(cause), Some(AlertChange::Raise(_))), "an alert's cause raises it");
+            assert!(
+                changes_of(cause).iter().any(|c| matches!(c, AlertChange::Raise(_))),
+                "an alert's cause raises it"
+            );
         }
     }
     assert!(failures >= 20, "only {failures} failures in the window");

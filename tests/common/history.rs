@@ -164,7 +164,7 @@ impl History {
         loop {
             let node = self.node();
             let outcome = if succeed {
-                AttemptOutcome::Succeeded
+                AttemptOutcome::Succeeded { result: None }
             } else {
                 AttemptOutcome::Retryable { error: "upstream 503".into() }
             };

@@ -50,6 +50,7 @@ pub fn is_incident(kind: EventKind) -> bool {
     matches!(
         kind,
         ActorRestarted
+            | ActorsSettled
             | NodeStarted
             | NodeJoined
             | NodeSuspect
@@ -77,14 +78,14 @@ pub fn is_incident(kind: EventKind) -> bool {
 }
 
 /// The severity of an event: an alert's own, else that of the alert the
-/// event raises under the alert rules (`domain::alert::change_of`).
+/// event raises under the alert rules (`domain::alert::changes_of`).
 pub fn severity(event: &Event) -> Option<String> {
     match &event.data {
         EventData::AlertRaised { severity, .. } => Some(severity.clone()),
-        _ => match alert::change_of(event)? {
+        _ => alert::changes_of(event).into_iter().find_map(|change| match change {
             alert::AlertChange::Raise(spec) => Some(spec.severity.as_str().to_owned()),
             alert::AlertChange::Resolve { .. } => None,
-        },
+        }),
     }
 }
 
