@@ -140,6 +140,9 @@ enum Command {
         /// Gate 10: the release tag rolled back to (default: the latest tag).
         #[arg(long)]
         previous: Option<String>,
+        /// Run only this gate (repeat for several).
+        #[arg(long)]
+        only: Vec<u8>,
     },
     /// Start a local cluster, drive actions while killing and restarting nodes, check nothing was lost.
     Soak {
@@ -351,8 +354,9 @@ async fn main() -> anyhow::Result<()> {
             let remote = warden::policy::Remote { target: &target, token: token.as_deref(), ca: ca.as_deref() };
             warden::policy::audit(remote, verify).await
         }
-        Command::Gate { quick, suite, clean_room, previous } => {
-            let passed = warden::gate::run(warden::gate::GateArgs { quick, suite, clean_room, previous }).await?;
+        Command::Gate { quick, suite, clean_room, previous, only } => {
+            let args = warden::gate::GateArgs { quick, suite, clean_room, previous, only };
+            let passed = warden::gate::run(args).await?;
             if !passed {
                 std::process::exit(1);
             }

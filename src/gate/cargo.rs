@@ -50,7 +50,7 @@ pub fn nextest_counts(output: &str) -> Option<(u64, u64, u64)> {
 /// every selected test passes, and at least `min_tests` ran (a filter that
 /// matches nothing fails).
 pub fn nextest(root: &Path, filter: &str, min_tests: u64) -> Outcome {
-    let r = run(root, "cargo", &["nextest", "run", "--workspace", "--locked", "--no-fail-fast", "-E", filter]);
+    let r = run(root, "cargo", &["nextest", "run", "--workspace", "--locked", "--profile", "gate", "-E", filter]);
     let counts = nextest_counts(&r.output);
     let (ran, passed, failed) = counts.unwrap_or((0, 0, 0));
     let pass = r.ok && counts.is_some() && failed == 0 && ran >= min_tests && passed == ran;
