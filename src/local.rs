@@ -32,17 +32,20 @@ pub struct LocalSpec {
     pub token_file: Option<PathBuf>,
     /// Each node's TLS files (in node order): HTTPS and a TLS cluster transport.
     pub tls: Option<crate::tls::Generated>,
+    /// The warden executable the nodes run (default: this one); a node can
+    /// be restarted on another (`restart_as`), as a rolling upgrade does.
+    pub exe: Option<PathBuf>,
 }
 
 struct LocalNode {
     name: String,
+    exe: PathBuf,
     cmd_args: Vec<String>,
     child: Option<Child>,
     url: String,
 }
 
 pub struct LocalCluster {
-    exe: PathBuf,
     log: &'static str,
     log_dir: Option<PathBuf>,
     nodes: Vec<LocalNode>,
@@ -116,8 +119,11 @@ impl LocalCluster {
         let cluster: Vec<String> =
             (0..spec.nodes).map(|i| format!("127.0.0.1:{}", spec.cluster_port as usize + i)).collect();
         let voters = (0..spec.nodes).map(node_name).collect::<Vec<_>>().join(",");
+        let exe = match &spec.exe {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe().context("cannot find the warden executable")?,
+        };
         let mut this = LocalCluster {
-            exe: std::env::current_exe().context("cannot find the warden executable")?,
             log: spec.log,
             log_dir: spec.log_to_files.then(|| spec.data_dir.clone()),
             nodes: Vec::new(),
@@ -145,7 +151,7 @@ impl LocalCluster {
                     args.extend(["--tls-ca".into(), ca.display().to_string()]);
                 }
             }
-            this.nodes.push(LocalNode { name, cmd_args: args, child: None, url: String::new() });
+            this.nodes.push(LocalNode { name, exe: exe.clone(), cmd_args: args, child: None, url: String::new() });
             this.spawn(i)?;
         }
         Ok(this)
@@ -153,7 +159,7 @@ impl LocalCluster {
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = Command::new(&node.exe);
         cmd.args(&node.cmd_args).stdin(Stdio::null());
         match &self.log_dir {
             Some(dir) => {
@@ -219,6 +225,23 @@ impl LocalCluster {
     /// A new process for node `i` on the same data dir and ports.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.kill_9(i);
+        self.spawn(i)
+    }
+
+    /// SIGTERM to node `i`, then SIGKILL if it is still up after the grace
+    /// period; then a new process for it on the same data dir and ports,
+    /// running `exe`: one step of a rolling upgrade or rollback.
+    pub fn restart_as(&mut self, i: usize, exe: &Path) -> anyhow::Result<()> {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + STOP_GRACE;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.nodes[i].exe = exe.to_owned();
         self.spawn(i)
     }
 

@@ -125,6 +125,25 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The roadmap's ten acceptance gates, from the source tree (docs/gates.md):
+    /// one line per gate, evidence under releases/<version>/; exits 1 if one fails.
+    Gate {
+        /// Only the gates that take under a minute each (what CI runs).
+        #[arg(long)]
+        quick: bool,
+        /// Gate 1: run the whole suite now instead of reading the last CI-profile run.
+        #[arg(long)]
+        suite: bool,
+        /// Gate 8: run scripts/clean-room.sh now instead of reading its evidence.
+        #[arg(long)]
+        clean_room: bool,
+        /// Gate 10: the release tag rolled back to (default: the latest tag).
+        #[arg(long)]
+        previous: Option<String>,
+        /// Run only this gate (repeat for several).
+        #[arg(long)]
+        only: Vec<u8>,
+    },
     /// Start a local cluster, drive actions while killing and restarting nodes, check nothing was lost.
     Soak {
         #[arg(long, default_value_t = 3)]
@@ -334,6 +353,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Policy { command: PolicyCommand::Audit { target, verify, token, ca } } => {
             let remote = warden::policy::Remote { target: &target, token: token.as_deref(), ca: ca.as_deref() };
             warden::policy::audit(remote, verify).await
+        }
+        Command::Gate { quick, suite, clean_room, previous, only } => {
+            let args = warden::gate::GateArgs { quick, suite, clean_room, previous, only };
+            let passed = warden::gate::run(args).await?;
+            if !passed {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Soak { nodes, actions, rate, kill_every, data_dir } => {
             let kill_every = (!kill_every.is_zero()).then_some(kill_every);

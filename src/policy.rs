@@ -10,7 +10,7 @@ use warden_actors::authz::{suite, Bundle, RegoPolicy, POLICY_ERROR, POLICY_TIMEO
 /// The bundle the commands read when given no directory.
 pub const DEFAULT_DIR: &str = "policies";
 
-fn load(dir: Option<&Path>) -> anyhow::Result<Bundle> {
+pub(crate) fn load(dir: Option<&Path>) -> anyhow::Result<Bundle> {
     let dir = dir.map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf);
     Bundle::load_dir(&dir).with_context(|| format!("no policy bundle at {}", dir.display()))
 }
@@ -190,7 +190,7 @@ pub struct Promote<'a> {
     pub allow_dirty: bool,
 }
 
-fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = std::process::Command::new("git").arg("-C").arg(repo).args(args).output().context("cannot run git")?;
     if !out.status.success() {
         bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
@@ -213,7 +213,7 @@ fn promoted_bundle(root: &Path, baseline: &Value, rel_dir: &str) -> Option<Bundl
     Bundle::from_files(files, warden_actors::authz::BundleSource::Embedded).ok()
 }
 
-fn sha256_file(path: &Path) -> Option<String> {
+pub(crate) fn sha256_file(path: &Path) -> Option<String> {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).ok()?;
     Some(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
@@ -311,9 +311,15 @@ pub fn promote(args: Promote<'_>) -> anyhow::Result<bool> {
         },
         "storage_schema": warden_actors::version::STORAGE_SCHEMA,
         "wire_schema": warden_actors::version::WIRE_SCHEMA,
+        "wire_version": warden_actors::version::WIRE.to_string(),
     });
     let mut lines = Vec::new();
     baseline_changes(&old, &new, "", &mut lines);
+    // What `warden gate` last recorded stays: it is not the promotion's to change.
+    let mut new = new;
+    if let Some(gates) = old.get("gates") {
+        new["gates"] = gates.clone();
+    }
     std::fs::write(&baseline_path, format!("{}\n", serde_json::to_string_pretty(&new)?))
         .with_context(|| format!("cannot write {}", baseline_path.display()))?;
     if lines.is_empty() {

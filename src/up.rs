@@ -78,6 +78,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         log_to_files: false,
         token_file: Some(tokens.file.clone()),
         tls,
+        exe: None,
     };
     let mut nodes = tokio::task::spawn_blocking(move || LocalCluster::start(&spec)).await??;
     for i in 0..nodes.len() {

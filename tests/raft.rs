@@ -303,6 +303,20 @@ async fn a_node_that_joins_later_becomes_a_voter_with_the_whole_state() {
     assert_eq!(item["key"], "k119", "{item}");
     let view: Value = http().get(format!("{}/v1/cluster", d.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(view["raft"]["role"], "follower", "{view}");
+    // Every member announces its wire version; the cluster's is the lowest, here everyone's.
+    let wire = warden_actors::version::WIRE.to_string();
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        let view: Value = http().get(format!("{}/v1/cluster", d.url)).send().await.unwrap().json().await.unwrap();
+        let versions = view["member_versions"].as_object().cloned().unwrap_or_default();
+        if versions.len() == 4 && versions.values().all(|v| *v == wire.as_str()) {
+            assert_eq!(view["cluster_version"], wire.as_str(), "{view}");
+            assert_eq!(view["version"], wire.as_str(), "{view}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "d did not hear every member's version: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 use crate::domain::*;
 use crate::ids::*;
+use crate::version::Version;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -187,6 +188,32 @@ impl Command {
             | Self::ActivatePolicy { .. }
             | Self::RejectPolicy { .. }
             | Self::AlertDelivered { .. } => false,
+        }
+    }
+
+    /// The cluster wire version that introduced this command. The proposer
+    /// refuses it while the cluster's effective version (its lowest
+    /// member's) is below it, so no member meets a command it cannot read.
+    /// A new command added in a minor release names that minor here.
+    pub fn since(&self) -> Version {
+        match self {
+            // Every command so far is part of wire 2.0, the first versioned release.
+            Self::OpenTurn { .. }
+            | Self::RecordModelCall { .. }
+            | Self::PutMemory { .. }
+            | Self::RecordRecall { .. }
+            | Self::SubmitAction { .. }
+            | Self::Confirm { .. }
+            | Self::ExpireConfirmation { .. }
+            | Self::Dispatch { .. }
+            | Self::FinishAttempt { .. }
+            | Self::ReplayDlq { .. }
+            | Self::SetDraining { .. }
+            | Self::RecordEvent { .. }
+            | Self::SloEpisode { .. }
+            | Self::ActivatePolicy { .. }
+            | Self::RejectPolicy { .. }
+            | Self::AlertDelivered { .. } => Version { major: 2, minor: 0 },
         }
     }
 

@@ -45,6 +45,10 @@ impl Ledger {
     /// Proposes `cmd` (stamped with this node and the current time) and
     /// returns what applying it produced, once it is committed and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<Response> {
+        // A command of a later minor waits until every member reads it.
+        if cmd.since() > crate::version::WIRE_FLOOR {
+            self.consensus.cluster_version().admits(cmd.since(), cmd.name())?;
+        }
         let entry = Entry { at_ms: self.clock.now_ms(), node: self.node.clone(), cmd };
         self.consensus.propose(entry).await
     }

@@ -22,10 +22,10 @@ use crate::policy::{self, HistoryItem, NodePolicy, PolicyMsg, PolicyView};
 use crate::registry::{self, PeerTable, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
-use crate::store::{open_database, Incidents, RecallQuery, Store, TimelinePage, TimelineQuery};
+use crate::store::{Incidents, RecallQuery, Store, TimelinePage, TimelineQuery};
 use crate::supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::timeline::{self, CorrelationGraph, TimelineMsg};
-use crate::{executor, notify, slo, version};
+use crate::{executor, notify, slo};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, Message};
 use serde::Serialize;
@@ -96,13 +96,7 @@ impl Node {
             .map_err(|e| WardenError::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let catalog = Arc::new(Catalog::new(config.capabilities.clone())?);
         let path = config.data_dir.join("warden.redb");
-        let db = Arc::new(open_database(&path).map_err(|e| {
-            WardenError::Storage(format!(
-                "cannot open {}: {e} (is another warden node using this data dir?)",
-                path.display()
-            ))
-        })?);
-        version::check_storage(crate::store::stamp_storage_schema(&db)?, &path)?;
+        let db = Arc::new(crate::store::open_versioned(&path)?);
         let clock = config.clock.clone();
         let ledger = Arc::new(
             Ledger::start(db.clone(), &config.name, config.durability, config.raft.clone(), clock.clone()).await?,

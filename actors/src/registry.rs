@@ -22,7 +22,7 @@ use crate::ledger::Ledger;
 use crate::report::{NodeReport, ReportSlot};
 use crate::runtime::Runtime;
 use crate::store::Store;
-use crate::version::{check_wire, WIRE_SCHEMA};
+use crate::version::{check_wire, Version, WIRE_MINOR, WIRE_SCHEMA};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,10 @@ pub struct Heartbeat {
     /// The sender's cluster wire schema: a heartbeat of another is refused.
     #[serde(default)]
     pub schema: u32,
+    /// The sender's wire minor version within `schema` (`version::WIRE_MINOR`):
+    /// the cluster's effective version is the lowest of its members'.
+    #[serde(default)]
+    pub minor: u32,
     pub from: String,
     pub seq: u64,
     /// Services the sender hosts (`executor:<capability>`).
@@ -82,6 +86,9 @@ pub struct PeerHealth {
     pub joinable: bool,
     /// Its latest health report (from its heartbeats).
     pub report: Option<NodeReport>,
+    /// The wire version it speaks (from its heartbeats).
+    #[serde(default)]
+    pub version: Version,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -195,6 +202,7 @@ struct Peer {
     services: Vec<String>,
     joinable: bool,
     report: Option<NodeReport>,
+    version: Version,
 }
 
 pub struct RegistryState {
@@ -224,6 +232,8 @@ impl RegistryState {
             }
             return;
         }
+        let version = Version { major: hb.schema, minor: hb.minor };
+        self.args.ledger.consensus().heard_version(&hb.from, version);
         let now = Instant::now();
         match self.peers.get_mut(&hb.from) {
             None => {
@@ -235,6 +245,7 @@ impl RegistryState {
                     services: hb.services.clone(),
                     joinable: hb.joinable,
                     report: hb.report.clone().map(|r| *r),
+                    version,
                 };
                 self.peers.insert(hb.from.clone(), peer);
                 self.record(&hb.from, EventData::NodeJoined { node: hb.from.clone(), rejoined: false });
@@ -246,6 +257,7 @@ impl RegistryState {
                 peer.services = hb.services;
                 peer.joinable = hb.joinable;
                 peer.report = hb.report.map(|r| *r);
+                peer.version = version;
                 peer.state = PeerState::Up;
                 if was == PeerState::Down {
                     peer.rejoins += 1;
@@ -355,6 +367,7 @@ impl RegistryState {
                 rejoins: p.rejoins,
                 joinable: p.joinable,
                 report: p.report.clone(),
+                version: p.version,
             })
             .collect();
         PeerTable { peers, services: self.placements() }
@@ -393,6 +406,7 @@ impl Actor for Registry {
                     if !member.get_id().is_local() {
                         let hb = Heartbeat {
                             schema: WIRE_SCHEMA,
+                            minor: WIRE_MINOR,
                             from: state.args.node.clone(),
                             seq: state.seq,
                             services: state.args.services.clone(),
@@ -436,7 +450,7 @@ mod tests {
         /// A heartbeat with one byte flipped or cut short decodes or is refused, never panics.
         #[test]
         fn a_damaged_heartbeat_never_panics(at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<bool>()) {
-            let hb = Heartbeat { schema: WIRE_SCHEMA, from: "a".into(), seq: 7, services: vec!["executor:x".into()],
+            let hb = Heartbeat { schema: WIRE_SCHEMA, minor: WIRE_MINOR, from: "a".into(), seq: 7, services: vec!["executor:x".into()],
                 joinable: true, report: None };
             let mut bytes = Inbound::from(hb).into_bytes();
             let i = at.index(bytes.len());
@@ -449,6 +463,7 @@ mod tests {
     fn a_heartbeat_round_trips_and_garbage_is_an_error() {
         let hb = Heartbeat {
             schema: WIRE_SCHEMA,
+            minor: WIRE_MINOR,
             from: "b".into(),
             seq: 3,
             services: vec![],

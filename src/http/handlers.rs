@@ -270,18 +270,27 @@ impl Handlers<'_> {
             let hosts = table.services.iter().filter(|p| p.hosts.iter().any(|h| h == name));
             hosts.map(|p| p.service.as_str()).collect()
         };
+        let wire = warden_actors::version::WIRE;
         let mut nodes =
             vec![json!({"name": node.name(), "state": "up", "self": true, "last_heartbeat_ms": node.clock().now_ms(),
+            "version": wire.to_string(),
             "raft": raft_fields(node.name()), "draining": draining.contains(node.name()),
             "running": running.get(node.name()).copied().unwrap_or(0), "services": hosted(node.name())})];
         for p in &table.peers {
             nodes.push(json!({"name": p.name, "state": p.state, "last_heartbeat_ms": p.last_heartbeat_ms,
                 "silence_ms": p.silence_ms, "rejoins": p.rejoins, "raft": raft_fields(&p.name),
+                "version": p.version.to_string(),
                 "draining": draining.contains(&p.name), "running": running.get(&p.name).copied().unwrap_or(0),
                 "services": hosted(&p.name)}));
         }
         let transport = self.api.cluster.as_ref().map(|c| c.view());
+        let versions = node.consensus().member_versions();
+        let cluster_version = warden_actors::version::Version::cluster(versions.values().copied());
+        let versions: serde_json::Map<String, serde_json::Value> =
+            versions.into_iter().map(|(n, v)| (n, json!(v.map(|v| v.to_string())))).collect();
         let body = json!({"leader": raft.leader, "term": raft.term, "role": raft.role, "nodes": nodes,
+            "version": wire.to_string(), "cluster_version": cluster_version.to_string(), "member_versions": versions,
+            "storage_schema": warden_actors::version::STORAGE_SCHEMA,
             "services": table.services, "raft": raft, "transport": transport});
         json_reply(StatusCode::OK, &body)
     }

@@ -77,6 +77,7 @@ fn cluster_spec(args: &SoakArgs, caps: &[Capability], dir: &Path) -> anyhow::Res
         log_to_files: true,
         token_file: None,
         tls: None,
+        exe: None,
     };
     Ok(spec)
 }

@@ -67,6 +67,8 @@ pub struct Consensus {
     clock: Clock,
     /// This node's storage condition: admission asks it, the log writer reports to it.
     storage: Arc<StorageGate>,
+    /// The wire version each peer last announced in its heartbeats (Registry).
+    peer_versions: parking_lot::RwLock<BTreeMap<String, crate::version::Version>>,
 }
 
 impl Consensus {
@@ -99,8 +101,18 @@ impl Consensus {
             .await
             .map_err(|e| unavailable(format!("raft did not start: {e}")))?;
         let proposer = Proposer::start(raft.clone());
-        let consensus =
-            Arc::new(Self { raft, proposer, name: name.to_owned(), id, hub, log, settings, clock, storage });
+        let consensus = Arc::new(Self {
+            raft,
+            proposer,
+            name: name.to_owned(),
+            id,
+            hub,
+            log,
+            settings,
+            clock,
+            storage,
+            peer_versions: Default::default(),
+        });
         consensus.bootstrap().await?;
         Ok(consensus)
     }

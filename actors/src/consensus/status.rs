@@ -2,9 +2,10 @@
 //! report show it.
 
 use super::{node_id, Consensus};
+use crate::version::{Version, WIRE};
 use openraft::ServerState;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One member as the Raft status reports it.
 #[derive(Clone, Debug, Serialize)]
@@ -88,6 +89,38 @@ impl Consensus {
     /// has added it, so a leader may add it without conflicting logs.
     pub fn joinable(&self) -> bool {
         self.raft.metrics().borrow().last_log_index.is_none()
+    }
+
+    /// Records the wire version `peer` announced (from its heartbeats).
+    pub fn heard_version(&self, peer: &str, version: Version) {
+        if self.peer_versions.read().get(peer) != Some(&version) {
+            self.peer_versions.write().insert(peer.to_owned(), version);
+        }
+    }
+
+    /// Each member's wire version as this node knows it: its own, and what
+    /// its peers last announced (`None` for a member not heard from).
+    pub fn member_versions(&self) -> BTreeMap<String, Option<Version>> {
+        let members: Vec<String> = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics.membership_config.membership().nodes().map(|(_, m)| m.name.clone()).collect()
+        };
+        let heard = self.peer_versions.read();
+        let version = |name: &str| if name == self.name { Some(WIRE) } else { heard.get(name).copied() };
+        members
+            .into_iter()
+            .map(|name| {
+                let v = version(&name);
+                (name, v)
+            })
+            .collect()
+    }
+
+    /// The cluster's effective wire version: the lowest of its members'
+    /// (`Version::cluster`). What needs a later version is not proposed.
+    pub fn cluster_version(&self) -> Version {
+        Version::cluster(self.member_versions().into_values())
     }
 
     /// Whether `name` is a member (voter or learner).

@@ -221,6 +221,7 @@ mod tests {
             rejoins: 0,
             joinable: false,
             report: Some(report),
+            version: crate::version::WIRE,
         }
     }
 

@@ -20,24 +20,48 @@ pub use query::{Incidents, RecallQuery, Store, TimelinePage, TimelineQuery, MAX_
 pub use snapshot::StateSnapshot;
 pub use tables::{decode, encode, open_database, Tables, LOG, META, POLICY_AUDIT, RAFT_META};
 
-/// Reads the data dir's storage schema, stamping this build's into a fresh
-/// one (no state and no log yet). `version::check_storage` judges the answer.
-pub fn stamp_storage_schema(db: &redb::Database) -> crate::Result<crate::version::Stored> {
-    use crate::version::{Stored, META_STORAGE_SCHEMA, STORAGE_SCHEMA};
-    use redb::{ReadableTable, ReadableTableMetadata};
-    let txn = db.begin_write()?;
-    let stored = {
-        let mut meta = txn.open_table(META)?;
-        let schema = meta.get(META_STORAGE_SCHEMA)?.map(|v| v.value());
-        match schema {
-            Some(v) => Stored::Versioned(v),
-            None if meta.is_empty()? && txn.open_table(LOG)?.is_empty()? => {
-                meta.insert(META_STORAGE_SCHEMA, STORAGE_SCHEMA)?;
-                Stored::Fresh
-            }
-            None => Stored::Unversioned,
-        }
+/// Opens the node's database at `path`, refusing one of another storage
+/// schema (`version::check_storage`) before writing anything to it: a data
+/// dir of a newer release is left exactly as it was. A fresh one gets this
+/// build's schema, then every table is created.
+pub fn open_versioned(path: &std::path::Path) -> crate::Result<redb::Database> {
+    use crate::error::WardenError;
+    let db = redb::Database::create(path).map_err(|e| {
+        WardenError::Storage(format!(
+            "cannot open {}: {e} (is another warden node using this data dir?)",
+            path.display()
+        ))
+    })?;
+    let stored = storage_schema(&db)?;
+    crate::version::check_storage(stored, path)?;
+    drop(db);
+    let db = open_database(path)?;
+    if stored == crate::version::Stored::Fresh {
+        let txn = db.begin_write()?;
+        txn.open_table(META)?.insert(crate::version::META_STORAGE_SCHEMA, crate::version::STORAGE_SCHEMA)?;
+        txn.commit()?;
+    }
+    Ok(db)
+}
+
+/// What a data dir says about its schema, read without writing to it.
+fn storage_schema(db: &redb::Database) -> crate::Result<crate::version::Stored> {
+    use crate::version::{Stored, META_STORAGE_SCHEMA};
+    use redb::{ReadableTableMetadata, TableError};
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(meta) => Some(meta),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
     };
-    txn.commit()?;
-    Ok(stored)
+    if let Some(v) = meta.as_ref().map(|m| m.get(META_STORAGE_SCHEMA)).transpose()?.flatten() {
+        return Ok(Stored::Versioned(v.value()));
+    }
+    let log_empty = match txn.open_table(LOG) {
+        Ok(log) => log.is_empty()?,
+        Err(TableError::TableDoesNotExist(_)) => true,
+        Err(e) => return Err(e.into()),
+    };
+    let meta_empty = meta.map(|m| m.is_empty()).transpose()?.unwrap_or(true);
+    Ok(if meta_empty && log_empty { Stored::Fresh } else { Stored::Unversioned })
 }
