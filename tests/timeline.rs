@@ -469,10 +469,7 @@ fn an_incident_window_holds_the_node_level_events_and_every_failure_with_its_cau
         }
         if e.kind() == EventKind::AlertRaised {
             let cause = by_seq[incidents.causes[&e.seq].last().unwrap()];
-            assert!(
-                changes_of(cause).iter().any(|c| matches!(c, AlertChange::Raise(_))),
-                "an alert's cause raises it"
-            );
+            assert!(changes_of(cause).iter().any(|c| matches!(c, AlertChange::Raise(_))), "an alert's cause raises it");
         }
     }
     assert!(failures >= 20, "only {failures} failures in the window");
