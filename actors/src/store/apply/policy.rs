@@ -190,7 +190,9 @@ mod tests {
                 EventKind::PolicyActivated,
                 EventKind::PolicyActivated,
                 EventKind::PolicyRejected,
-                EventKind::PolicyActivated
+                EventKind::AlertRaised, // WardenPolicyRejected
+                EventKind::PolicyActivated,
+                EventKind::AlertResolved, // by the activation after it
             ]
         );
     }
