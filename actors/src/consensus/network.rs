@@ -159,7 +159,11 @@ async fn call_encoded(node: &str, bytes: Vec<u8>, ttl: Duration) -> Result<Reply
         }
         Ok(CallResult::Timeout) => Err(CallError::Timeout(node.into(), ttl)),
         Ok(CallResult::SenderError) => Err(CallError::Lost(node.into())),
-        Err(e) => Err(CallError::Failed(node.into(), e.to_string())),
+        // Not enqueued: the peer's session closed (it died or was cut off)
+        // after `find` saw it. Nothing was sent, so a caller may go on to the
+        // next leader as for an unknown peer (a forwarded write was lost here
+        // when the leader died: tests/cluster.rs, service.moved).
+        Err(_) => Err(CallError::NoRoute(node.into())),
     }
 }
 
