@@ -165,6 +165,21 @@ impl Browser {
         }
     }
 
+    /// Clicks the element `css` selects. A live panel may re-render between
+    /// finding the element and clicking it (a stale element): then it is
+    /// found again, until `WAIT`.
+    async fn click(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let element = self.c().find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => continue,
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+    }
+
     async fn screenshot(&self, name: &str) -> PathBuf {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
         std::fs::create_dir_all(&dir).unwrap();
@@ -354,7 +369,7 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     let cid = entry["correlation_id"].as_str().unwrap().to_owned();
     let search = b.c().find(Locator::Id("search")).await.unwrap();
     search.send_keys(&cid).await.unwrap();
-    b.c().find(Locator::Css("#search-form button")).await.unwrap().click().await.unwrap();
+    b.click("#search-form button").await;
     b.until(
         "the graph of the searched correlation",
         &format!(
@@ -386,7 +401,7 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     assert!(drawn_edges + 1 >= drawn.len(), "the graph is connected from its root: {edges}");
     // Clicking a node shows that event's details.
     let last = *drawn.iter().max().unwrap();
-    b.c().find(Locator::Css(&format!("#graph g.gnode[data-seq=\"{last}\"]"))).await.unwrap().click().await.unwrap();
+    b.click(&format!("#graph g.gnode[data-seq=\"{last}\"]")).await;
     b.until(
         "the clicked event's details",
         &format!("return JSON.parse(document.querySelector('#event-json').textContent).seq === {last};"),
@@ -412,7 +427,7 @@ async fn every_panel_renders_a_live_cluster_and_drills_down_and_replays() {
     // Replay: the entry's button replays it, and the new action shows on the live timeline.
     let dlq_id = b.js("return document.querySelector('#dlq button[data-replay]').dataset.replay;").await;
     let dlq_id = dlq_id.as_str().unwrap().to_owned();
-    b.c().find(Locator::Css(&format!("#dlq button[data-replay=\"{dlq_id}\"]"))).await.unwrap().click().await.unwrap();
+    b.click(&format!("#dlq button[data-replay=\"{dlq_id}\"]")).await;
     b.until("the replay's result", "return !!document.querySelector('#replay-result').dataset.action;").await;
     let replayed = b.js("return document.querySelector('#replay-result').dataset.action;").await;
     let replayed = replayed.as_str().unwrap().to_owned();
@@ -476,7 +491,7 @@ async fn each_panel_says_when_its_endpoint_refuses_the_token() {
 
     // An agent's token: the operator's panels say 403; the agent's own (sessions) loads.
     b.c().find(Locator::Id("token")).await.unwrap().send_keys(&agent).await.unwrap();
-    b.c().find(Locator::Css("#token-form button")).await.unwrap().click().await.unwrap();
+    b.click("#token-form button").await;
     b.until(
         "the cluster panel refused with 403",
         "const s = document.querySelector('section[data-panel=\"cluster\"]'); \
@@ -492,7 +507,7 @@ async fn each_panel_says_when_its_endpoint_refuses_the_token() {
 
     // An operator's token, kept in localStorage: every panel loads, also after a reload.
     b.c().find(Locator::Id("token")).await.unwrap().send_keys(&operator).await.unwrap();
-    b.c().find(Locator::Css("#token-form button")).await.unwrap().click().await.unwrap();
+    b.click("#token-form button").await;
     b.until("every panel loads with the operator's token", &all_panels_are(PANELS.into_iter(), "ok")).await;
     b.c().refresh().await.unwrap();
     b.until("the token outlives a reload", &all_panels_are(PANELS.into_iter(), "ok")).await;

@@ -115,7 +115,8 @@ impl Cluster {
     }
 
     /// Waits until the start-up churn is over: a leader, every node connected
-    /// to every other, and a write through each node acknowledged.
+    /// to every other and seeing every other up (its Registry's heartbeats),
+    /// and a write through each node acknowledged.
     pub async fn settled(&self) {
         let n = self.nodes.len();
         self.leader_among(&self.all(), 0).await;
@@ -126,7 +127,8 @@ impl Cluster {
                 let connected = view["transport"]["peers"]
                     .as_array()
                     .map_or(0, |p| p.iter().filter(|p| p["state"] == "connected").count());
-                if connected == n - 1 && self.put_memory(i, "settle", &self.names[i]).await == Some(200) {
+                let up = view["nodes"].as_array().map_or(0, |p| p.iter().filter(|p| p["state"] == "up").count());
+                if connected == n - 1 && up == n && self.put_memory(i, "settle", &self.names[i]).await == Some(200) {
                     break;
                 }
                 assert!(Instant::now() < deadline, "node {i} did not settle: {view}");
