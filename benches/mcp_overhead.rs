@@ -14,13 +14,17 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use warden::config::{AccessSettings, Auth};
 use warden::http::{routes, serve, Api};
 use warden::metrics::Metrics;
 use warden_actors::consensus::Durability;
 use warden_actors::domain::{Capability, ExecutorSpec, Tier};
 use warden_actors::{Node, NodeConfig};
+
+#[path = "../tests/mcp/upstream.rs"]
+mod upstream;
+
+use upstream::{script, Upstream};
 
 const WARMUP: usize = 200;
 
@@ -31,33 +35,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp").join(name)
-}
-
-fn free_port() -> u16 {
-    warden::local::free_ports(1).expect("a free port")
-}
-
-fn upstream(python: &Path, dir: &Path) -> (Killed, String) {
-    let port = free_port();
-    let child = Command::new(python)
-        .arg(script("upstream.py"))
-        .args(["--port", &port.to_string(), "--dir"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the upstream starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the upstream did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Killed(child), format!("http://127.0.0.1:{port}/mcp"))
 }
 
 /// A warden node in front of `upstream_url`; its `/mcp` URL and an agent token.
@@ -142,7 +119,8 @@ fn main() {
     }
     let n: usize = std::env::var("MCP_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
     let dir = tempfile::tempdir().unwrap();
-    let (_up, up_url) = upstream(&python, &dir.path().join("upstream"));
+    let up = Upstream::start(&python, &dir.path().join("upstream"));
+    let up_url = up.url();
     let (_node, node_url, token) = node(&dir.path().join("node"), &up_url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (_stop, volatile_url) = rt.block_on(in_process(&dir.path().join("volatile"), &up_url));

@@ -8,13 +8,16 @@
 //! skipped, saying so, elsewhere. The malformed-request test needs no Python.
 
 mod common;
+#[path = "mcp/upstream.rs"]
+mod upstream;
 
-use common::process::{free_port, NodeProcess};
+use common::process::NodeProcess;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use upstream::{script, Upstream};
 use warden::auth::{create_token, Role};
 
 /// Longest any one step may take (a Python start, a call, a restart).
@@ -30,83 +33,6 @@ fn mcp_python() -> Option<PathBuf> {
             eprintln!("SKIPPED: WARDEN_MCP_PYTHON is not set (a Python with the `mcp` package; see .ci/run)");
             None
         }
-    }
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp").join(name)
-}
-
-/// The Python upstream MCP server, killed on drop.
-struct Upstream {
-    child: Child,
-    python: PathBuf,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Upstream {
-    fn start(python: &Path, dir: &Path) -> Upstream {
-        std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
-        let child = Upstream::spawn(python, port, dir);
-        let up = Upstream { child, python: python.to_owned(), port, dir: dir.to_owned() };
-        up.wait_listening();
-        up
-    }
-
-    fn spawn(python: &Path, port: u16, dir: &Path) -> Child {
-        Command::new(python)
-            .arg(script("upstream.py"))
-            .args(["--port", &port.to_string(), "--dir"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the upstream MCP server starts")
-    }
-
-    fn wait_listening(&self) {
-        let deadline = Instant::now() + STEP;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "the upstream did not listen on {}", self.port);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
-    }
-
-    /// kill -9, then the same server on the same port and log.
-    fn kill_and_restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Upstream::spawn(&self.python, self.port, &self.dir);
-        self.wait_listening();
-    }
-
-    /// Every start and completion it logged, in order.
-    fn log(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.join("log.jsonl")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    /// How often `event` ("start" or "done") was logged for `key`.
-    fn count(&self, event: &str, key: &str) -> usize {
-        self.log().iter().filter(|e| e["event"] == event && e["key"] == key).count()
-    }
-
-    fn ran(&self, tool: &str) -> Vec<Value> {
-        self.log().into_iter().filter(|e| e["event"] == "done" && e["tool"] == tool).collect()
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
