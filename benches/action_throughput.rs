@@ -83,10 +83,27 @@ fn pipeline(c: &mut Criterion) {
             .unwrap()
             .id;
         group.bench_function(label, |b| b.to_async(&rt).iter(|| run_batch(node.clone(), turn.clone())));
+        rt.block_on(report_index_lag(&node));
         let node = Arc::into_inner(node).expect("no other handle");
         rt.block_on(node.shutdown()).unwrap();
     }
     group.finish();
+}
+
+/// How far the timeline's indexer (off the log's writer thread) is behind
+/// when the load stops, and how long it takes to catch up.
+async fn report_index_lag(node: &Node) {
+    let Some((behind, events)) = node.store().index_lag().unwrap() else { return };
+    let start = std::time::Instant::now();
+    let mut left = behind;
+    while left > 0 && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        left = node.store().index_lag().unwrap().map_or(0, |(b, _)| b);
+    }
+    println!(
+        "  timeline index: {behind} of {events} events behind at the end of the load; caught up in {:?} ({left} left)",
+        start.elapsed()
+    );
 }
 
 /// A receiver that answers 500 to every request; returns its URL.

@@ -400,7 +400,7 @@ fn timeline_filters_and_cursors_return_exactly_what_a_scan_of_the_whole_log_find
 }
 
 #[test]
-fn the_index_is_rebuilt_from_the_events_when_a_snapshot_is_installed() {
+fn the_index_is_built_from_the_events_when_a_snapshot_is_installed() {
     let dir = tempfile::tempdir().unwrap();
     let h = history(&dir, 150, MIX);
     let snapshot = {
@@ -411,7 +411,10 @@ fn the_index_is_rebuilt_from_the_events_when_a_snapshot_is_installed() {
     let txn = other.begin_write().unwrap();
     snapshot.restore(&txn).unwrap();
     txn.commit().unwrap();
-    let restored = Store::new(other);
+    let index = warden_actors::store::EventIndex::open(&dir.path().join("other-index.redb")).unwrap();
+    let restored = Store::with_index(other, std::sync::Arc::new(index));
+    let caught = restored.index_catch_up(usize::MAX).unwrap().unwrap();
+    assert_eq!(caught.through, h.events(), "every restored event indexed");
     assert_eq!(restored.state_digest().unwrap(), h.store.state_digest().unwrap());
     for query in [
         TimelineQuery { capability: Some("db.query".into()), ..Default::default() },

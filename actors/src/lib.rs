@@ -15,6 +15,7 @@ pub mod error;
 pub mod executor;
 pub mod health;
 pub mod ids;
+pub mod indexer;
 pub mod ledger;
 pub mod limits;
 pub mod mcp;

@@ -22,10 +22,10 @@ use crate::policy::{self, HistoryItem, NodePolicy, PolicyMsg, PolicyView};
 use crate::registry::{self, PeerTable, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
-use crate::store::{Incidents, RecallQuery, Store, TimelinePage, TimelineQuery};
+use crate::store::{EventIndex, Incidents, RecallQuery, Store, TimelinePage, TimelineQuery};
 use crate::supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::timeline::{self, CorrelationGraph, TimelineMsg};
-use crate::{executor, notify, slo};
+use crate::{executor, indexer, notify, slo};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, Message};
 use serde::Serialize;
@@ -37,6 +37,8 @@ use std::time::Duration;
 const LEARN_LEADER_WITHIN: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the actors and the log to let go of storage.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The timeline's index file in the data dir (`store::event_index`).
+pub const INDEX_FILE: &str = "timeline-index.redb";
 
 /// The node's supervised actors, in start order: the Worker takes over
 /// orphaned attempts, which needs the others up. Adding an actor is one
@@ -50,6 +52,7 @@ fn children(rt: &Arc<Runtime>) -> Vec<ChildSpec> {
         sessions::child(rt),
         memory::child(rt),
         timeline::child(rt),
+        indexer::child(rt),
         registry::child(rt),
         slo::child(rt),
         notify::child(rt),
@@ -81,6 +84,8 @@ pub struct Node {
     /// Kept so that shutdown drops the last handle itself: redb releases its
     /// file lock in `Drop`, which must have finished before shutdown returns.
     db: Arc<redb::Database>,
+    /// The timeline's index file, closed the same way.
+    index: Arc<EventIndex>,
     /// This node has caught up with the cluster's log once since it started
     /// (so its policy is the cluster's): set by the first `decide`.
     caught_up: std::sync::atomic::AtomicBool,
@@ -97,6 +102,7 @@ impl Node {
         let catalog = Arc::new(Catalog::new(config.capabilities.clone())?);
         let path = config.data_dir.join("warden.redb");
         let db = Arc::new(crate::store::open_versioned(&path)?);
+        let index = Arc::new(EventIndex::open(&config.data_dir.join(INDEX_FILE))?);
         let clock = config.clock.clone();
         let ledger = Arc::new(
             Ledger::start(db.clone(), &config.name, config.durability, config.raft.clone(), clock.clone()).await?,
@@ -105,7 +111,7 @@ impl Node {
         let rt = Arc::new(Runtime {
             node: config.name.clone(),
             ledger: ledger.clone(),
-            store: Store::new(db.clone()),
+            store: Store::with_index(db.clone(), index.clone()),
             directory: Arc::new(Directory::new(clock.clone())),
             catalog: catalog.clone(),
             tasks: Arc::new(TaskSet::default()),
@@ -140,7 +146,7 @@ impl Node {
         }
         health::spawn_storage_watch(&rt, config.data_dir.clone());
         health::spawn_reporter(&rt, config.data_dir.clone());
-        Ok(Node { rt, supervisor, supervisor_done, db, caught_up: Default::default() })
+        Ok(Node { rt, supervisor, supervisor_done, db, index, caught_up: Default::default() })
     }
 
     pub fn name(&self) -> &str {
@@ -487,23 +493,23 @@ impl Node {
     /// Stops every actor and driver, flushes the log and releases storage.
     /// What was acknowledged is on disk; unfinished actions resume at the next start.
     pub async fn shutdown(self) -> Result<()> {
-        let Node { rt, supervisor, supervisor_done, db, .. } = self;
+        let Node { rt, supervisor, supervisor_done, db, index, .. } = self;
         rt.tasks.abort_all();
         let _ = call(&supervisor, SupervisorMsg::Shutdown).await;
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, supervisor_done).await;
         rt.ledger.close().await;
         drop(rt);
         // Aborted tasks drop their handles on their next poll; wait until ours
-        // is the last, then close the database here so the file can be opened
+        // are the last, then close both files here so they can be opened
         // again as soon as this returns.
         let deadline = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
-        while Arc::strong_count(&db) > 1 {
+        while Arc::strong_count(&db) > 1 || Arc::strong_count(&index) > 1 {
             if tokio::time::Instant::now() > deadline {
                 return Err(WardenError::Unavailable("storage still in use after shutdown".into()));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::task::spawn_blocking(move || drop(db))
+        tokio::task::spawn_blocking(move || drop((db, index)))
             .await
             .map_err(|e| WardenError::Storage(format!("closing the database: {e}")))
     }

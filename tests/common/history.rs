@@ -10,7 +10,7 @@ use std::sync::Arc;
 use warden_actors::command::{Command, Entry};
 use warden_actors::domain::*;
 use warden_actors::ids::*;
-use warden_actors::store::{open_database, StateMachine, Store, Tables};
+use warden_actors::store::{open_database, EventIndex, StateMachine, Store, Tables};
 
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 pub const CAPABILITIES: [&str; 4] = ["search.web", "email.send", "flaky.api", "db.query"];
@@ -94,8 +94,9 @@ impl History {
     /// A fresh history in `path` (a redb file), starting at `start_ms`.
     pub fn create(path: &std::path::Path, seed: u64, start_ms: u64) -> Self {
         let db = Arc::new(open_database(path).expect("open the database"));
+        let index = Arc::new(EventIndex::open(&path.with_extension("index.redb")).expect("open the index"));
         Self {
-            store: Store::new(db),
+            store: Store::with_index(db, index),
             machine: StateMachine { next_seq: 1, ..StateMachine::default() },
             index: 0,
             at_ms: start_ms,
@@ -121,8 +122,8 @@ impl History {
         self.pending.push(Entry { at_ms: self.at_ms, node: node.to_owned(), cmd });
     }
 
-    /// Applies the commands queued so far in one write transaction; every
-    /// one must be accepted.
+    /// Applies the commands queued so far in one write transaction (every
+    /// one must be accepted), then indexes their events, as a node's indexer would.
     pub fn commit(&mut self) {
         let db = self.store.database().clone();
         let txn = db.begin_write().expect("begin");
@@ -139,6 +140,7 @@ impl History {
             self.machine.save(&mut tables).expect("save");
         }
         txn.commit().expect("commit");
+        while self.store.index_catch_up(usize::MAX).expect("index").is_some_and(|c| c.indexed > 0) {}
     }
 
     /// Runs attempts of `action` until it succeeds (`succeed`) or is

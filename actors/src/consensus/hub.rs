@@ -73,6 +73,11 @@ impl Hub {
         self.applied.send_replace(index);
     }
 
+    /// The log index applied on this node, as it moves.
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe()
     }

@@ -1,10 +1,10 @@
-//! Secondary indexes of the timeline: `(key, seq)` rows in one table
-//! (`EVENTS_BY_KEY`), written beside each event, so that a filtered timeline
-//! query walks only the events it can return. The index is derived from the
-//! events (and the actions' capabilities): it is not in the state digest nor
-//! in snapshots, and is rebuilt from the events (`tables::rebuild_event_index`)
-//! when a snapshot is installed or a database written before it existed is
-//! opened. This file knows the keys, not the tables.
+//! Secondary indexes of the timeline: `(key, seq)` rows, so that a filtered
+//! timeline query walks only the events it can return. The index is derived
+//! from the events (and the actions' capabilities): it is not in the state
+//! digest nor in snapshots. Its rows are written to a file of their own, off
+//! the log's writer thread (`super::event_index`); a query reads events the
+//! index has not reached yet from the events table and checks them with
+//! `keys_of` too. This file knows the keys, not the tables.
 
 use crate::domain::{alert, Event, EventData, EventKind};
 

@@ -1,20 +1,24 @@
 //! Durable state: the command log and the tables the state machine keeps, all
-//! in one redb database under the node's data dir.
+//! in one redb database under the node's data dir — and, in a second file,
+//! the timeline's indexes, derived from the events off the writer thread.
 //!
 //! - `tables`: table definitions and typed record helpers.
 //! - `machine`: the deterministic state machine (`apply`), which routes each
 //!   command to its handler in `apply/` (one file per domain).
 //! - `snapshot`: the whole state as one value (Raft snapshots).
 //! - `query`: read-only views (MVCC snapshots, never blocked by the writer).
-//! - `index`: the timeline's secondary indexes (derived from the events).
+//! - `index`: the timeline's secondary index keys (derived from the events).
+//! - `event_index`: the file those keys are written to, and its catch-up.
 
 mod apply;
+pub mod event_index;
 pub mod index;
 mod machine;
 mod query;
 mod snapshot;
 mod tables;
 
+pub use event_index::{CaughtUp, EventIndex};
 pub use machine::{Applied, StateMachine};
 pub use query::{Incidents, RecallQuery, Store, TimelinePage, TimelineQuery, MAX_CAUSE_CHAIN, TIMELINE_SCAN_BUDGET};
 pub use snapshot::StateSnapshot;

@@ -1,6 +1,7 @@
 //! Read-only views of the state. Each call reads one MVCC snapshot, so reads
 //! never wait for the log writer and never see half a batch.
 
+use super::event_index::{EventIndex, IndexView};
 use super::tables::*;
 use crate::disk::TableSize;
 use crate::domain::*;
@@ -10,10 +11,12 @@ use crate::limits::{DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT};
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 use std::sync::Arc;
 
-/// Shared read access to a node's database.
+/// Shared read access to a node's database (and its timeline index).
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    /// None: every timeline query reads the events themselves.
+    index: Option<Arc<EventIndex>>,
 }
 
 /// A memory recall: items of one namespace, filtered, newest first.
@@ -107,8 +110,36 @@ pub fn clamp_limit(limit: Option<usize>) -> usize {
 }
 
 impl Store {
+    /// A store without a timeline index (filtered queries scan the events).
     pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+        Self { db, index: None }
+    }
+
+    pub fn with_index(db: Arc<Database>, index: Arc<EventIndex>) -> Self {
+        Self { db, index: Some(index) }
+    }
+
+    /// Indexes up to `max` committed events the timeline index has not
+    /// reached (`EventIndex::catch_up`); none without an index.
+    pub fn index_catch_up(&self, max: usize) -> Result<Option<super::CaughtUp>> {
+        self.index.as_ref().map(|index| index.catch_up(&self.db, max)).transpose()
+    }
+
+    /// How many committed events the timeline index has not reached yet, of
+    /// how many; none without an index.
+    pub fn index_lag(&self) -> Result<Option<(u64, u64)>> {
+        let Some(index) = &self.index else { return Ok(None) };
+        let through = index.view()?.through;
+        let last = self.read(|r| Ok(r.open_table(EVENTS)?.last()?.map_or(0, |(k, _)| k.value())))?;
+        Ok(Some((last.saturating_sub(through), last)))
+    }
+
+    /// The timeline index as of now; taken before the events are read.
+    fn index_view(&self) -> Result<IndexView> {
+        match &self.index {
+            Some(index) => index.view(),
+            None => Ok(IndexView::none()),
+        }
     }
 
     pub fn database(&self) -> &Arc<Database> {
@@ -336,9 +367,9 @@ impl Store {
     pub fn timeline_page(&self, q: &TimelineQuery) -> Result<TimelinePage> {
         use super::index::IndexKey;
         let limit = clamp_limit(q.limit);
+        let index = self.index_view()?;
         self.read(|r| {
             let events = r.open_table(EVENTS)?;
-            let index = r.open_table(EVENTS_BY_KEY)?;
             // Event time is non-decreasing in seq (see StateMachine::last_ts):
             // the window is one contiguous seq range, found by binary search.
             let mut lo = q.after_seq.unwrap_or(0).saturating_add(1);
@@ -362,42 +393,53 @@ impl Store {
                 keys.push(IndexKey::Incident.encode());
             }
             let kind = q.kind.as_deref().filter(|k| !k.is_empty());
-            // The driving walk: seqs in [lo, hi), ascending.
-            let seqs: Box<dyn Iterator<Item = Result<u64>> + '_> = match keys.first() {
-                Some(key) => Box::new(index_range(&index, key, lo, hi)?),
-                None => match kind {
-                    Some(prefix) => {
-                        let mut walks = Vec::new();
-                        for k in EventKind::ALL.iter().filter(|k| k.as_str().starts_with(prefix)) {
-                            walks.push(index_range(&index, &IndexKey::Kind(k.as_str()).encode(), lo, hi)?);
-                        }
-                        Box::new(merge_ascending(walks))
+            // Seqs below `split` are indexed; from it on, the events are read
+            // and checked against the filters one by one.
+            let split = index.split(lo, hi);
+            let indexed: Box<dyn Iterator<Item = Result<u64>> + '_> = match (keys.first(), kind) {
+                (Some(key), _) => index.walk(key, lo, split)?,
+                (None, Some(prefix)) => {
+                    let mut walks = Vec::new();
+                    for k in EventKind::ALL.iter().filter(|k| k.as_str().starts_with(prefix)) {
+                        walks.push(index.walk(&IndexKey::Kind(k.as_str()).encode(), lo, split)?);
                     }
-                    None => Box::new(events.range(lo..hi)?.map(|row| Ok(row?.0.value()))),
-                },
+                    Box::new(merge_ascending(walks))
+                }
+                (None, None) => Box::new(events.range(lo..split)?.map(|row| Ok(row?.0.value()))),
             };
+            let tail = events.range(split..hi.max(split))?.map(|row| Ok(row?.0.value()));
+            let actions = r.open_table(ACTIONS)?;
             let mut page = TimelinePage::default();
             let mut last = lo - 1;
             let mut exhausted = true;
-            for (scanned, seq) in seqs.enumerate() {
+            for (scanned, seq) in indexed.chain(tail).enumerate() {
                 if page.events.len() >= limit || scanned >= TIMELINE_SCAN_BUDGET {
                     exhausted = false;
                     break;
                 }
                 let seq = seq?;
                 last = seq;
-                let mut pass = true;
-                for key in keys.iter().skip(1) {
-                    if index.get((key.as_str(), seq))?.is_none() {
-                        pass = false;
-                        break;
+                let event = if seq < split {
+                    let mut pass = true;
+                    for key in keys.iter().skip(1) {
+                        if !index.has(key, seq)? {
+                            pass = false;
+                            break;
+                        }
                     }
-                }
-                if !pass {
-                    continue;
-                }
-                let Some(g) = events.get(seq)? else { continue };
-                let event = decode_event(g.value())?;
+                    if !pass {
+                        continue;
+                    }
+                    let Some(g) = events.get(seq)? else { continue };
+                    decode_event(g.value())?
+                } else {
+                    let Some(g) = events.get(seq)? else { continue };
+                    let event = decode_event(g.value())?;
+                    if !keys.is_empty() && !has_keys(&actions, &event, &keys)? {
+                        continue;
+                    }
+                    event
+                };
                 if kind.is_none_or(|k| event.kind().as_str().starts_with(k)) {
                     page.events.push(event);
                 }
@@ -451,13 +493,27 @@ impl Store {
     pub fn alerted_by(&self, id: &CorrelationId, q: &TimelineQuery) -> Result<Vec<Event>> {
         let limit = clamp_limit(q.limit);
         let key = super::index::IndexKey::AlertedBy(id.as_str()).encode();
+        let index = self.index_view()?;
         self.read(|r| {
             let events = r.open_table(EVENTS)?;
-            let index = r.open_table(EVENTS_BY_KEY)?;
+            let lo = q.after_seq.unwrap_or(0).saturating_add(1);
+            let split = index.split(lo, u64::MAX);
             let mut out = Vec::new();
-            for seq in index_range(&index, &key, q.after_seq.unwrap_or(0).saturating_add(1), u64::MAX)?.take(limit) {
+            for seq in index.walk(&key, lo, split)?.take(limit) {
                 if let Some(g) = events.get(seq?)? {
                     out.push(decode_event(g.value())?);
+                }
+            }
+            // Past the index: alert events only carry this key.
+            for row in events.range(split..)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let event = decode_event(row?.1.value())?;
+                if let EventData::AlertRaised { cause, .. } | EventData::AlertResolved { cause, .. } = &event.data {
+                    if cause == id {
+                        out.push(event);
+                    }
                 }
             }
             Ok(out)
@@ -487,15 +543,15 @@ impl Store {
     }
 }
 
-/// The seqs indexed under `key` in `[lo, hi)`, ascending.
-fn index_range<'t>(
-    index: &'t impl ReadableTable<(&'static str, u64), ()>,
-    key: &str,
-    lo: u64,
-    hi: u64,
-) -> Result<impl Iterator<Item = Result<u64>> + 't> {
-    let range = index.range((key, lo)..(key, hi.max(lo)))?;
-    Ok(range.map(|row| Ok(row?.0.value().1)))
+/// Whether `event` (not indexed yet) has every index row in `keys`; its
+/// action's capability is read from `actions`, as the indexer does.
+fn has_keys(actions: &impl ReadableTable<&'static str, &'static [u8]>, event: &Event, keys: &[String]) -> Result<bool> {
+    let capability = match &event.action_id {
+        Some(id) => load::<Action>(actions, id.as_str())?.map(|a| a.capability),
+        None => None,
+    };
+    let own = super::index::keys_of(event, capability.as_deref());
+    Ok(keys.iter().all(|k| own.binary_search(k).is_ok()))
 }
 
 /// Merges ascending seq walks into one ascending walk.
@@ -528,7 +584,8 @@ fn merge_ascending<'t, I: Iterator<Item = Result<u64>> + 't>(walks: Vec<I>) -> i
 
 impl Store {
     /// Rows and bytes of every table of the file (the Raft log and its meta
-    /// included), and the time of the oldest event held. Walks every table:
+    /// included) and of the timeline index's file, and the time of the
+    /// oldest event held. Walks every table:
     /// for the storage watch's slow cadence, not for requests.
     pub fn state_size(&self) -> Result<(Vec<TableSize>, Option<u64>)> {
         fn size<T: ReadableTableMetadata>(name: &str, t: &T) -> Result<TableSize> {
@@ -556,11 +613,14 @@ impl Store {
             let events = r.open_table(EVENTS)?;
             tables.push(size("events", &events)?);
             tables.push(size("events_by_correlation", &r.open_table(EVENTS_BY_CORRELATION)?)?);
-            tables.push(size("events_by_key", &r.open_table(EVENTS_BY_KEY)?)?);
             let oldest = match events.first()? {
                 Some((_, v)) => Some(decode_event(v.value())?.ts),
                 None => None,
             };
+            if let Some(index) = &self.index {
+                let (rows, bytes) = index.size()?;
+                tables.push(TableSize { table: "events_by_key".into(), rows, bytes });
+            }
             Ok((tables, oldest))
         })
     }

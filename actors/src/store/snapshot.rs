@@ -138,7 +138,6 @@ impl StateSnapshot {
                 audit.insert(*seq, v.as_slice())?;
             }
         }
-        rebuild_event_index(txn)?;
         let meta = txn.open_table(META)?;
         StateMachine::load(&meta)
     }

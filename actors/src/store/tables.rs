@@ -3,7 +3,7 @@
 use crate::domain::*;
 use crate::error::Result;
 use crate::ids::*;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 
@@ -28,8 +28,9 @@ pub const NODES: TableDefinition<&str, Bytes> = TableDefinition::new("nodes");
 pub const MEMORY: TableDefinition<(&str, &str), Bytes> = TableDefinition::new("memory");
 pub const EVENTS: TableDefinition<u64, Bytes> = TableDefinition::new("events");
 pub const EVENTS_BY_CORRELATION: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_correlation");
-/// The timeline's secondary indexes: `(index key, seq)` (`store::index`).
-pub const EVENTS_BY_KEY: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_key");
+/// Where the timeline's indexes were kept before they moved to their own
+/// file (`store::event_index`): deleted when a database is opened.
+const LEGACY_EVENTS_BY_KEY: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_key");
 /// The policy lifecycle: `POLICY_STATE_KEY` → `PolicyState` (active bundle, history).
 pub const POLICY: TableDefinition<&str, Bytes> = TableDefinition::new("policy");
 /// The audit trail of policy mutations: seq → `AuditEntry` (hash-chained).
@@ -61,11 +62,12 @@ pub fn open_database(path: &Path) -> Result<Database> {
         let _ = txn.open_table(MEMORY)?;
         let _ = txn.open_table(EVENTS)?;
         let _ = txn.open_table(EVENTS_BY_CORRELATION)?;
-        let _ = txn.open_table(EVENTS_BY_KEY)?;
         let _ = txn.open_table(POLICY)?;
         let _ = txn.open_table(POLICY_AUDIT)?;
     }
-    rebuild_event_index_if_missing(&txn)?;
+    // The timeline index was kept here before it moved to its own file
+    // (`store::event_index`); its rows are dropped from this one.
+    txn.delete_table(LEGACY_EVENTS_BY_KEY)?;
     txn.commit()?;
     Ok(db)
 }
@@ -86,7 +88,6 @@ pub struct Tables<'t> {
     memory: redb::Table<'t, (&'static str, &'static str), Bytes>,
     events: redb::Table<'t, u64, Bytes>,
     events_by_correlation: redb::Table<'t, (&'static str, u64), ()>,
-    events_by_key: redb::Table<'t, (&'static str, u64), ()>,
     policy: redb::Table<'t, &'static str, Bytes>,
     policy_audit: redb::Table<'t, u64, Bytes>,
     writes: u64,
@@ -106,7 +107,6 @@ impl<'t> Tables<'t> {
             memory: txn.open_table(MEMORY)?,
             events: txn.open_table(EVENTS)?,
             events_by_correlation: txn.open_table(EVENTS_BY_CORRELATION)?,
-            events_by_key: txn.open_table(EVENTS_BY_KEY)?,
             policy: txn.open_table(POLICY)?,
             policy_audit: txn.open_table(POLICY_AUDIT)?,
             writes: 0,
@@ -243,13 +243,10 @@ impl<'t> Tables<'t> {
     /// Writes the event, its entry in the index by correlation id and its
     /// rows in the timeline's indexes; `capability` is that of the action the
     /// event is about, if any.
-    pub fn put_event(&mut self, event: &Event, capability: Option<&str>) -> Result<()> {
+    pub fn put_event(&mut self, event: &Event) -> Result<()> {
         self.writes += 1;
         self.events.insert(event.seq, encode_event(event)?.as_slice())?;
         self.events_by_correlation.insert((event.correlation_id.as_str(), event.seq), ())?;
-        for key in super::index::keys_of(event, capability) {
-            self.events_by_key.insert((key.as_str(), event.seq), ())?;
-        }
         Ok(())
     }
 }
@@ -322,37 +319,5 @@ pub fn load<T: DeserializeOwned>(table: &impl ReadableTable<&'static str, Bytes>
 /// Encodes and writes one record of a string-keyed table.
 fn store<T: Serialize>(table: &mut redb::Table<'_, &'static str, Bytes>, key: &str, value: &T) -> Result<()> {
     table.insert(key, encode(value)?.as_slice())?;
-    Ok(())
-}
-
-/// Rebuilds the timeline's secondary indexes (`store::index`) from the events and the actions in `txn`.
-pub fn rebuild_event_index(txn: &WriteTransaction) -> Result<()> {
-    txn.delete_table(EVENTS_BY_KEY)?;
-    let mut capabilities: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for row in txn.open_table(ACTIONS)?.iter()? {
-        let (id, bytes) = row?;
-        let action: Action = decode(bytes.value())?;
-        capabilities.insert(id.value().to_owned(), action.capability);
-    }
-    let events = txn.open_table(EVENTS)?;
-    let mut index = txn.open_table(EVENTS_BY_KEY)?;
-    for row in events.iter()? {
-        let (seq, bytes) = row?;
-        let event = decode_event(bytes.value())?;
-        let cap = event.action_id.as_ref().and_then(|a| capabilities.get(a.as_str())).map(String::as_str);
-        for key in super::index::keys_of(&event, cap) {
-            index.insert((key.as_str(), seq.value()), ())?;
-        }
-    }
-    Ok(())
-}
-
-/// Rebuilds the index if the database holds events but no index rows (it was
-/// written before the index existed).
-pub fn rebuild_event_index_if_missing(txn: &WriteTransaction) -> Result<()> {
-    let missing = txn.open_table(EVENTS_BY_KEY)?.is_empty()? && !txn.open_table(EVENTS)?.is_empty()?;
-    if missing {
-        rebuild_event_index(txn)?;
-    }
     Ok(())
 }

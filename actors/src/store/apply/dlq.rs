@@ -85,7 +85,7 @@ pub(in crate::store) fn replay(
         waiting,
     };
     let cause = Some(entry.entered_seq);
-    let replayed_seq = r.emit_indexed(t, scope, Some(&original.id), cause, data, Some(&original.capability))?;
+    let replayed_seq = r.emit(t, scope, Some(&original.id), cause, data)?;
     let spec = NewAction {
         id: new_id,
         capability: &original.capability,

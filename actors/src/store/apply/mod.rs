@@ -59,7 +59,8 @@ impl<'e> Recorder<'e> {
         self.events
     }
 
-    /// Records an event; returns its seq.
+    /// Records an event; returns its seq. (The timeline indexes it later,
+    /// off this thread: `store::event_index`.)
     pub(super) fn emit(
         &mut self,
         t: &mut Tables<'_>,
@@ -68,26 +69,12 @@ impl<'e> Recorder<'e> {
         causation_seq: Option<u64>,
         data: EventData,
     ) -> Result<u64> {
-        self.emit_indexed(t, scope, action_id, causation_seq, data, None)
-    }
-
-    /// Records an event about an action of `capability` (the timeline
-    /// indexes it under that capability); returns its seq.
-    pub(super) fn emit_indexed(
-        &mut self,
-        t: &mut Tables<'_>,
-        scope: EventScope,
-        action_id: Option<&ActionId>,
-        causation_seq: Option<u64>,
-        data: EventData,
-        capability: Option<&str>,
-    ) -> Result<u64> {
         let seq = *self.next_seq;
         *self.next_seq += 1;
         *self.last_ts = (*self.last_ts).max(self.entry.at_ms);
         let node = self.entry.node.clone();
         let event = Event::new(seq, *self.last_ts, node, scope, action_id.cloned(), causation_seq, data);
-        t.put_event(&event, capability)?;
+        t.put_event(&event)?;
         self.events.push(event);
         Ok(seq)
     }
@@ -96,7 +83,7 @@ impl<'e> Recorder<'e> {
     pub(super) fn emit_for(&mut self, t: &mut Tables<'_>, action: &mut Action, data: EventData) -> Result<u64> {
         let scope = EventScope::of_action(action);
         let cause = Some(action.last_event_seq);
-        let seq = self.emit_indexed(t, scope, Some(&action.id), cause, data, Some(&action.capability))?;
+        let seq = self.emit(t, scope, Some(&action.id), cause, data)?;
         action.last_event_seq = seq;
         Ok(seq)
     }

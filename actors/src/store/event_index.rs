@@ -1,0 +1,347 @@
+//! The timeline's secondary indexes (`store::index` keys) live in a redb file
+//! of their own, beside the node's database, and are written off the log's
+//! writer thread: the indexer (`crate::indexer`) catches up from the
+//! committed events after each applied batch. Applying a command writes its
+//! events once; the 5–8 index rows each event has are written later, by
+//! another thread, in another file, in larger transactions.
+//!
+//! Readers stay exact whatever the indexer's lag: the file records the last
+//! seq it has indexed (its watermark), and a query walks the index up to it
+//! and the events themselves past it (`IndexView`).
+//!
+//! The file is derived data. It is not replicated, not in snapshots nor in
+//! the state digest, and is rebuilt from the events when it does not match
+//! them: the watermark is stored with a fingerprint of the event it names,
+//! checked before every catch-up, so a file left from other events (a copied
+//! data dir, a volatile node that lost its log tail) starts over.
+
+use super::index::keys_of;
+use super::tables::{decode, decode_event, ACTIONS, EVENTS};
+use crate::domain::Action;
+use crate::error::{Result, WardenError};
+use redb::{Database, ReadOnlyTable, ReadableTableMetadata, TableDefinition};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// `(index key, seq)` rows (`store::index::IndexKey::encode`).
+pub const INDEX_ROWS: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_key");
+/// `through` (the last seq indexed) and `fingerprint` (of that event).
+const INDEX_META: TableDefinition<&str, u64> = TableDefinition::new("index_meta");
+const THROUGH: &str = "through";
+const FINGERPRINT: &str = "fingerprint";
+
+/// Events one catch-up transaction indexes at most.
+pub const CATCH_UP_BATCH: usize = 8_192;
+/// Catch-ups are committed without fsync, and fsync'd every this many: what
+/// a crash loses is re-indexed from the events.
+const DURABLE_EVERY: u64 = 32;
+
+/// The index file of one node.
+pub struct EventIndex {
+    db: Database,
+    commits: std::sync::atomic::AtomicU64,
+}
+
+/// What a catch-up did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Events indexed by this call.
+    pub indexed: usize,
+    /// The watermark after it.
+    pub through: u64,
+    /// The file did not match the events and was emptied first.
+    pub reset: bool,
+}
+
+impl EventIndex {
+    /// Opens (or creates) the index file at `path`. A file redb cannot open
+    /// is derived data: it is removed and started afresh.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(WardenError::Storage(format!("{} is in use by another process", path.display())))
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the timeline index cannot be opened; rebuilding it");
+                std::fs::remove_file(path)
+                    .map_err(|e| WardenError::Storage(format!("cannot remove {}: {e}", path.display())))?;
+                Database::create(path)?
+            }
+        };
+        let txn = db.begin_write()?;
+        {
+            let _ = txn.open_table(INDEX_ROWS)?;
+            let _ = txn.open_table(INDEX_META)?;
+        }
+        txn.commit()?;
+        Ok(Self { db, commits: Default::default() })
+    }
+
+    /// The index as of now: read it before the events, so the events read
+    /// next are at least as new as the watermark.
+    pub fn view(&self) -> Result<IndexView> {
+        let txn = self.db.begin_read()?;
+        let through = txn.open_table(INDEX_META)?.get(THROUGH)?.map_or(0, |g| g.value());
+        Ok(IndexView { rows: Some(txn.open_table(INDEX_ROWS)?), through })
+    }
+
+    /// Rows and bytes of the index table.
+    pub fn size(&self) -> Result<(u64, u64)> {
+        let rows = self.db.begin_read()?.open_table(INDEX_ROWS)?;
+        let stats = rows.stats()?;
+        Ok((rows.len()?, stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes()))
+    }
+
+    /// Indexes up to `max` committed events of `state` past the watermark,
+    /// in one transaction. Empties the index first if its watermark names an
+    /// event `state` does not hold as it was indexed.
+    pub fn catch_up(&self, state: &Database, max: usize) -> Result<CaughtUp> {
+        let (mut through, fingerprint) = {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(INDEX_META)?;
+            let get = |k| -> Result<Option<u64>> { Ok(meta.get(k)?.map(|g| g.value())) };
+            (get(THROUGH)?.unwrap_or(0), get(FINGERPRINT)?)
+        };
+        let read = state.begin_read()?;
+        let events = read.open_table(EVENTS)?;
+        let reset = through > 0 && {
+            let held = events.get(through)?.map(|g| fingerprint_of(g.value()));
+            held.is_none() || held != fingerprint
+        };
+        if reset {
+            through = 0;
+        }
+        let actions = read.open_table(ACTIONS)?;
+        let mut capabilities: HashMap<String, Option<String>> = HashMap::new();
+        let mut rows: Vec<(String, u64)> = Vec::new();
+        let mut last: Option<(u64, u64)> = None;
+        for row in events.range(through + 1..)?.take(max) {
+            let (seq, bytes) = row?;
+            let event = decode_event(bytes.value())?;
+            let capability = match &event.action_id {
+                Some(id) => match capabilities.get(id.as_str()) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let cap = match actions.get(id.as_str())? {
+                            Some(g) => Some(decode::<Action>(g.value())?.capability),
+                            None => None,
+                        };
+                        capabilities.insert(id.as_str().to_owned(), cap.clone());
+                        cap
+                    }
+                },
+                None => None,
+            };
+            rows.extend(keys_of(&event, capability.as_deref()).into_iter().map(|k| (k, seq.value())));
+            last = Some((seq.value(), fingerprint_of(bytes.value())));
+        }
+        drop((events, actions, read));
+        let Some((new_through, new_fingerprint)) = last else {
+            if reset {
+                self.clear()?;
+            }
+            return Ok(CaughtUp { indexed: 0, through, reset });
+        };
+        rows.sort_unstable();
+        let mut txn = self.db.begin_write()?;
+        let n = self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if !n.is_multiple_of(DURABLE_EVERY) {
+            txn.set_durability(redb::Durability::None);
+        }
+        if reset {
+            txn.delete_table(INDEX_ROWS)?;
+        }
+        {
+            let mut table = txn.open_table(INDEX_ROWS)?;
+            for (key, seq) in &rows {
+                table.insert((key.as_str(), *seq), ())?;
+            }
+            let mut meta = txn.open_table(INDEX_META)?;
+            meta.insert(THROUGH, new_through)?;
+            meta.insert(FINGERPRINT, new_fingerprint)?;
+        }
+        txn.commit()?;
+        Ok(CaughtUp { indexed: (new_through - through) as usize, through: new_through, reset })
+    }
+
+    /// Empties the index (its watermark back to 0).
+    fn clear(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.delete_table(INDEX_ROWS)?;
+        txn.delete_table(INDEX_META)?;
+        {
+            let _ = txn.open_table(INDEX_ROWS)?;
+            let _ = txn.open_table(INDEX_META)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// The first 8 bytes of the SHA-256 of an event as stored.
+fn fingerprint_of(bytes: &[u8]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// One read of the index: the rows, and the last seq they cover. Events
+/// past `through` are not in it yet; a query reads them from the events.
+pub struct IndexView {
+    rows: Option<ReadOnlyTable<(&'static str, u64), ()>>,
+    pub through: u64,
+}
+
+impl IndexView {
+    /// No index at all: every event is past the watermark.
+    pub fn none() -> Self {
+        Self { rows: None, through: 0 }
+    }
+
+    /// The first seq the index does not cover, within `[lo, hi]`.
+    pub fn split(&self, lo: u64, hi: u64) -> u64 {
+        self.through.saturating_add(1).clamp(lo, hi.max(lo))
+    }
+
+    /// The seqs indexed under `key` in `[lo, hi)` (`hi` at most the split), ascending.
+    pub fn walk(&self, key: &str, lo: u64, hi: u64) -> Result<Box<dyn Iterator<Item = Result<u64>> + '_>> {
+        match &self.rows {
+            Some(rows) if lo < hi => {
+                let range = rows.range((key, lo)..(key, hi))?;
+                Ok(Box::new(range.map(|row| Ok(row?.0.value().1))))
+            }
+            _ => Ok(Box::new(std::iter::empty())),
+        }
+    }
+
+    /// Whether the indexed event `seq` has the row `key`.
+    pub fn has(&self, key: &str, seq: u64) -> Result<bool> {
+        match &self.rows {
+            Some(rows) => Ok(rows.get((key, seq))?.is_some()),
+            None => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::apply::testing::{allow, entry, open_turn, submit};
+    use super::super::{open_database, StateMachine, Store, Tables, TimelinePage, TimelineQuery};
+    use super::*;
+    use crate::command::Command;
+    use crate::domain::AttemptOutcome;
+    use crate::ids::*;
+    use std::sync::Arc;
+
+    /// A database holding `actions` actions of capabilities `x` and `y`,
+    /// each dispatched, half of them failing for good (an incident each).
+    fn state(dir: &Path, name: &str, actions: usize) -> Arc<Database> {
+        let db = open_database(&dir.join(name)).unwrap();
+        let turn = TurnId("turn_1".into());
+        let mut cmds = vec![open_turn(&turn)];
+        for i in 0..actions {
+            let id = ActionId(format!("act_{i:03}"));
+            let mut cmd = submit(&id.0, &turn, allow());
+            if let Command::SubmitAction { capability, .. } = &mut cmd {
+                *capability = if i % 2 == 0 { "x".into() } else { "y".into() };
+            }
+            cmds.push(cmd);
+            cmds.push(Command::Dispatch { action_id: id.clone(), attempt: 1, node: "n".into(), reason: None });
+            let outcome = match i % 4 {
+                0 | 1 => AttemptOutcome::OK,
+                _ => AttemptOutcome::Permanent { error: "no".into() },
+            };
+            cmds.push(Command::FinishAttempt { action_id: id, attempt: 1, outcome, latency_ms: 1 });
+        }
+        let txn = db.begin_write().unwrap();
+        {
+            let mut tables = Tables::open(&txn).unwrap();
+            let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
+            for (i, cmd) in cmds.into_iter().enumerate() {
+                machine.apply_at(&mut tables, i as u64 + 1, &entry(cmd)).unwrap().unwrap();
+            }
+            machine.save(&mut tables).unwrap();
+        }
+        txn.commit().unwrap();
+        Arc::new(db)
+    }
+
+    fn queries() -> Vec<TimelineQuery> {
+        let q = TimelineQuery::default;
+        vec![
+            q(),
+            TimelineQuery { capability: Some("y".into()), ..q() },
+            TimelineQuery { action_id: Some("act_007".into()), ..q() },
+            TimelineQuery { kind: Some("action.".into()), capability: Some("x".into()), ..q() },
+            TimelineQuery { kind: Some("dlq".into()), ..q() },
+            TimelineQuery { incidents_only: true, ..q() },
+            TimelineQuery { incidents_only: true, capability: Some("y".into()), after_seq: Some(40), ..q() },
+            TimelineQuery { session_id: Some("s".into()), node: Some("n".into()), limit: Some(7), ..q() },
+            TimelineQuery { capability: Some("nope".into()), ..q() },
+        ]
+    }
+
+    /// The same events; the same cursor when the page is full. (An exhausted
+    /// walk's cursor is the last seq it looked at, which is further when it
+    /// read events past the index: either continues to the same nothing.)
+    fn same_page(store: &Store, q: &TimelineQuery, got: &TimelinePage, want: &TimelinePage, at: &str) {
+        assert_eq!(got.events, want.events, "{at}: {q:?}");
+        if got.events.len() == crate::store::query::clamp_limit(q.limit) {
+            assert_eq!(got.next_after, want.next_after, "{at}: {q:?}");
+        } else {
+            let rest = TimelineQuery { after_seq: got.next_after, ..q.clone() };
+            assert!(store.timeline_page(&rest).unwrap().events.is_empty(), "{at}: {q:?}");
+        }
+    }
+
+    #[test]
+    fn a_query_answers_the_same_whatever_the_index_has_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = state(dir.path(), "s.redb", 24);
+        let unindexed = Store::new(db.clone());
+        let expected: Vec<_> = queries().iter().map(|q| unindexed.timeline_page(q).unwrap()).collect();
+        assert!(expected.iter().all(|p| p.events.len() < 1000));
+        assert!(expected[1].events.iter().all(|e| e.action_id.is_some()) && !expected[1].events.is_empty());
+        assert!(expected[5].events.len() >= 12, "every failed action is an incident: {:?}", expected[5].events.len());
+        assert!(expected[8].events.is_empty());
+
+        let index = Arc::new(EventIndex::open(&dir.path().join("i.redb")).unwrap());
+        let store = Store::with_index(db.clone(), index.clone());
+        let total = db.begin_read().unwrap().open_table(EVENTS).unwrap().len().unwrap();
+        let mut through = 0;
+        loop {
+            for (q, want) in queries().iter().zip(&expected) {
+                same_page(&store, q, &store.timeline_page(q).unwrap(), want, &format!("through {through}"));
+            }
+            if through == total {
+                break;
+            }
+            let caught = index.catch_up(&db, 17).unwrap();
+            assert!(!caught.reset);
+            assert_eq!(caught.indexed as u64, 17.min(total - through));
+            through = caught.through;
+        }
+        assert_eq!(index.catch_up(&db, 17).unwrap(), CaughtUp { indexed: 0, through: total, reset: false });
+        assert!(index.size().unwrap().0 >= total * 4, "kind, node, session and action at least");
+    }
+
+    #[test]
+    fn an_index_of_other_events_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (small, large) = (state(dir.path(), "a.redb", 3), state(dir.path(), "b.redb", 8));
+        let index = EventIndex::open(&dir.path().join("i.redb")).unwrap();
+        let first = index.catch_up(&large, usize::MAX).unwrap();
+        assert!(!first.reset && first.through > 0);
+        // The small state has no event at that watermark.
+        let second = index.catch_up(&small, usize::MAX).unwrap();
+        assert!(second.reset);
+        let small_events = small.begin_read().unwrap().open_table(EVENTS).unwrap().len().unwrap();
+        assert_eq!(second.through, small_events);
+        let store = Store::with_index(small.clone(), Arc::new(index));
+        for q in queries() {
+            let want = Store::new(small.clone()).timeline_page(&q).unwrap();
+            same_page(&store, &q, &store.timeline_page(&q).unwrap(), &want, "rebuilt");
+        }
+    }
+}
