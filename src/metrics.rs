@@ -129,12 +129,12 @@ impl StorageGauges {
         );
         r.register(
             "state_table_rows",
-            "Rows per table of warden.redb (measured every [storage] size_every_ms)",
+            "Rows per table of warden.redb and of the timeline index (measured every [storage] size_every_ms)",
             self.table_rows.clone(),
         );
         r.register(
             "state_table_bytes",
-            "Bytes per table of warden.redb: rows, branch pages, fragmentation",
+            "Bytes per table of warden.redb and of the timeline index: rows, branch pages, fragmentation",
             self.table_bytes.clone(),
         );
         r.register(
