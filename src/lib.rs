@@ -11,6 +11,7 @@ pub mod gate;
 pub mod http;
 pub mod local;
 pub mod logging;
+pub mod mcp_import;
 pub mod metrics;
 pub mod policy;
 pub mod server;

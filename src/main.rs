@@ -144,6 +144,11 @@ enum Command {
         #[arg(long)]
         only: Vec<u8>,
     },
+    /// Put warden in front of MCP servers.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
     /// Start a local cluster, drive actions while killing and restarting nodes, check nothing was lost.
     Soak {
         #[arg(long, default_value_t = 3)]
@@ -159,6 +164,25 @@ enum Command {
         /// Each run gets its own directory under this one.
         #[arg(long, default_value = ".warden-soak")]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// List an upstream MCP server's tools and write a `[[capability]]` stanza for each (docs/mcp.md).
+    Import {
+        /// The upstream's Streamable HTTP endpoint, e.g. http://127.0.0.1:9000/mcp.
+        #[arg(long)]
+        url: String,
+        /// The tier every tool gets until the operator chooses (default 2: nothing runs unconfirmed).
+        #[arg(long, default_value_t = 2)]
+        tier: u8,
+        /// Prefixed to each tool's name to make its capability's name (e.g. "crm.").
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Write a new capabilities file here (never overwrites) instead of printing the stanzas.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -361,6 +385,9 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Mcp { command: McpCommand::Import { url, tier, prefix, out } } => {
+            warden::mcp_import::run(&url, tier, &prefix, out.as_deref()).await
         }
         Command::Soak { nodes, actions, rate, kill_every, data_dir } => {
             let kill_every = (!kill_every.is_zero()).then_some(kill_every);

@@ -330,6 +330,93 @@ async fn post(http: &reqwest::Client, url: &str, token: &str, session: Option<&s
     (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
 }
 
+/// The official Rust SDK's client (`rmcp`, Streamable HTTP, the agent's
+/// token as its bearer) lists and calls tools through warden: the same
+/// answers the Python client gets.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rmcp_client_lists_and_calls_tools_through_warden() {
+    use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+    use rmcp::transport::streamable_http_client::{StreamableHttpClientTransport, StreamableHttpClientTransportConfig};
+    use rmcp::ServiceExt;
+    let Some(python) = mcp_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(&python, &dir.path().join("upstream"));
+    let gw = Gateway::start(&python, dir.path(), &upstream.url());
+
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", gw.node.url)).auth_header(&gw.agent);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new("warden-rmcp-test", "0.1.0"));
+    let client = tokio::time::timeout(STEP, info.serve(transport)).await.expect("initialize in time").unwrap();
+
+    let listed = serde_json::to_value(client.list_tools(Default::default()).await.unwrap()).unwrap();
+    let mut names: Vec<&str> =
+        listed["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["email.send", "files.write", "search.docs"], "db.drop (tier 3) is hidden: {listed}");
+
+    let call = |name: &'static str, args: Value| {
+        let params = CallToolRequestParams::new(name).with_arguments(args.as_object().cloned().unwrap());
+        let client = &client;
+        async move { serde_json::to_value(client.call_tool(params).await.unwrap()).unwrap() }
+    };
+    let found = call("search.docs", json!({"query": "rust"})).await;
+    assert_eq!(text_of(&found), "3 documents match rust", "{found}");
+    assert_eq!(found["structuredContent"], json!({"result": "3 documents match rust"}));
+    assert_ne!(found["isError"], true, "{found}");
+    let refused = call("db.drop", json!({"table": "users"})).await;
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(text_of(&refused), "denied by policy: db.drop is tier 3");
+    assert!(upstream.ran("drop").is_empty(), "{:?}", upstream.log());
+    assert_eq!(upstream.ran("search").len(), 1, "{:?}", upstream.log());
+    client.cancel().await.unwrap();
+}
+
+/// `warden mcp import` against the real upstream: one stanza per tool, at
+/// tier 2, in a file the node's config loader accepts; an existing file is
+/// not overwritten, and an upstream that is not there is a clear error.
+#[test]
+fn mcp_import_writes_a_capability_per_upstream_tool_that_a_node_loads() {
+    let Some(python) = mcp_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(&python, &dir.path().join("upstream"));
+    let caps = dir.path().join("mcp-caps.toml");
+    let import = |url: &str| {
+        let args = ["mcp", "import", "--url", url, "--prefix", "up.", "--out", caps.to_str().unwrap()];
+        let out = Command::new(env!("CARGO_BIN_EXE_warden")).args(args).stdin(Stdio::null()).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stderr) = import(&upstream.url());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("5 tools") && stderr.contains("at tier 2"), "{stderr}");
+    let written = std::fs::read_to_string(&caps).unwrap();
+
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "capabilities = \"mcp-caps.toml\"\n").unwrap();
+    let settings = warden::config::Settings::load(Some(&config), Default::default()).unwrap();
+    let mut found: Vec<(String, String)> = Vec::new();
+    for c in &settings.node.capabilities {
+        assert_eq!(c.tier, warden_actors::domain::Tier::Confirm, "{}", c.name);
+        let warden_actors::domain::ExecutorSpec::Mcp { url, tool } = &c.executor else {
+            panic!("{} is not backed by the upstream: {:?}", c.name, c.executor)
+        };
+        assert_eq!(url, &upstream.url());
+        found.push((c.name.clone(), tool.clone()));
+    }
+    found.sort();
+    let want: Vec<(String, String)> =
+        ["drop", "echo", "search", "send_email", "write"].iter().map(|t| (format!("up.{t}"), t.to_string())).collect();
+    assert_eq!(found, want);
+
+    let (ok, stderr) = import(&upstream.url());
+    assert!(!ok && stderr.contains("not overwritten"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&caps).unwrap(), written);
+    std::fs::remove_file(&caps).unwrap();
+    let closed = format!("http://127.0.0.1:{}/mcp", warden::local::free_ports(1).unwrap());
+    let (ok, stderr) = import(&closed);
+    assert!(!ok && stderr.contains("listing the tools of"), "{stderr}");
+    assert!(!caps.exists(), "nothing written for an upstream that is not there");
+}
+
 #[tokio::test]
 async fn malformed_mcp_requests_get_json_rpc_errors() {
     let dir = tempfile::tempdir().unwrap();
