@@ -19,7 +19,7 @@ use super::index::keys_of;
 use super::tables::{decode, decode_event, ACTIONS, EVENTS};
 use crate::domain::Action;
 use crate::error::{Result, WardenError};
-use redb::{Database, ReadOnlyTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -97,8 +97,10 @@ impl EventIndex {
     /// in one transaction. Empties the index first if its watermark names an
     /// event `state` does not hold as it was indexed.
     pub fn catch_up(&self, state: &Database, max: usize) -> Result<CaughtUp> {
+        // The watermark is read inside the write transaction: two catch-ups
+        // (a restarted indexer meeting its predecessor's) take turns.
+        let mut txn = self.db.begin_write()?;
         let (mut through, fingerprint) = {
-            let txn = self.db.begin_read()?;
             let meta = txn.open_table(INDEX_META)?;
             let get = |k| -> Result<Option<u64>> { Ok(meta.get(k)?.map(|g| g.value())) };
             (get(THROUGH)?.unwrap_or(0), get(FINGERPRINT)?)
@@ -137,14 +139,11 @@ impl EventIndex {
             last = Some((seq.value(), fingerprint_of(bytes.value())));
         }
         drop((events, actions, read));
-        let Some((new_through, new_fingerprint)) = last else {
-            if reset {
-                self.clear()?;
-            }
+        if last.is_none() && !reset {
+            txn.abort()?;
             return Ok(CaughtUp { indexed: 0, through, reset });
-        };
+        }
         rows.sort_unstable();
-        let mut txn = self.db.begin_write()?;
         let n = self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if !n.is_multiple_of(DURABLE_EVERY) {
             txn.set_durability(redb::Durability::None);
@@ -158,24 +157,20 @@ impl EventIndex {
                 table.insert((key.as_str(), *seq), ())?;
             }
             let mut meta = txn.open_table(INDEX_META)?;
-            meta.insert(THROUGH, new_through)?;
-            meta.insert(FINGERPRINT, new_fingerprint)?;
+            match last {
+                Some((new_through, new_fingerprint)) => {
+                    meta.insert(THROUGH, new_through)?;
+                    meta.insert(FINGERPRINT, new_fingerprint)?;
+                }
+                None => {
+                    meta.remove(THROUGH)?;
+                    meta.remove(FINGERPRINT)?;
+                }
+            }
         }
         txn.commit()?;
+        let new_through = last.map_or(0, |(seq, _)| seq);
         Ok(CaughtUp { indexed: (new_through - through) as usize, through: new_through, reset })
-    }
-
-    /// Empties the index (its watermark back to 0).
-    fn clear(&self) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.delete_table(INDEX_ROWS)?;
-        txn.delete_table(INDEX_META)?;
-        {
-            let _ = txn.open_table(INDEX_ROWS)?;
-            let _ = txn.open_table(INDEX_META)?;
-        }
-        txn.commit()?;
-        Ok(())
     }
 }
 
