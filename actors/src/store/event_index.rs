@@ -16,8 +16,8 @@
 //! data dir, a volatile node that lost its log tail) starts over.
 
 use super::index::keys_of;
-use super::tables::{decode, decode_event, ACTIONS, EVENTS};
-use crate::domain::Action;
+use super::tables::{decode_event, load, ACTIONS, EVENTS};
+use crate::domain::{Action, Event};
 use crate::error::{Result, WardenError};
 use redb::{Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashMap;
@@ -115,27 +115,13 @@ impl EventIndex {
             through = 0;
         }
         let actions = read.open_table(ACTIONS)?;
-        let mut capabilities: HashMap<String, Option<String>> = HashMap::new();
+        let mut keys = StoredKeys::new(&actions);
         let mut rows: Vec<(String, u64)> = Vec::new();
         let mut last: Option<(u64, u64)> = None;
         for row in events.range(through + 1..)?.take(max) {
             let (seq, bytes) = row?;
             let event = decode_event(bytes.value())?;
-            let capability = match &event.action_id {
-                Some(id) => match capabilities.get(id.as_str()) {
-                    Some(known) => known.clone(),
-                    None => {
-                        let cap = match actions.get(id.as_str())? {
-                            Some(g) => Some(decode::<Action>(g.value())?.capability),
-                            None => None,
-                        };
-                        capabilities.insert(id.as_str().to_owned(), cap.clone());
-                        cap
-                    }
-                },
-                None => None,
-            };
-            rows.extend(keys_of(&event, capability.as_deref()).into_iter().map(|k| (k, seq.value())));
+            rows.extend(keys.of(&event)?.into_iter().map(|k| (k, seq.value())));
             last = Some((seq.value(), fingerprint_of(bytes.value())));
         }
         drop((events, actions, read));
@@ -171,6 +157,42 @@ impl EventIndex {
         txn.commit()?;
         let new_through = last.map_or(0, |(seq, _)| seq);
         Ok(CaughtUp { indexed: (new_through - through) as usize, through: new_through, reset })
+    }
+}
+
+/// The index keys of stored events (`keys_of`), each with its action's
+/// capability read from the actions table, once per action: what the
+/// indexer writes, and what a query checks past the watermark.
+pub(super) struct StoredKeys<'t, T> {
+    actions: &'t T,
+    capabilities: HashMap<String, Option<String>>,
+}
+
+impl<'t, T: ReadableTable<&'static str, &'static [u8]>> StoredKeys<'t, T> {
+    pub(super) fn new(actions: &'t T) -> Self {
+        Self { actions, capabilities: HashMap::new() }
+    }
+
+    /// Every index key of `event`, sorted.
+    pub(super) fn of(&mut self, event: &Event) -> Result<Vec<String>> {
+        let capability = match &event.action_id {
+            Some(id) => match self.capabilities.get(id.as_str()) {
+                Some(known) => known.clone(),
+                None => {
+                    let cap = load::<Action>(self.actions, id.as_str())?.map(|a| a.capability);
+                    self.capabilities.insert(id.as_str().to_owned(), cap.clone());
+                    cap
+                }
+            },
+            None => None,
+        };
+        Ok(keys_of(event, capability.as_deref()))
+    }
+
+    /// Whether `event` has every key in `wanted`.
+    pub(super) fn has_all(&mut self, event: &Event, wanted: &[String]) -> Result<bool> {
+        let own = self.of(event)?;
+        Ok(wanted.iter().all(|k| own.binary_search(k).is_ok()))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Read-only views of the state. Each call reads one MVCC snapshot, so reads
 //! never wait for the log writer and never see half a batch.
 
-use super::event_index::{EventIndex, IndexView};
+use super::event_index::{EventIndex, IndexView, StoredKeys};
 use super::tables::*;
 use crate::disk::TableSize;
 use crate::domain::*;
@@ -409,6 +409,7 @@ impl Store {
             };
             let tail = events.range(split..hi.max(split))?.map(|row| Ok(row?.0.value()));
             let actions = r.open_table(ACTIONS)?;
+            let mut stored_keys = StoredKeys::new(&actions);
             let mut page = TimelinePage::default();
             let mut last = lo - 1;
             let mut exhausted = true;
@@ -435,7 +436,7 @@ impl Store {
                 } else {
                     let Some(g) = events.get(seq)? else { continue };
                     let event = decode_event(g.value())?;
-                    if !keys.is_empty() && !has_keys(&actions, &event, &keys)? {
+                    if !keys.is_empty() && !stored_keys.has_all(&event, &keys)? {
                         continue;
                     }
                     event
@@ -504,16 +505,17 @@ impl Store {
                     out.push(decode_event(g.value())?);
                 }
             }
-            // Past the index: alert events only carry this key.
+            // Past the index: each event checked for the same key.
+            let actions = r.open_table(ACTIONS)?;
+            let mut stored_keys = StoredKeys::new(&actions);
+            let wanted = [key];
             for row in events.range(split..)? {
                 if out.len() >= limit {
                     break;
                 }
                 let event = decode_event(row?.1.value())?;
-                if let EventData::AlertRaised { cause, .. } | EventData::AlertResolved { cause, .. } = &event.data {
-                    if cause == id {
-                        out.push(event);
-                    }
+                if stored_keys.has_all(&event, &wanted)? {
+                    out.push(event);
                 }
             }
             Ok(out)
@@ -541,17 +543,6 @@ impl Store {
     pub fn last_index(&self) -> Result<u64> {
         self.read(|r| Ok(r.open_table(META)?.get(META_LAST_INDEX)?.map_or(0, |g| g.value())))
     }
-}
-
-/// Whether `event` (not indexed yet) has every index row in `keys`; its
-/// action's capability is read from `actions`, as the indexer does.
-fn has_keys(actions: &impl ReadableTable<&'static str, &'static [u8]>, event: &Event, keys: &[String]) -> Result<bool> {
-    let capability = match &event.action_id {
-        Some(id) => load::<Action>(actions, id.as_str())?.map(|a| a.capability),
-        None => None,
-    };
-    let own = super::index::keys_of(event, capability.as_deref());
-    Ok(keys.iter().all(|k| own.binary_search(k).is_ok()))
 }
 
 /// Merges ascending seq walks into one ascending walk.

@@ -240,9 +240,8 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Writes the event, its entry in the index by correlation id and its
-    /// rows in the timeline's indexes; `capability` is that of the action the
-    /// event is about, if any.
+    /// Writes the event and its entry in the index by correlation id (the
+    /// timeline's other indexes are written later: `store::event_index`).
     pub fn put_event(&mut self, event: &Event) -> Result<()> {
         self.writes += 1;
         self.events.insert(event.seq, encode_event(event)?.as_slice())?;
