@@ -1,5 +1,5 @@
 //! Replication across real processes: nothing acknowledged is lost when the
-//! leader is killed again and again, a partitioned minority never acknowledges
+//! leader is killed or frozen again and again, a partitioned minority never acknowledges
 //! a write, and restarted or new nodes catch up (from the log or a snapshot)
 //! to the same state, digest for digest.
 
@@ -166,6 +166,81 @@ async fn killing_the_leader_repeatedly_loses_no_acknowledged_write() {
         .map(|e| e["data"]["term"].as_u64().unwrap())
         .collect();
     assert!(terms.len() > KILLS, "leader.changed terms {terms:?}");
+    assert!(terms.windows(2).all(|w| w[0] < w[1]), "terms not rising: {terms:?}");
+}
+
+/// A frozen leader (SIGSTOP: its sockets stay open, as in a long GC or VM
+/// pause) is replaced by the survivors' silence watch, and rejoins as a
+/// follower when thawed; nothing acknowledged is lost. Prints the time from
+/// the freeze to a survivor leading a higher term (its bound is in
+/// docs/performance.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freezing_the_leader_repeatedly_hands_over_and_loses_no_acknowledged_write() {
+    let _serial = one_cluster_at_a_time().await;
+    const FREEZES: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, "");
+    cluster.settled().await;
+    let (mut leader, mut term) = cluster.leader_among(&cluster.all(), 0).await;
+    let turn = cluster.open_turn(leader, "s-freeze").await;
+    let urls = Arc::new(Mutex::new(cluster.nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>()));
+    let ledger = Arc::new(Mutex::new(Acks::default()));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let writer = tokio::spawn(write_forever(urls, turn, ledger.clone(), stop.clone()));
+
+    let mut leaderless = Vec::new();
+    for round in 0..FREEZES {
+        let before = ledger.lock().unwrap().acked_memory.len();
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        while ledger.lock().unwrap().acked_memory.len() < before + 10 {
+            assert!(Instant::now() < deadline, "no write acknowledged under leader {leader}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let frozen = Instant::now();
+        cluster.nodes[leader].signal("STOP");
+        let survivors: Vec<usize> = cluster.all().into_iter().filter(|&i| i != leader).collect();
+        let (next, next_term) = cluster.leader_among(&survivors, term).await;
+        let gap = frozen.elapsed();
+        cluster.nodes[leader].signal("CONT");
+        println!(
+            "freeze {round}: {} led term {term}; {} leads term {next_term} after {gap:?}",
+            cluster.names[leader], cluster.names[next]
+        );
+        leaderless.push(gap);
+        // The thawed leader learns of the new term and follows.
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        loop {
+            let r = cluster.raft(leader).await.unwrap_or_default();
+            if r["role"] == "follower" && r["term"].as_u64().unwrap_or(0) >= next_term {
+                break;
+            }
+            assert!(Instant::now() < deadline, "thawed {} never followed term {next_term}: {r}", cluster.names[leader]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (leader, term) = (next, next_term);
+    }
+    stop.notify_waiters();
+    writer.abort();
+    let _ = writer.await;
+
+    leaderless.sort();
+    let (median, max) = (leaderless[FREEZES / 2], leaderless[FREEZES - 1]);
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    println!(
+        "time without a leader over {FREEZES} freezes: median {median:?}, max {max:?}; {} memory writes and {} actions acknowledged, {} refused",
+        ledger.acked_memory.len(),
+        ledger.acked_actions.len(),
+        ledger.refused
+    );
+    assert_nothing_lost(&cluster, &ledger).await;
+    let terms: Vec<u64> = cluster
+        .timeline(0)
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "leader.changed")
+        .map(|e| e["data"]["term"].as_u64().unwrap())
+        .collect();
+    assert!(terms.len() > FREEZES, "leader.changed terms {terms:?}");
     assert!(terms.windows(2).all(|w| w[0] < w[1]), "terms not rising: {terms:?}");
 }
 

@@ -140,6 +140,7 @@ impl Node {
             EventData::NodeStarted { node: config.name.clone(), capabilities: catalog.all().len() as u32 },
         );
         ledger.consensus().watch_leadership();
+        ledger.consensus().watch_silence();
         orchestrator::end_stop_drain(&rt);
         if config.raft.auto_join {
             orchestrator::spawn_admission(&rt);

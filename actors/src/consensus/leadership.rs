@@ -54,7 +54,10 @@ impl Consensus {
     /// The transport lost its session with `peer`. If it was the leader (a
     /// crashed process closes its sockets at once), start an election now
     /// instead of waiting out the leader lease and election timeout. Only an
-    /// optimisation: a silent partition is still found by the timeouts.
+    /// optimisation: a silent partition is still found by the silence watch
+    /// and the timeouts. Both followers elect at once, and that rarely splits:
+    /// as candidates they grant each other's vote of the same term by node id,
+    /// and openraft's lease check applies only to a follower's committed vote.
     pub fn peer_lost(&self, peer: &str) {
         let m = self.raft.metrics().borrow().clone();
         let was_leader = m.current_leader.is_some_and(|l| l != self.id && l == node_id(peer));

@@ -3,10 +3,10 @@
 //!
 //! openraft 0.9 has no leadership-transfer call, and its followers refuse
 //! votes while the leader's lease (the longest election timeout) runs. So the
-//! leader makes room for the target: it holds new proposals and stops its
-//! heartbeats, waits until the target has everything appended, and asks the
-//! target to call an election — again once the other voters' leases have run
-//! out, before their own election timers can fire. Proposals held meanwhile
+//! leader makes room for the target: it holds new proposals, waits until the
+//! target has everything appended, stops its heartbeats and asks the target
+//! to call an election — again once the other voters' leases have run out,
+//! before their own election timers or silence watches can fire. Proposals held meanwhile
 //! then meet "not leader" and are forwarded to the new leader like any write
 //! that reaches a follower.
 
@@ -56,7 +56,6 @@ pub(crate) async fn transfer_from(raft: &Raft<TypeConfig>, proposer: &Proposer, 
         return Ok(target.to_owned());
     }
     proposer.pause(true);
-    raft.runtime_config().heartbeat(false);
     let result = hand_over(raft, me, id, target).await;
     raft.runtime_config().heartbeat(true);
     proposer.pause(false);
@@ -75,6 +74,9 @@ async fn hand_over(raft: &Raft<TypeConfig>, me: u64, id: u64, target: &str) -> c
     if caught_up.is_err() {
         return Err(unavailable(format!("{target} did not catch up within {CATCH_UP:?}; leadership stays")));
     }
+    // Heartbeats stop only now: the target campaigns at once, so the other
+    // followers' silence watch, asking it, finds an election under way.
+    raft.runtime_config().heartbeat(false);
     let lease = Duration::from_millis(raft.config().election_timeout_max);
     let started = Instant::now();
     ask_to_elect(target).await?;

@@ -9,6 +9,8 @@
 //! - `routing`: writes and read barriers served by the leader, here or forwarded.
 //! - `membership`: add, remove, leadership transfer (executed by the leader).
 //! - `leadership`: `leader.changed` events, elections on the leader's loss.
+//! - `silence`: a silent (frozen, cut off) leader replaced once its lease is
+//!   over for a majority (pre-vote), before openraft's own timer.
 //! - `status`: this node's view of the group.
 //! - `replay`: rebuilding state from the log (what the determinism test does).
 //! - `network`: the client side of Raft RPCs over the cluster transport;
@@ -29,6 +31,7 @@ mod replay;
 mod routing;
 mod rpc;
 mod settings;
+mod silence;
 mod state_machine;
 mod status;
 mod types;
@@ -69,6 +72,8 @@ pub struct Consensus {
     storage: Arc<StorageGate>,
     /// The wire version each peer last announced in its heartbeats (Registry).
     peer_versions: parking_lot::RwLock<BTreeMap<String, crate::version::Version>>,
+    /// When an append from a leader last arrived (`RaftRpc` notes it).
+    heard: Arc<silence::Heard>,
 }
 
 impl Consensus {
@@ -109,6 +114,7 @@ impl Consensus {
             hub,
             log,
             settings,
+            heard: Arc::new(silence::Heard::new(clock.clone())),
             clock,
             storage,
             peer_versions: Default::default(),

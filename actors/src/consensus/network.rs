@@ -52,6 +52,8 @@ pub enum Request {
     Transfer(String),
     /// Call an election now (sent by a leader handing over to the receiver).
     Elect,
+    /// A pre-vote: how long has the receiver not heard this leader (`silence`)?
+    Silence(NodeId),
 }
 
 /// The leader's answer to a forwarded write.
@@ -78,6 +80,8 @@ pub enum Reply {
     Add(Result<(), crate::WardenError>),
     Transfer(Result<String, crate::WardenError>),
     Elect(Result<(), String>),
+    /// Milliseconds since the receiver heard the leader it was asked about.
+    Silence(u64),
 }
 
 #[derive(RactorClusterMessage)]

@@ -7,6 +7,7 @@ use super::network::{
     decode_request, frame, frame_schema_only, rpc_actor_name, unframe, Forwarded, RaftRpcMsg, Reply, Request,
     RAFT_GROUP,
 };
+use super::silence::{self, Heard};
 use super::{Consensus, Proposer, Refused, TypeConfig};
 use crate::directory::{ActorName, ChildSpec};
 use crate::disk::StorageGate;
@@ -29,6 +30,8 @@ pub fn child(consensus: &Consensus) -> ChildSpec {
         raft: consensus.raft().clone(),
         proposer: consensus.proposer().clone(),
         storage: consensus.storage().clone(),
+        heard: consensus.heard.clone(),
+        id: consensus.id,
     };
     ChildSpec::registered(NAME, rpc_actor_name(consensus.name()), move || (RaftRpc, args.clone()))
 }
@@ -61,6 +64,10 @@ pub struct RaftRpcArgs {
     pub proposer: Proposer,
     /// The leader's own storage gate, asked before a forwarded write is appended.
     pub storage: Arc<StorageGate>,
+    /// When an append from a leader last arrived (for the silence watch).
+    pub heard: Arc<Heard>,
+    /// This node's Raft id.
+    pub id: u64,
 }
 
 impl Actor for RaftRpc {
@@ -119,7 +126,12 @@ impl Actor for RaftRpc {
 async fn serve(args: &RaftRpcArgs, request: Request) -> Reply {
     let raft = &args.raft;
     match request {
-        Request::Append(r) => Reply::Append(raft.append_entries(r).await),
+        Request::Append(r) => {
+            if let (true, Some(&leader)) = (r.vote.is_committed(), r.vote.leader_id().voted_for().as_ref()) {
+                args.heard.note(leader);
+            }
+            Reply::Append(raft.append_entries(r).await)
+        }
         Request::Vote(r) => Reply::Vote(raft.vote(r).await),
         Request::Snapshot(r) => Reply::Snapshot(raft.install_snapshot(r).await),
         Request::Forward(entry) => Reply::Forward(match args.storage.admit(&entry.cmd) {
@@ -133,6 +145,7 @@ async fn serve(args: &RaftRpcArgs, request: Request) -> Reply {
         Request::Remove(name) => Reply::Remove(membership::remove_from(raft, &name).await),
         Request::Add(name) => Reply::Add(membership::add_from(raft, &name).await),
         Request::Transfer(name) => Reply::Transfer(membership::transfer_from(raft, &args.proposer, &name).await),
+        Request::Silence(leader) => Reply::Silence(silence::silence_of(raft, &args.heard, leader, args.id)),
         Request::Elect => Reply::Elect(raft.trigger().elect().await.map_err(|e| e.to_string())),
         Request::ReadIndex => Reply::ReadIndex(match raft.ensure_linearizable().await {
             Ok(read) => Ok(read.map_or(0, |l| l.index)),

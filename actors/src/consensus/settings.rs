@@ -12,14 +12,16 @@ pub enum Durability {
     Volatile,
 }
 
-/// Raft timing and bootstrap. openraft lets a follower elect only after the
-/// leader lease (the longest election timeout) plus a random election
-/// timeout without heartbeats: 0.9–1.2 s with the defaults, when a leader
-/// goes silent. (openraft also bounds each AppendEntries RPC by the
-/// heartbeat interval, so a heartbeat much under 100 ms times out appends
-/// on a loaded machine.) A leader whose process dies closes its sessions, and the
-/// followers then call an election at once (`peer_lost`): about one election
-/// timeout. etcd's reference: 100 ms heartbeat, 1 s election timeout.
+/// Raft timing and bootstrap. openraft lets a follower elect on its own only
+/// after the leader lease (the longest election timeout) plus a random
+/// election timeout without heartbeats: 0.6–0.7 s with the defaults. Before
+/// that, the silence watch (`silence`) calls an election once a majority has
+/// not heard the leader for the lease: about 0.4 s after a leader freezes.
+/// (openraft also bounds each AppendEntries RPC by the heartbeat interval,
+/// so a heartbeat much under 100 ms times out appends on a loaded machine.)
+/// A leader whose process dies closes its sessions, and the followers then
+/// call an election at once (`peer_lost`). etcd's reference: 100 ms
+/// heartbeat, 1 s election timeout.
 #[derive(Clone, Debug)]
 pub struct RaftSettings {
     /// The initial voters of a new cluster, by name. `None`: this node does
@@ -44,7 +46,7 @@ impl Default for RaftSettings {
         Self {
             bootstrap: Some(Vec::new()),
             heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            election_timeout: (Duration::from_millis(250), Duration::from_millis(350)),
             snapshot_every: 50_000,
             keep_behind_snapshot: 1_000,
             write_timeout: Duration::from_secs(5),
