@@ -70,7 +70,7 @@ fn node(dir: &Path, upstream_url: &str) -> (Killed, String, String) {
 /// A volatile node in this process, served open on loopback; its `/mcp` URL.
 async fn in_process(dir: &Path, upstream_url: &str) -> (tokio::sync::watch::Sender<bool>, String) {
     let echo = Capability {
-        executor: ExecutorSpec::Mcp { url: upstream_url.to_owned(), tool: "echo".into() },
+        executor: ExecutorSpec::Mcp { url: Some(upstream_url.to_owned()), command: Vec::new(), tool: "echo".into() },
         ..Capability::new("bench.echo", Tier::Observe)
     };
     let mut config = NodeConfig::new("v", dir, vec![echo]);

@@ -648,6 +648,17 @@ windows = ["1m", "1h"]
         std::fs::write(&path, "[[capability]]\nname = \"x\"\ntier = 7\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("tier"), "{err}");
+        let mcp = |executor: &str| {
+            std::fs::write(&path, format!("[[capability]]\nname = \"x\"\ntier = 0\nexecutor = {executor}\n")).unwrap();
+            Settings::load(Some(&path), Overrides::default()).map(|_| ()).map_err(|e| format!("{e:#}"))
+        };
+        let both = r#"{ kind = "mcp", url = "http://h/mcp", command = ["srv"], tool = "t" }"#;
+        assert!(mcp(both).unwrap_err().contains("exactly one of url and command"));
+        let neither = r#"{ kind = "mcp", tool = "t" }"#;
+        assert!(mcp(neither).unwrap_err().contains("exactly one of url and command"));
+        let blank = r#"{ kind = "mcp", command = [" "], tool = "t" }"#;
+        assert!(mcp(blank).unwrap_err().contains("empty program"));
+        assert_eq!(mcp(r#"{ kind = "mcp", command = ["srv", "--stdio"], tool = "t" }"#), Ok(()));
         let err = Settings::load(Some(&dir.path().join("missing.toml")), Overrides::default()).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read"));
         std::fs::write(dir.path().join("short"), "abc").unwrap();

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use warden_actors::domain::{Capability, ExecutorSpec, Tier};
+use warden_actors::domain::{Capability, McpUpstream, Tier};
 use warden_actors::mcp::{McpClient, McpError};
 
 /// Longest the upstream may take to initialize and list its tools.
@@ -22,7 +22,7 @@ pub async fn list(url: &str) -> anyhow::Result<Vec<Value>> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("--url must be the upstream's Streamable HTTP endpoint (http://host:port/mcp), not {url:?}");
     }
-    let client = McpClient::new(url);
+    let client = McpClient::new(&McpUpstream::Http(url.to_owned()));
     match tokio::time::timeout(LIST_TIMEOUT, client.list_tools()).await {
         Ok(tools) => tools.map_err(|e| match e {
             McpError::Transient(m) | McpError::Refused(m) => anyhow!("listing the tools of {url}: {m}"),
@@ -139,9 +139,10 @@ fn check(text: &str, url: &str, expected: usize) -> anyhow::Result<()> {
     if file.capability.len() != expected {
         bail!("wrote {} capabilities for {expected} tools", file.capability.len());
     }
+    let upstream = McpUpstream::Http(url.to_owned());
     for c in &file.capability {
         c.validate()?;
-        if !matches!(&c.executor, ExecutorSpec::Mcp { url: u, .. } if u == url) {
+        if c.executor.mcp().map(|(u, _)| u).as_ref() != Some(&upstream) {
             bail!("capability {:?} does not name the upstream", c.name);
         }
     }

@@ -17,7 +17,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use upstream::{script, Upstream};
+use upstream::{log_in, script, Upstream};
 use warden::auth::{create_token, Role};
 
 /// Longest any one step may take (a Python start, a call, a restart).
@@ -47,29 +47,30 @@ struct Gateway {
 
 /// The catalog: the upstream's tools as capabilities of every tier.
 /// `email.send` is tier 2, but the bundle below lets mail to example.com run
-/// at tier 1: the rule reads the arguments.
+/// at tier 1: the rule reads the arguments. `upstream` is the executor's
+/// `url = ..` or `command = [..]`.
 fn catalog(upstream: &str) -> String {
     format!(
         r#"
 [[capability]]
 name = "search.docs"
 tier = 0
-executor = {{ kind = "mcp", url = "{upstream}", tool = "search" }}
+executor = {{ kind = "mcp", {upstream}, tool = "search" }}
 [[capability]]
 name = "email.send"
 tier = 2
-executor = {{ kind = "mcp", url = "{upstream}", tool = "send_email" }}
+executor = {{ kind = "mcp", {upstream}, tool = "send_email" }}
 [[capability]]
 name = "files.write"
 tier = 1
 max_attempts = 8
 backoff_ms = 200
 timeout_ms = 10000
-executor = {{ kind = "mcp", url = "{upstream}", tool = "write" }}
+executor = {{ kind = "mcp", {upstream}, tool = "write" }}
 [[capability]]
 name = "db.drop"
 tier = 3
-executor = {{ kind = "mcp", url = "{upstream}", tool = "drop" }}
+executor = {{ kind = "mcp", {upstream}, tool = "drop" }}
 "#
     )
 }
@@ -191,7 +192,7 @@ async fn a_python_mcp_client_calls_upstream_tools_through_warden_policy() {
     let Some(python) = mcp_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let upstream = Upstream::start(&python, &dir.path().join("upstream"));
-    let gw = Gateway::start(&python, dir.path(), &upstream.url());
+    let gw = Gateway::start(&python, dir.path(), &format!("url = {:?}", upstream.url()));
 
     // tools/list: every tool but the forbidden tier, with the upstream's schemas.
     let listed = gw.run(&["list"]);
@@ -285,7 +286,7 @@ async fn an_upstream_killed_mid_call_completes_the_call_once() {
     let Some(python) = mcp_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut upstream = Upstream::start(&python, &dir.path().join("upstream"));
-    let gw = Gateway::start(&python, dir.path(), &upstream.url());
+    let gw = Gateway::start(&python, dir.path(), &format!("url = {:?}", upstream.url()));
 
     let call = gw.client(&["call", "files.write", r#"{"path": "/srv/report", "ms": 2000}"#]).spawn().unwrap();
     let deadline = Instant::now() + STEP;
@@ -311,6 +312,54 @@ async fn an_upstream_killed_mid_call_completes_the_call_once() {
     assert!(attempts.len() >= 2, "{action}");
     assert_eq!(attempts[0]["outcome"]["outcome"], "retryable", "{action}");
     assert_eq!(action["idempotency_key"], key.as_str());
+}
+
+/// The same server as a child of the node over stdio (`command = [..]`):
+/// the node starts it on the first call, and when it is killed mid-call
+/// starts it again, and the call is sent again with its key and completes
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_upstream_killed_mid_call_is_started_again_and_completes_the_call_once() {
+    let Some(python) = mcp_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("upstream");
+    std::fs::create_dir_all(&logs).unwrap();
+    let command: Vec<String> =
+        [python.as_path(), &script("upstream.py"), Path::new("--stdio"), Path::new("--dir"), &logs]
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+    let gw = Gateway::start(&python, dir.path(), &format!("command = {command:?}"));
+
+    let listed = gw.run(&["list"]);
+    let search = listed["tools"].as_array().unwrap().iter().find(|t| t["name"] == "search.docs").cloned();
+    assert_eq!(search.expect("listed")["inputSchema"]["required"], json!(["query"]), "{listed}");
+    let found = gw.run(&["call", "search.docs", r#"{"query": "rust"}"#]);
+    assert_eq!(text_of(&found), "3 documents match rust", "{found}");
+
+    let call = gw.client(&["call", "files.write", r#"{"path": "/srv/report", "ms": 2000}"#]).spawn().unwrap();
+    let deadline = Instant::now() + STEP;
+    let (key, pid) = loop {
+        let started = log_in(&logs).into_iter().find(|e| e["event"] == "start" && e["tool"] == "write");
+        if let Some(e) = started {
+            break (e["key"].as_str().unwrap().to_owned(), e["pid"].as_u64().unwrap());
+        }
+        assert!(Instant::now() < deadline, "the write never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Mid-call: started, not done.
+    let killed = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(killed.success(), "kill -9 {pid}");
+    let result = tokio::task::spawn_blocking(move || finish(call)).await.unwrap();
+    assert_eq!(text_of(&result), "wrote /srv/report", "{result}");
+
+    let log = log_in(&logs);
+    let starts: Vec<&Value> = log.iter().filter(|e| e["event"] == "start" && e["key"] == key.as_str()).collect();
+    let dones: Vec<&Value> = log.iter().filter(|e| e["event"] == "done" && e["key"] == key.as_str()).collect();
+    assert_eq!(starts.len(), 2, "the call was cut and sent again: {log:?}");
+    assert_eq!(dones.len(), 1, "and completed once: {log:?}");
+    assert_eq!(starts[0]["pid"], pid, "{log:?}");
+    assert_ne!(dones[0]["pid"], pid, "by a process started after the kill: {log:?}");
 }
 
 /// What a raw JSON-RPC POST to /mcp answers: status and body.
@@ -341,7 +390,7 @@ async fn an_rmcp_client_lists_and_calls_tools_through_warden() {
     let Some(python) = mcp_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let upstream = Upstream::start(&python, &dir.path().join("upstream"));
-    let gw = Gateway::start(&python, dir.path(), &upstream.url());
+    let gw = Gateway::start(&python, dir.path(), &format!("url = {:?}", upstream.url()));
 
     let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", gw.node.url)).auth_header(&gw.agent);
     let transport = StreamableHttpClientTransport::from_config(config);
@@ -396,11 +445,11 @@ fn mcp_import_writes_a_capability_per_upstream_tool_that_a_node_loads() {
     let mut found: Vec<(String, String)> = Vec::new();
     for c in &settings.node.capabilities {
         assert_eq!(c.tier, warden_actors::domain::Tier::Confirm, "{}", c.name);
-        let warden_actors::domain::ExecutorSpec::Mcp { url, tool } = &c.executor else {
+        let Some((warden_actors::domain::McpUpstream::Http(url), tool)) = c.executor.mcp() else {
             panic!("{} is not backed by the upstream: {:?}", c.name, c.executor)
         };
-        assert_eq!(url, &upstream.url());
-        found.push((c.name.clone(), tool.clone()));
+        assert_eq!(url, upstream.url());
+        found.push((c.name.clone(), tool.to_owned()));
     }
     found.sort();
     let want: Vec<(String, String)> =

@@ -174,9 +174,50 @@ pub enum ExecutorSpec {
     },
     /// Real tool behind an HTTP endpoint.
     Http { url: String },
-    /// A tool of an upstream MCP server, called over Streamable HTTP
-    /// (`url` is its MCP endpoint, `tool` the tool's name there).
-    Mcp { url: String, tool: String },
+    /// A tool of an upstream MCP server (`tool` is its name there), called
+    /// over Streamable HTTP (`url`, its MCP endpoint) or over stdio
+    /// (`command`, a child process each node starts, and starts again when
+    /// it exits). Exactly one of the two.
+    Mcp {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        command: Vec<String>,
+        tool: String,
+    },
+}
+
+/// Where an MCP-backed capability's tool lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum McpUpstream {
+    /// A Streamable HTTP endpoint.
+    Http(String),
+    /// A program and its arguments, spoken to over its stdin and stdout.
+    Stdio(Vec<String>),
+}
+
+impl std::fmt::Display for McpUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            McpUpstream::Http(url) => f.write_str(url),
+            McpUpstream::Stdio(command) => write!(f, "stdio:{}", command.join(" ")),
+        }
+    }
+}
+
+impl ExecutorSpec {
+    /// An MCP-backed capability's upstream and tool name.
+    pub fn mcp(&self) -> Option<(McpUpstream, &str)> {
+        match self {
+            ExecutorSpec::Mcp { url: Some(url), command, tool } if command.is_empty() => {
+                Some((McpUpstream::Http(url.clone()), tool))
+            }
+            ExecutorSpec::Mcp { url: None, command, tool } if !command.is_empty() => {
+                Some((McpUpstream::Stdio(command.clone()), tool))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Default for ExecutorSpec {
@@ -287,6 +328,17 @@ impl Capability {
             }
             if !(ramp.latency_ms_per_min >= 0.0 && ramp.fail_per_min >= 0.0) {
                 return bad("executor.ramp rates must be >= 0".into());
+            }
+        }
+        if let ExecutorSpec::Mcp { url, command, tool } = &self.executor {
+            if url.is_some() != command.is_empty() {
+                return bad("an mcp executor needs exactly one of url and command".into());
+            }
+            if command.first().is_some_and(|program| program.trim().is_empty()) {
+                return bad("executor.command starts with an empty program".into());
+            }
+            if tool.trim().is_empty() {
+                return bad("executor.tool is empty".into());
             }
         }
         if !(self.slo.error_budget > 0.0 && self.slo.error_budget < 1.0) || self.slo.p95_ms == 0 {

@@ -5,7 +5,7 @@
 
 use crate::clock::Clock;
 use crate::directory::{ActorName, ChildSpec};
-use crate::domain::{AttemptOutcome, Capability, ExecutorSpec, SimRamp};
+use crate::domain::{AttemptOutcome, Capability, ExecutorSpec, McpUpstream, SimRamp};
 use crate::ids::{ActionId, CorrelationId, IdempotencyKey};
 use crate::limits::MAX_RESULT_BYTES;
 use crate::mcp::{McpClient, CORRELATION_META, IDEMPOTENCY_META};
@@ -107,8 +107,26 @@ impl Executor for SimExecutor {
     }
 }
 
+/// The MCP clients of one set of executors, one per upstream: the
+/// capabilities backed by tools of one server share its session (and, on
+/// stdio, its process).
+#[derive(Default)]
+pub struct McpClients(HashMap<McpUpstream, Arc<McpClient>>);
+
+impl McpClients {
+    pub fn client(&mut self, upstream: &McpUpstream) -> Arc<McpClient> {
+        self.0.entry(upstream.clone()).or_insert_with(|| Arc::new(McpClient::new(upstream))).clone()
+    }
+}
+
 /// Builds the executor a capability's spec names.
-pub fn executor_for(spec: &ExecutorSpec, seed: u64, clock: &Clock, started_ms: u64) -> Arc<dyn Executor> {
+pub fn executor_for(
+    spec: &ExecutorSpec,
+    seed: u64,
+    clock: &Clock,
+    started_ms: u64,
+    mcp: &mut McpClients,
+) -> Arc<dyn Executor> {
     match spec {
         ExecutorSpec::Sim { latency_ms, jitter_ms, fail_rate, ramp } => Arc::new(SimExecutor {
             seed,
@@ -120,7 +138,11 @@ pub fn executor_for(spec: &ExecutorSpec, seed: u64, clock: &Clock, started_ms: u
             started_ms,
         }),
         ExecutorSpec::Http { url } => Arc::new(HttpExecutor::new(url)),
-        ExecutorSpec::Mcp { url, tool } => Arc::new(McpExecutor::new(url, tool)),
+        ExecutorSpec::Mcp { .. } => match spec.mcp() {
+            Some((upstream, tool)) => Arc::new(McpExecutor::new(mcp.client(&upstream), tool)),
+            // A capability is validated when loaded; this is a spec built by hand.
+            None => Arc::new(Refusing("an mcp executor needs exactly one of url and command".into())),
+        },
     }
 }
 
@@ -185,13 +207,23 @@ impl Executor for HttpExecutor {
 /// a 5xx or a cut stream is retryable. A result with `isError: true` is the
 /// tool's own answer: the tool ran, so it is a success to warden.
 pub struct McpExecutor {
-    client: McpClient,
+    client: Arc<McpClient>,
     tool: String,
 }
 
 impl McpExecutor {
-    pub fn new(url: &str, tool: &str) -> Self {
-        Self { client: McpClient::new(url), tool: tool.to_owned() }
+    pub fn new(client: Arc<McpClient>, tool: &str) -> Self {
+        Self { client, tool: tool.to_owned() }
+    }
+}
+
+/// Refuses every attempt, saying why: the executor of a spec that names none.
+struct Refusing(String);
+
+#[async_trait::async_trait]
+impl Executor for Refusing {
+    async fn execute(&self, _: &ExecRequest) -> AttemptOutcome {
+        AttemptOutcome::Permanent { error: self.0.clone() }
     }
 }
 
@@ -274,12 +306,13 @@ impl Actor for Executors {
     type Arguments = ExecutorsArgs;
 
     async fn pre_start(&self, _: ActorRef<Self::Msg>, args: ExecutorsArgs) -> Result<Self::State, ActorProcessingErr> {
+        let mut mcp = McpClients::default();
         let pools = args
             .capabilities
             .iter()
             .map(|c| {
                 let pool = Pool {
-                    executor: executor_for(&c.executor, args.seed, &args.clock, args.started_ms),
+                    executor: executor_for(&c.executor, args.seed, &args.clock, args.started_ms, &mut mcp),
                     permits: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
                 };
                 (c.name.clone(), pool)

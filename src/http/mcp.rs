@@ -18,10 +18,9 @@ use super::handlers::Handlers;
 use super::reply::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 use warden_actors::backoff;
-use warden_actors::domain::{Action, ActionState, AttemptOutcome, Capability, ExecutorSpec, Tier, Verdict};
+use warden_actors::domain::{Action, ActionState, AttemptOutcome, Capability, McpUpstream, Tier, Verdict};
 use warden_actors::error::WardenError;
 use warden_actors::ids::*;
 use warden_actors::limits::MAX_BACKOFF_MS;
@@ -46,41 +45,36 @@ const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 const INTERNAL_ERROR: i64 = -32603;
 
-/// Upstream MCP servers' tool listings, by URL, for `tools/list` schemas.
+/// Upstream MCP servers' tool listings, by upstream, for `tools/list`
+/// schemas. Each is read once, by a client of its own that is dropped after
+/// (a stdio upstream's listing process ends there).
 #[derive(Default)]
 pub struct Upstreams {
-    clients: std::sync::Mutex<HashMap<String, Arc<McpClient>>>,
-    tools: tokio::sync::Mutex<HashMap<String, Vec<Value>>>,
+    tools: tokio::sync::Mutex<HashMap<McpUpstream, Vec<Value>>>,
 }
 
 impl Upstreams {
     /// The upstream's listing of `tool`; a listing that could not be read is
     /// asked for again next time.
-    async fn tool(&self, url: &str, tool: &str) -> Option<Value> {
+    async fn tool(&self, upstream: &McpUpstream, tool: &str) -> Option<Value> {
         let mut cache = self.tools.lock().await;
-        if !cache.contains_key(url) {
-            let client = self
-                .clients
-                .lock()
-                .expect("no panics under this lock")
-                .entry(url.to_owned())
-                .or_insert_with(|| Arc::new(McpClient::new(url)))
-                .clone();
+        if !cache.contains_key(upstream) {
+            let client = McpClient::new(upstream);
             match tokio::time::timeout(LIST_TIMEOUT, client.list_tools()).await {
                 Ok(Ok(tools)) => {
-                    cache.insert(url.to_owned(), tools);
+                    cache.insert(upstream.clone(), tools);
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(%url, error = ?e, "could not list an upstream MCP server's tools");
+                    tracing::warn!(%upstream, error = ?e, "could not list an upstream MCP server's tools");
                     return None;
                 }
                 Err(_) => {
-                    tracing::warn!(%url, "an upstream MCP server did not list its tools within 5 s");
+                    tracing::warn!(%upstream, "an upstream MCP server did not list its tools within 5 s");
                     return None;
                 }
             }
         }
-        cache[url].iter().find(|t| t.get("name").and_then(Value::as_str) == Some(tool)).cloned()
+        cache[upstream].iter().find(|t| t.get("name").and_then(Value::as_str) == Some(tool)).cloned()
     }
 }
 
@@ -201,9 +195,9 @@ impl Handlers<'_> {
             if cap.tier == Tier::Forbidden {
                 continue;
             }
-            let upstream = match &cap.executor {
-                ExecutorSpec::Mcp { url, tool } => self.api.mcp.tool(url, tool).await,
-                _ => None,
+            let upstream = match cap.executor.mcp() {
+                Some((upstream, tool)) => self.api.mcp.tool(&upstream, tool).await,
+                None => None,
             };
             let mut listed = json!({
                 "name": cap.name,

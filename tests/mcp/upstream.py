@@ -1,10 +1,12 @@
 """An upstream MCP server for warden's tests, on the Python `mcp` SDK
-(Streamable HTTP at /mcp). It honours idempotency keys the way a tool behind
-warden should: a key it has completed returns the stored result and does not
-run again. Every start and completion of a call is appended to
-<dir>/log.jsonl, so a test can count executions per key across restarts.
+(Streamable HTTP at /mcp, or stdio with --stdio). It honours idempotency
+keys the way a tool behind warden should: a key it has completed returns the
+stored result and does not run again. Every start and completion of a call
+is appended to <dir>/log.jsonl with the server's pid, so a test can count
+executions per key across restarts and find the process to kill.
 
     python upstream.py --port 9000 --dir /tmp/x
+    python upstream.py --stdio --dir /tmp/x
 """
 
 import argparse
@@ -15,7 +17,9 @@ import os
 from mcp.server.mcpserver import Context, MCPServer
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--port", type=int, required=True)
+transport = parser.add_mutually_exclusive_group(required=True)
+transport.add_argument("--port", type=int)
+transport.add_argument("--stdio", action="store_true")
 parser.add_argument("--dir", required=True)
 opts = parser.parse_args()
 LOG = os.path.join(opts.dir, "log.jsonl")
@@ -33,6 +37,7 @@ def key_of(ctx: Context) -> str:
 
 
 def record(entry: dict) -> None:
+    entry["pid"] = os.getpid()
     with open(LOG, "a") as f:
         f.write(json.dumps(entry) + "\n")
         f.flush()
@@ -93,4 +98,7 @@ async def drop(table: str, ctx: Context) -> str:
     return await once(ctx, "drop", 0, lambda: f"dropped {table}")
 
 
-server.run(transport="streamable-http", host="127.0.0.1", port=opts.port)
+if opts.stdio:
+    server.run(transport="stdio")
+else:
+    server.run(transport="streamable-http", host="127.0.0.1", port=opts.port)

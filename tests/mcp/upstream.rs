@@ -70,8 +70,7 @@ impl Upstream {
 
     /// Every start and completion it logged, in order.
     pub fn log(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.join("log.jsonl")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        log_in(&self.dir)
     }
 
     /// How often `event` ("start" or "done") was logged for `key`.
@@ -82,6 +81,13 @@ impl Upstream {
     pub fn ran(&self, tool: &str) -> Vec<Value> {
         self.log().into_iter().filter(|e| e["event"] == "done" && e["tool"] == tool).collect()
     }
+}
+
+/// Every start and completion a server logging under `dir` logged, in order
+/// (also a stdio server warden started).
+pub fn log_in(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("log.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 impl Drop for Upstream {

@@ -1,12 +1,15 @@
 //! The Model Context Protocol, client side: warden calling a tool of an
-//! upstream MCP server over Streamable HTTP (JSON-RPC 2.0 in `POST`s to one
-//! endpoint, answered as `application/json` or as a `text/event-stream`).
-//! `McpClient` initializes one session per upstream and reuses it, starting
-//! a new one when the upstream forgets it (404). The capability executor
-//! `{ kind = "mcp", url, tool }` (`executor::McpExecutor`) is one
-//! `tools/call` per attempt through it.
+//! upstream MCP server, over Streamable HTTP (JSON-RPC 2.0 in `POST`s to one
+//! endpoint, answered as `application/json` or as a `text/event-stream`) or
+//! over stdio (`stdio`: a child process, newline-delimited JSON-RPC on its
+//! stdin and stdout). `McpClient` initializes one session per upstream and
+//! reuses it, starting a new one when the upstream forgets it (HTTP 404) or
+//! exits (stdio). The capability executor `{ kind = "mcp", url | command,
+//! tool }` (`executor::McpExecutor`) is one `tools/call` per attempt through it.
 
-use crate::domain::AttemptOutcome;
+mod stdio;
+
+use crate::domain::{AttemptOutcome, McpUpstream};
 use crate::limits::MAX_RESULT_BYTES;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,20 +58,27 @@ struct Session {
 
 /// One upstream MCP server.
 pub struct McpClient {
-    url: String,
-    http: reqwest::Client,
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    next_id: AtomicU64,
+    upstream: McpUpstream,
+    transport: Transport,
+}
+
+enum Transport {
+    Http(HttpUpstream),
+    Stdio(stdio::StdioUpstream),
 }
 
 impl McpClient {
-    pub fn new(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            http: reqwest::Client::new(),
-            session: tokio::sync::Mutex::new(None),
-            next_id: AtomicU64::new(1),
-        }
+    /// A client of `upstream`; a stdio upstream is started at the first request.
+    pub fn new(upstream: &McpUpstream) -> Self {
+        let transport = match upstream {
+            McpUpstream::Http(url) => Transport::Http(HttpUpstream::new(url)),
+            McpUpstream::Stdio(command) => Transport::Stdio(stdio::StdioUpstream::new(command)),
+        };
+        Self { upstream: upstream.clone(), transport }
+    }
+
+    pub fn upstream(&self) -> &McpUpstream {
+        &self.upstream
     }
 
     /// The tools the upstream offers, every page of them.
@@ -82,7 +92,7 @@ impl McpClient {
             };
             let page = self.request("tools/list", params, None).await?;
             let Some(list) = page.get("tools").and_then(Value::as_array) else {
-                return Err(McpError::Refused(format!("tools/list from {} has no tools array", self.url)));
+                return Err(McpError::Refused(format!("tools/list from {} has no tools array", self.upstream)));
             };
             tools.extend(list.iter().cloned());
             match page.get("nextCursor").and_then(Value::as_str) {
@@ -96,6 +106,33 @@ impl McpClient {
     pub async fn call_tool(&self, tool: &str, arguments: &Value, meta: Value, key: &str) -> Result<Value, McpError> {
         let params = json!({ "name": tool, "arguments": arguments, "_meta": meta });
         self.request("tools/call", params, Some(key)).await
+    }
+
+    async fn request(&self, method: &str, params: Value, key: Option<&str>) -> Result<Value, McpError> {
+        match &self.transport {
+            Transport::Http(http) => http.request(method, params, key).await,
+            // No headers on stdio: the key travels in `_meta` alone.
+            Transport::Stdio(stdio) => stdio.request(method, params).await,
+        }
+    }
+}
+
+/// An upstream over Streamable HTTP.
+struct HttpUpstream {
+    url: String,
+    http: reqwest::Client,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    next_id: AtomicU64,
+}
+
+impl HttpUpstream {
+    fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            http: reqwest::Client::new(),
+            session: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+        }
     }
 
     /// One request in the current session; a session the upstream no longer
@@ -134,24 +171,12 @@ impl McpClient {
 
     async fn initialize(&self) -> Result<Session, McpError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({
-            "jsonrpc": "2.0", "id": id, "method": "initialize",
-            "params": {
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": { "name": "warden", "version": env!("CARGO_PKG_VERSION") },
-            },
-        });
-        let response = self.post(None, &body, None).await?;
+        let response = self.post(None, &initialize_request(id), None).await?;
         let sid = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let result = answer_of(response, id, &self.url).await?;
-        let protocol = match result.get("protocolVersion").and_then(Value::as_str) {
-            Some(v) if PROTOCOL_VERSIONS.contains(&v) => v.to_owned(),
-            other => return Err(McpError::Refused(format!("{} speaks MCP {other:?}, not one of ours", self.url))),
-        };
+        let protocol = negotiated(&result, &self.url)?;
         let session = Session { id: sid, protocol };
-        let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-        let sent = self.post(Some(&session), &note, None).await?;
+        let sent = self.post(Some(&session), &initialized_notification(), None).await?;
         if !sent.status().is_success() {
             return Err(status_error(sent.status(), &self.url));
         }
@@ -241,12 +266,41 @@ async fn answer_of(mut response: reqwest::Response, id: u64, url: &str) -> Resul
     } else {
         serde_json::from_slice(&body).map_err(|e| McpError::Refused(format!("{url} answered no JSON: {e}")))?
     };
+    result_of(message, &url)
+}
+
+/// The `initialize` request warden opens a session with.
+fn initialize_request(id: u64) -> Value {
+    json!({
+        "jsonrpc": "2.0", "id": id, "method": "initialize",
+        "params": {
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": { "name": "warden", "version": env!("CARGO_PKG_VERSION") },
+        },
+    })
+}
+
+fn initialized_notification() -> Value {
+    json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })
+}
+
+/// The protocol version an `initialize` result settles on, if warden speaks it.
+fn negotiated(result: &Value, upstream: &dyn std::fmt::Display) -> Result<String, McpError> {
+    match result.get("protocolVersion").and_then(Value::as_str) {
+        Some(v) if PROTOCOL_VERSIONS.contains(&v) => Ok(v.to_owned()),
+        other => Err(McpError::Refused(format!("{upstream} speaks MCP {other:?}, not one of ours"))),
+    }
+}
+
+/// A JSON-RPC answer's result, or its error as a refusal.
+fn result_of(message: Value, upstream: &dyn std::fmt::Display) -> Result<Value, McpError> {
     if let Some(error) = message.get("error") {
         let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
         let text = error.get("message").and_then(Value::as_str).unwrap_or("");
-        return Err(McpError::Refused(format!("{url} refused the call: {code} {text}")));
+        return Err(McpError::Refused(format!("{upstream} refused the call: {code} {text}")));
     }
-    message.get("result").cloned().ok_or_else(|| McpError::Refused(format!("{url} answered without a result")))
+    message.get("result").cloned().ok_or_else(|| McpError::Refused(format!("{upstream} answered without a result")))
 }
 
 /// The message answering `id` among the complete events of an SSE body.
