@@ -188,6 +188,7 @@ pub struct Metrics {
     slo: SloGauges,
     storage: StorageGauges,
     dlq_depth: Gauge,
+    resident_bytes: Gauge,
     /// Events the counting task missed because it fell behind.
     missed_events: Counter,
     last_seq: AtomicU64,
@@ -221,6 +222,12 @@ impl Metrics {
         storage.register(&mut registry);
         let dlq_depth = Gauge::default();
         registry.register("dlq_depth", "Dead-lettered actions not yet replayed", dlq_depth.clone());
+        let resident_bytes = Gauge::default();
+        registry.register(
+            "resident_memory_bytes",
+            "The node process's resident set size (VmRSS), read at scrape",
+            resident_bytes.clone(),
+        );
         let missed_events = Counter::default();
         registry.register(
             "metrics_missed_events",
@@ -236,6 +243,7 @@ impl Metrics {
             slo,
             storage,
             dlq_depth,
+            resident_bytes,
             missed_events,
             last_seq: AtomicU64::new(0),
         }
@@ -319,10 +327,21 @@ impl Metrics {
         if let Ok(depth) = node.dlq_depth() {
             self.dlq_depth.set(depth as i64);
         }
+        if let Some(bytes) = resident_bytes() {
+            self.resident_bytes.set(bytes as i64);
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             tracing::error!("metrics encoding failed");
         }
         out
     }
+}
+
+/// This process's resident set size, from `VmRSS` in `/proc/self/status`;
+/// `None` where there is no such file.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim();
+    kb.parse::<u64>().ok().map(|kb| kb * 1024)
 }

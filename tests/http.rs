@@ -355,6 +355,11 @@ async fn metrics_parse_as_prometheus_text_and_count_outcomes() {
     assert!(names.contains(&"warden_dlq_depth"));
     assert!(names.contains(&"warden_breaker_state"));
     assert!(names.iter().any(|n| n.starts_with("warden_attempt_latency_seconds")));
+    let resident = samples.samples.iter().find(|s| s.metric == "warden_resident_memory_bytes").map(|s| &s.value);
+    assert!(
+        matches!(resident, Some(prometheus_parse::Value::Gauge(v)) if *v > 1e6),
+        "the node's resident set, read at scrape: {resident:?}"
+    );
 }
 
 #[tokio::test]

@@ -59,6 +59,8 @@ pub struct Report {
     /// Correlation graphs checked (`graphs::check`), and what was wrong with them.
     pub graphs_checked: usize,
     pub graph_violations: Vec<String>,
+    /// Each node's resident set over the run.
+    pub memory: Vec<super::memory::NodeMemory>,
 }
 
 impl Report {
@@ -129,6 +131,11 @@ impl Report {
         }
         if let Some((median, max)) = self.takeover_summary() {
             row("takeover after kill (median/max)", format!("{median} / {max} ms"));
+        }
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        for m in &self.memory {
+            let (first, peak, last) = (mib(m.first), mib(m.peak), mib(m.last));
+            row(&format!("RSS {} (first/peak/last)", m.node), format!("{first:.0}/{peak:.0}/{last:.0} MiB"));
         }
         for s in &self.slo {
             let p95 = s.p95_ms.map_or("-".into(), |p| p.to_string());

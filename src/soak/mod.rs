@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod graphs;
+pub mod memory;
 pub mod tool;
 pub mod workload;
 
@@ -110,6 +111,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
         rate: args.rate,
         capabilities: caps.iter().map(|c| c.name.clone()).collect(),
     };
+    let (stop_sampling, sampling) = tokio::sync::watch::channel(false);
+    let names = (0..targets.len()).map(|i| cluster.lock().name(i).to_owned()).collect();
+    let memory = memory::sample(targets.clone(), names, sampling);
     let tick_bar = bar.clone();
     let submitting = tokio::spawn({
         let (targets, spec) = (targets.clone(), spec.clone());
@@ -126,6 +130,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
 
     say(format!("waiting for {} acknowledged actions to finish…", submitted.acks.len()));
     let views = settle(&targets, &submitted.acks).await;
+    let _ = stop_sampling.send(true);
+    let memory = memory.await?;
     let takeovers = events_of_kind(&targets.get(0), "action.takeover").await?;
     std::fs::write(dir.join("takeovers.json"), serde_json::to_vec_pretty(&takeovers)?)?;
     let (graphs_checked, graph_violations) = graphs::check(&targets.get(0), &views).await?;
@@ -140,6 +146,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Report> {
     });
     report.graphs_checked = graphs_checked;
     report.graph_violations = graph_violations;
+    report.memory = memory;
     for e in submitted.unacknowledged.iter().take(5) {
         say(format!("not acknowledged: {e}"));
     }
