@@ -196,6 +196,7 @@ async fn a_python_mcp_client_calls_upstream_tools_through_warden_policy() {
 
     // tools/list: every tool but the forbidden tier, with the upstream's schemas.
     let listed = gw.run(&["list"]);
+    assert_eq!(listed["protocol"], "2026-07-28", "the SDK's default finds the sessionless version: {listed}");
     let tools = listed["tools"].as_array().unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     names.sort_unstable();
@@ -220,6 +221,10 @@ async fn a_python_mcp_client_calls_upstream_tools_through_warden_policy() {
     for field in ["content", "structuredContent", "isError"] {
         assert_eq!(through[field], direct[field], "{field} differs: through {through}, direct {direct}");
     }
+    // The handshake versions answer the same, in an MCP session of their own.
+    let legacy = gw.run(&["--mode", "legacy", "call", "search.docs", r#"{"query": "rust"}"#]);
+    assert_eq!(legacy["protocol"], "2025-11-25", "{legacy}");
+    assert_eq!(legacy["content"], through["content"], "{legacy}");
 
     // Forbidden: refused with the policy's reason, and the upstream never called.
     let refused = gw.run(&["call", "db.drop", r#"{"table": "users"}"#]);
@@ -243,6 +248,7 @@ async fn a_python_mcp_client_calls_upstream_tools_through_warden_policy() {
     let waiting = gw.operator(reqwest::Method::GET, &format!("/v1/actions/{id}"), None).await;
     assert_eq!(waiting["state"], "awaiting_confirmation", "{waiting}");
     assert_eq!(waiting["args"]["to"], "bob@elsewhere.org");
+    assert_eq!(waiting["session_id"], "mcp-bot", "a sessionless call: a turn in the agent's MCP session");
     assert_eq!(upstream.ran("send_email").len(), 1, "only the example.com mail ran before the confirmation");
     gw.operator(reqwest::Method::POST, &format!("/v1/actions/{id}/confirmation"), Some(json!({"approve": true}))).await;
     let confirmed = tokio::task::spawn_blocking(move || finish(outside)).await.unwrap();
@@ -251,7 +257,7 @@ async fn a_python_mcp_client_calls_upstream_tools_through_warden_policy() {
     // Exactly once per key, and each key is the one warden sent.
     let log = upstream.log();
     let done: Vec<&Value> = log.iter().filter(|e| e["event"] == "done" && e["key"] != "none").collect();
-    assert_eq!(done.len(), 3, "search, and two mails: {log:?}");
+    assert_eq!(done.len(), 4, "a search in each version, and two mails: {log:?}");
     for e in &done {
         assert_eq!(upstream.count("done", e["key"].as_str().unwrap()), 1, "{log:?}");
     }
@@ -364,14 +370,43 @@ async fn a_stdio_upstream_killed_mid_call_is_started_again_and_completes_the_cal
 
 /// What a raw JSON-RPC POST to /mcp answers: status and body.
 async fn post(http: &reqwest::Client, url: &str, token: &str, session: Option<&str>, body: &str) -> (u16, Value) {
+    let session = session.map(|s| ("mcp-session-id", s));
+    post_with(http, url, token, session.as_slice(), body).await
+}
+
+/// A 2026-07-28 request: `method` with `params` (and the envelope), its
+/// routing headers as `headers` say.
+async fn post_modern(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    method: &str,
+    mut params: Value,
+) -> (u16, Value) {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    post_with(http, url, token, headers, &body).await
+}
+
+async fn post_with(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
     let mut req = http
         .post(format!("{url}/mcp"))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(body.to_owned());
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let response = req.send().await.unwrap();
     let status = response.status().as_u16();
@@ -537,4 +572,42 @@ async fn malformed_mcp_requests_get_json_rpc_errors() {
     // The node still serves.
     let (st, v) = post(&http, url, &agent, s, r#"{"jsonrpc": "2.0", "id": 7, "method": "ping"}"#).await;
     assert_eq!((st, &v["result"]), (200, &json!({})));
+
+    // 2026-07-28: no session; the routing headers must agree with the body.
+    let v26 = ("mcp-protocol-version", "2026-07-28");
+    let (st, v) =
+        post_modern(&http, url, &agent, &[v26, ("mcp-method", "server/discover")], "server/discover", json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["result"]["supportedVersions"][0], "2026-07-28", "{v}");
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    let listing = [v26, ("mcp-method", "tools/list")];
+    let (st, v) = post_modern(&http, url, &agent, &listing, "tools/list", json!({})).await;
+    assert_eq!((st, &v["result"]["tools"][0]["name"]), (200, &json!("search.web")), "{v}");
+    assert_eq!((&v["result"]["ttlMs"], &v["result"]["cacheScope"]), (&json!(0), &json!("private")), "{v}");
+    let call = json!({"name": "search.web", "arguments": {}});
+    let (st, v) = post_modern(&http, url, &agent, &listing, "tools/call", call.clone()).await;
+    assert_eq!((st, code(&v)), (400, Some(-32020)), "Mcp-Method says tools/list: {v}");
+    let calling = [v26, ("mcp-method", "tools/call"), ("mcp-name", "other")];
+    let (st, v) = post_modern(&http, url, &agent, &calling, "tools/call", call.clone()).await;
+    assert_eq!((st, code(&v)), (400, Some(-32020)), "Mcp-Name names another tool: {v}");
+    let calling = [v26, ("mcp-method", "tools/call"), ("mcp-name", "search.web")];
+    let (st, v) = post_modern(&http, url, &agent, &calling, "tools/call", call.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["result"]["structuredContent"]["state"], "succeeded", "{v}");
+    let (_, again) = post_modern(&http, url, &agent, &calling, "tools/call", call).await;
+    let first = &v["result"]["structuredContent"]["action_id"];
+    assert_ne!(&again["result"]["structuredContent"]["action_id"], first, "no session: each call is its own");
+    let unknown = [v26, ("mcp-method", "tools/call"), ("mcp-name", "nope")];
+    let (st, v) = post_modern(&http, url, &agent, &unknown, "tools/call", json!({"name": "nope"})).await;
+    assert_eq!((st, code(&v)), (400, Some(-32602)), "an unknown tool: {v}");
+    let pinging = [v26, ("mcp-method", "ping")];
+    let (st, v) = post_modern(&http, url, &agent, &pinging, "ping", json!({})).await;
+    assert_eq!((st, code(&v)), (404, Some(-32601)), "no ping at 2026-07-28: {v}");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}).to_string();
+    let (st, v) = post_with(&http, url, &agent, &listing, &body).await;
+    assert_eq!((st, code(&v)), (400, Some(-32602)), "no envelope: {v}");
+    let future = [("mcp-protocol-version", "2099-01-01"), ("mcp-method", "tools/list")];
+    let (st, v) = post_with(&http, url, &agent, &future, &body).await;
+    assert_eq!((st, code(&v)), (400, Some(-32022)), "{v}");
+    assert_eq!(v["error"]["data"]["requested"], "2099-01-01", "{v}");
 }

@@ -4,15 +4,20 @@
 //! so the policy decides over the tool and its arguments, tier 2 waits for a
 //! confirmation through the API, and execution is exactly-once in effect.
 //!
-//! Sessions: `initialize` opens a turn in a new warden session, and the
-//! turn's id is the `Mcp-Session-Id`. Every later request names it; each
-//! `tools/call` is one action in that turn. Nothing about a session lives in
-//! a node's memory, so any node serves it and a restart forgets nothing.
+//! Sessions (protocol 2025-11-25 and older): `initialize` opens a turn in a
+//! new warden session, and the turn's id is the `Mcp-Session-Id`. Every
+//! later request names it; each `tools/call` is one action in that turn.
+//! Nothing about a session lives in a node's memory, so any node serves it
+//! and a restart forgets nothing. Protocol 2026-07-28 has no handshake and
+//! no session: `modern.rs`. A request goes there when its
+//! `MCP-Protocol-Version` header says 2026-07-28, as the SDKs route it.
 //!
 //! Errors: a request that is not JSON-RPC, or names no method warden
 //! serves, gets a JSON-RPC error; a call the policy refuses, or that fails,
 //! expires or is rejected, gets a `CallToolResult` with `isError: true`
 //! naming why (the MCP way for a tool's own failures).
+
+mod modern;
 
 use super::handlers::Handlers;
 use super::reply::*;
@@ -33,6 +38,8 @@ use warp::Reply as _;
 /// Versions warden serves over the `initialize` handshake, newest first; a
 /// client asking for another gets the newest.
 pub const SERVED_VERSIONS: &[&str] = warden_actors::mcp::PROTOCOL_VERSIONS;
+/// What warden tells an MCP client about itself.
+const INSTRUCTIONS: &str = "Tools run through warden: a policy decides each call, some wait for a person to confirm.";
 /// Longest `tools/list` waits for an upstream's own listing.
 const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a `tools/call` waits for its action to finish, confirmation included.
@@ -78,6 +85,47 @@ impl Upstreams {
     }
 }
 
+/// A JSON-RPC error to answer, and the HTTP status the handshake versions
+/// put it on (2026-07-28 derives its own from the code).
+pub struct RpcError {
+    status: StatusCode,
+    code: i64,
+    message: String,
+    data: Option<Value>,
+}
+
+impl RpcError {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        Self { status: StatusCode::OK, code, message: message.into(), data: None }
+    }
+
+    fn on(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    fn body(&self, id: &Value) -> Value {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(data) = &self.data {
+            error["data"] = data.clone();
+        }
+        json!({"jsonrpc": "2.0", "id": id, "error": error})
+    }
+}
+
+/// What a request answers: a result, or a JSON-RPC error.
+type Rpc = Result<Value, RpcError>;
+/// An answer, or a failure of warden's own (an HTTP error).
+type ApiOutcome = Result<Rpc, ApiError>;
+
+/// Which turn a `tools/call` is an action of.
+enum CallTurn<'t> {
+    /// The MCP session's turn.
+    Of(&'t TurnId),
+    /// A turn of its own, opened once the call is valid (2026-07-28).
+    New,
+}
+
 /// A JSON-RPC reply on HTTP `status`.
 fn rpc(status: StatusCode, body: &Value) -> ApiResult {
     Ok(warp::reply::with_status(warp::reply::json(body), status).into_response())
@@ -89,6 +137,14 @@ fn rpc_error(status: StatusCode, id: &Value, code: i64, message: impl Into<Strin
 
 fn rpc_result(id: &Value, result: Value) -> ApiResult {
     rpc(StatusCode::OK, &json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+/// An answer as the handshake versions send it.
+fn reply(id: &Value, answer: Rpc) -> ApiResult {
+    match answer {
+        Ok(result) => rpc_result(id, result),
+        Err(e) => rpc(e.status, &e.body(id)),
+    }
 }
 
 /// A tool result that reports a failure to the model, as MCP asks.
@@ -138,14 +194,13 @@ impl Handlers<'_> {
         if !params.is_object() {
             return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_PARAMS, "params must be an object");
         }
+        match headers.get(VERSION_HEADER).map(|v| v.to_str().unwrap_or("")) {
+            Some(modern::VERSION) => return self.mcp_modern(headers, &id, method, &params).await,
+            Some(v) if !SERVED_VERSIONS.contains(&v) => return modern::reply(&id, Err(modern::unsupported(v))),
+            _ => {}
+        }
         if method == "initialize" {
             return self.mcp_initialize(&id, &params).await;
-        }
-        if let Some(v) = headers.get(VERSION_HEADER) {
-            if !v.to_str().is_ok_and(|v| SERVED_VERSIONS.contains(&v)) {
-                let message = format!("unsupported MCP-Protocol-Version; served: {}", SERVED_VERSIONS.join(", "));
-                return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, message);
-            }
         }
         let Some(turn) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
             return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, "no Mcp-Session-Id: initialize first");
@@ -158,8 +213,8 @@ impl Handlers<'_> {
         };
         match method {
             "ping" => rpc_result(&id, json!({})),
-            "tools/list" => self.mcp_tools(&id).await,
-            "tools/call" => self.mcp_call(&id, &turn, &params, headers).await,
+            "tools/list" => rpc_result(&id, json!({"tools": self.mcp_tools().await})),
+            "tools/call" => reply(&id, self.mcp_call(&id, CallTurn::Of(&turn), &params, headers).await?),
             other => rpc_error(StatusCode::OK, &id, METHOD_NOT_FOUND, format!("method {other:?} is not served")),
         }
     }
@@ -179,7 +234,7 @@ impl Handlers<'_> {
             "protocolVersion": version,
             "capabilities": {"tools": {"listChanged": false}},
             "serverInfo": {"name": "warden", "version": env!("CARGO_PKG_VERSION")},
-            "instructions": "Tools run through warden: a policy decides each call, some wait for a person to confirm.",
+            "instructions": INSTRUCTIONS,
         });
         let mut response = rpc_result(id, result)?;
         let sid = HeaderValue::from_str(turn.id.as_str()).map_err(|_| ApiError::bad_request("turn id"))?;
@@ -189,7 +244,7 @@ impl Handlers<'_> {
 
     /// Every capability but the forbidden tier, with the upstream's schema
     /// for one backed by an MCP tool.
-    async fn mcp_tools(&self, id: &Value) -> ApiResult {
+    async fn mcp_tools(&self) -> Vec<Value> {
         let mut tools = Vec::new();
         for cap in self.api.node.catalog().all() {
             if cap.tier == Tier::Forbidden {
@@ -213,24 +268,28 @@ impl Handlers<'_> {
             }
             tools.push(listed);
         }
-        rpc_result(id, json!({"tools": tools}))
+        tools
     }
 
-    async fn mcp_call(&self, id: &Value, turn: &TurnId, params: &Value, headers: &HeaderMap) -> ApiResult {
+    async fn mcp_call(&self, id: &Value, turn: CallTurn<'_>, params: &Value, headers: &HeaderMap) -> ApiOutcome {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return rpc_error(StatusCode::OK, id, INVALID_PARAMS, "tools/call needs a name");
+            return Ok(Err(RpcError::new(INVALID_PARAMS, "tools/call needs a name")));
         };
         let args = match params.get("arguments") {
             None | Some(Value::Null) => json!({}),
             Some(a @ Value::Object(_)) => a.clone(),
-            Some(_) => return rpc_error(StatusCode::OK, id, INVALID_PARAMS, "arguments must be an object"),
+            Some(_) => return Ok(Err(RpcError::new(INVALID_PARAMS, "arguments must be an object"))),
         };
         let cap = match self.api.node.catalog().get(name) {
             Ok(cap) => cap,
-            Err(_) => return rpc_error(StatusCode::OK, id, INVALID_PARAMS, format!("unknown tool {name:?}")),
+            Err(_) => return Ok(Err(RpcError::new(INVALID_PARAMS, format!("unknown tool {name:?}")))),
+        };
+        let turn = match turn {
+            CallTurn::Of(turn) => turn.clone(),
+            CallTurn::New => self.mcp_call_turn().await?,
         };
         // The client's key if it sends one; otherwise the request's id in
-        // this session, so a request sent again runs once.
+        // this turn, so a request sent again in a session runs once.
         let given = params
             .pointer("/_meta")
             .and_then(|m| m.get(IDEMPOTENCY_META))
@@ -243,10 +302,10 @@ impl Handlers<'_> {
         });
         let key = match IdempotencyKey::parse(&key) {
             Ok(k) => k,
-            Err(e) => return rpc_error(StatusCode::OK, id, INVALID_PARAMS, e.to_string()),
+            Err(e) => return Ok(Err(RpcError::new(INVALID_PARAMS, e.to_string()))),
         };
         let req = SubmitRequest {
-            turn_id: turn.clone(),
+            turn_id: turn,
             capability: name.to_owned(),
             args,
             idempotency_key: Some(key),
@@ -255,26 +314,41 @@ impl Handlers<'_> {
         let action = match self.api.node.submit(req).await {
             Ok(a) => a,
             Err(WardenError::UnknownTurn(_)) => {
-                return rpc_error(StatusCode::NOT_FOUND, id, INVALID_REQUEST, "unknown MCP session")
+                return Ok(Err(RpcError::new(INVALID_REQUEST, "unknown MCP session").on(StatusCode::NOT_FOUND)))
             }
             Err(e @ (WardenError::BadInput(_) | WardenError::Conflict(_))) => {
-                return rpc_error(StatusCode::OK, id, INVALID_PARAMS, e.to_string())
+                return Ok(Err(RpcError::new(INVALID_PARAMS, e.to_string())))
             }
             Err(e) => {
                 let e = ApiError::from(e);
-                return rpc_error(StatusCode::OK, id, INTERNAL_ERROR, format!("{}: {}", e.code, e.message));
+                return Ok(Err(RpcError::new(INTERNAL_ERROR, format!("{}: {}", e.code, e.message))));
             }
         };
         if !self.may_read(&action) {
             let message = "this idempotency key belongs to another principal's action; use a key of your own";
-            return rpc_error(StatusCode::OK, id, INVALID_PARAMS, message);
+            return Ok(Err(RpcError::new(INVALID_PARAMS, message)));
         }
         if action.decision.decision == Verdict::Deny {
             let text = format!("denied by policy: {}", action.decision.reasons.join("; "));
-            return rpc_result(id, error_result(text, Some(&action)));
+            return Ok(Ok(error_result(text, Some(&action))));
         }
         let action = self.mcp_wait(&action, &cap).await?;
-        rpc_result(id, call_result(&action))
+        Ok(Ok(call_result(&action)))
+    }
+
+    /// The turn a sessionless (2026-07-28) `tools/call` is an action of: a
+    /// new one, in the session of the principal's MCP calls (`mcp-<name>`;
+    /// `mcp-open` on a node without tokens), with the request's correlation id.
+    async fn mcp_call_turn(&self) -> Result<TurnId, ApiError> {
+        let who = self.principal.map_or("open", |p| p.name.as_str());
+        let session = SessionId::parse(&format!("mcp-{who}")).unwrap_or_else(|_| SessionId::generate());
+        let req = OpenTurnRequest {
+            session_id: Some(session),
+            correlation_id: Some(self.cid.clone()),
+            trust: None,
+            summary: Some("MCP tools/call".into()),
+        };
+        Ok(self.api.node.open_turn(req).await?.id)
     }
 
     /// The action once it is terminal: a confirmation may take the action's
