@@ -268,7 +268,14 @@ pub struct StorageFile {
     pub check_every_ms: Option<u64>,
     /// How often the state's tables are measured; default 30000.
     pub size_every_ms: Option<u64>,
+    /// redb's page cache for the node's files, in MiB; default 256.
+    pub cache_mb: Option<u64>,
 }
+
+/// Bounds of `[storage] cache_mb`: under 8 MiB redb re-reads its pages on
+/// every transaction; 64 GiB is past any machine warden runs on.
+const MIN_CACHE_MB: u64 = 8;
+const MAX_CACHE_MB: u64 = 64 << 10;
 
 fn storage_config(storage: &StorageFile) -> anyhow::Result<StorageConfig> {
     let d = StorageConfig::default();
@@ -279,6 +286,11 @@ fn storage_config(storage: &StorageFile) -> anyhow::Result<StorageConfig> {
         },
         check_every: ms(storage.check_every_ms, d.check_every),
         size_every: ms(storage.size_every_ms, d.size_every),
+        cache_bytes: match storage.cache_mb {
+            Some(mb) if (MIN_CACHE_MB..=MAX_CACHE_MB).contains(&mb) => (mb as usize) << 20,
+            Some(mb) => bail!("storage.cache_mb must be within {MIN_CACHE_MB}..={MAX_CACHE_MB}, not {mb}"),
+            None => d.cache_bytes,
+        },
     };
     if c.watermark.min_free_percent > 100 || c.check_every.is_zero() || c.size_every.is_zero() {
         bail!("storage.min_free_percent must be at most 100, storage.check_every_ms and size_every_ms at least 1");
@@ -645,6 +657,9 @@ windows = ["1m", "1h"]
         std::fs::write(&path, "[slo]\nhorizon = \"ten minutes\"\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("slo.horizon"), "{err}");
+        std::fs::write(&path, "[storage]\ncache_mb = 4\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
+        assert!(err.contains("storage.cache_mb must be within 8..="), "{err}");
         std::fs::write(&path, "[[capability]]\nname = \"x\"\ntier = 7\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("tier"), "{err}");

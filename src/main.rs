@@ -164,6 +164,9 @@ enum Command {
         /// Each run gets its own directory under this one.
         #[arg(long, default_value = ".warden-soak")]
         data_dir: PathBuf,
+        /// The nodes' page cache (`[storage] cache_mb`), in MiB.
+        #[arg(long)]
+        cache_mb: Option<u64>,
     },
 }
 
@@ -389,9 +392,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Mcp { command: McpCommand::Import { url, tier, prefix, out } } => {
             warden::mcp_import::run(&url, tier, &prefix, out.as_deref()).await
         }
-        Command::Soak { nodes, actions, rate, kill_every, data_dir } => {
+        Command::Soak { nodes, actions, rate, kill_every, data_dir, cache_mb } => {
             let kill_every = (!kill_every.is_zero()).then_some(kill_every);
-            let report = soak::run(SoakArgs { nodes, actions, rate, kill_every, data_dir, quiet: false }).await?;
+            let args = SoakArgs { nodes, actions, rate, kill_every, data_dir, quiet: false, cache_mb };
+            let report = soak::run(args).await?;
             report.print();
             if !report.passed() {
                 anyhow::bail!("the soak run broke {} invariants", report.failures().len());

@@ -136,6 +136,25 @@ pub struct StorageConfig {
     /// The state's tables are measured this often (a walk of every table:
     /// a read of the file).
     pub size_every: Duration,
+    /// redb's page cache for the node's two files, in bytes: three quarters
+    /// for `warden.redb`, a quarter for the timeline index. What the node
+    /// keeps of its files in memory is bounded by it, whatever their size.
+    pub cache_bytes: usize,
+}
+
+/// The default page cache: 256 MiB (redb's own default is 1 GiB per file).
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+impl StorageConfig {
+    /// The page cache of `warden.redb`.
+    pub fn state_cache(&self) -> usize {
+        self.cache_bytes - self.index_cache()
+    }
+
+    /// The page cache of the timeline index.
+    pub fn index_cache(&self) -> usize {
+        self.cache_bytes / 4
+    }
 }
 
 impl Default for StorageConfig {
@@ -144,6 +163,7 @@ impl Default for StorageConfig {
             watermark: Watermark::default(),
             check_every: Duration::from_secs(1),
             size_every: Duration::from_millis(DEFAULT_STATE_SIZE_EVERY_MS),
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }

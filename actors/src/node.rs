@@ -101,8 +101,9 @@ impl Node {
             .map_err(|e| WardenError::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let catalog = Arc::new(Catalog::new(config.capabilities.clone())?);
         let path = config.data_dir.join("warden.redb");
-        let db = Arc::new(crate::store::open_versioned(&path)?);
-        let index = Arc::new(EventIndex::open(&config.data_dir.join(INDEX_FILE))?);
+        let db = Arc::new(crate::store::open_versioned(&path, config.storage.state_cache())?);
+        let index_file = config.data_dir.join(INDEX_FILE);
+        let index = Arc::new(EventIndex::open_cached(&index_file, Some(config.storage.index_cache()))?);
         let clock = config.clock.clone();
         let ledger = Arc::new(
             Ledger::start(db.clone(), &config.name, config.durability, config.raft.clone(), clock.clone()).await?,

@@ -280,6 +280,7 @@ async fn gate_9(dir: &Path) -> Outcome {
         kill_every: Some(Duration::from_secs(10)),
         data_dir: dir.join("soak"),
         quiet: true,
+        cache_mb: None,
     };
     match soak::run(args).await {
         Ok(r) => {

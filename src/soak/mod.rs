@@ -38,6 +38,8 @@ pub struct SoakArgs {
     pub kill_every: Option<Duration>,
     pub data_dir: PathBuf,
     pub quiet: bool,
+    /// The nodes' `[storage] cache_mb`; their default without it.
+    pub cache_mb: Option<u64>,
 }
 
 /// The capabilities a soak runs: one calling the tool over HTTP, one simulated.
@@ -66,7 +68,8 @@ pub fn catalog_toml(caps: &[Capability]) -> anyhow::Result<String> {
 /// as a config file beside the nodes' data, ports picked free.
 fn cluster_spec(args: &SoakArgs, caps: &[Capability], dir: &Path) -> anyhow::Result<LocalSpec> {
     let config = dir.join("soak.toml");
-    std::fs::write(&config, catalog_toml(caps)?)?;
+    let storage = args.cache_mb.map(|mb| format!("[storage]\ncache_mb = {mb}\n")).unwrap_or_default();
+    std::fs::write(&config, format!("{storage}{}", catalog_toml(caps)?))?;
     let (http_port, cluster_port) = (free_ports(args.nodes)?, free_ports(args.nodes)?);
     let spec = LocalSpec {
         nodes: args.nodes,

@@ -54,10 +54,23 @@ pub struct CaughtUp {
 }
 
 impl EventIndex {
-    /// Opens (or creates) the index file at `path`. A file redb cannot open
-    /// is derived data: it is removed and started afresh.
+    /// Opens (or creates) the index file at `path`, with redb's default
+    /// page cache. A file redb cannot open is derived data: it is removed
+    /// and started afresh.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = match Database::create(path) {
+        Self::open_cached(path, None)
+    }
+
+    /// `open` with a page cache of `cache` bytes, if given.
+    pub fn open_cached(path: &Path, cache: Option<usize>) -> Result<Self> {
+        let create = || {
+            let mut builder = redb::Builder::new();
+            if let Some(bytes) = cache {
+                builder.set_cache_size(bytes);
+            }
+            builder.create(path)
+        };
+        let db = match create() {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(WardenError::Storage(format!("{} is in use by another process", path.display())))
@@ -66,7 +79,7 @@ impl EventIndex {
                 tracing::warn!(path = %path.display(), error = %e, "the timeline index cannot be opened; rebuilding it");
                 std::fs::remove_file(path)
                     .map_err(|e| WardenError::Storage(format!("cannot remove {}: {e}", path.display())))?;
-                Database::create(path)?
+                create()?
             }
         };
         let txn = db.begin_write()?;

@@ -22,13 +22,14 @@ pub use event_index::{CaughtUp, EventIndex};
 pub use machine::{Applied, StateMachine};
 pub use query::{Incidents, RecallQuery, Store, TimelinePage, TimelineQuery, MAX_CAUSE_CHAIN, TIMELINE_SCAN_BUDGET};
 pub use snapshot::StateSnapshot;
-pub use tables::{decode, encode, open_database, Tables, LOG, META, POLICY_AUDIT, RAFT_META};
+pub use tables::{decode, encode, open_database, open_database_cached, Tables, LOG, META, POLICY_AUDIT, RAFT_META};
 
 /// Opens the node's database at `path`, refusing one of another storage
 /// schema (`version::check_storage`) before writing anything to it: a data
 /// dir of a newer release is left exactly as it was. A fresh one gets this
-/// build's schema, then every table is created.
-pub fn open_versioned(path: &std::path::Path) -> crate::Result<redb::Database> {
+/// build's schema, then every table is created. Its page cache is `cache`
+/// bytes.
+pub fn open_versioned(path: &std::path::Path, cache: usize) -> crate::Result<redb::Database> {
     use crate::error::WardenError;
     let db = redb::Database::create(path).map_err(|e| {
         WardenError::Storage(format!(
@@ -39,7 +40,7 @@ pub fn open_versioned(path: &std::path::Path) -> crate::Result<redb::Database> {
     let stored = storage_schema(&db)?;
     crate::version::check_storage(stored, path)?;
     drop(db);
-    let db = open_database(path)?;
+    let db = open_database_cached(path, Some(cache))?;
     if stored == crate::version::Stored::Fresh {
         let txn = db.begin_write()?;
         txn.open_table(META)?.insert(crate::version::META_STORAGE_SCHEMA, crate::version::STORAGE_SCHEMA)?;

@@ -44,9 +44,18 @@ pub const META_NEXT_SEQ: &str = "next_seq";
 pub const META_LAST_TS: &str = "last_ts";
 
 /// Opens (or creates) the database and makes sure every table exists, so
-/// readers never meet a missing table.
+/// readers never meet a missing table; redb's default page cache.
 pub fn open_database(path: &Path) -> Result<Database> {
-    let db = Database::create(path)?;
+    open_database_cached(path, None)
+}
+
+/// `open_database` with a page cache of `cache` bytes, if given.
+pub fn open_database_cached(path: &Path, cache: Option<usize>) -> Result<Database> {
+    let mut builder = redb::Builder::new();
+    if let Some(bytes) = cache {
+        builder.set_cache_size(bytes);
+    }
+    let db = builder.create(path)?;
     let txn = db.begin_write()?;
     {
         let _ = txn.open_table(LOG)?;
