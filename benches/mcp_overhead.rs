@@ -8,7 +8,10 @@
 //! p50/p90/p99 per path and the p50 added.
 //!
 //! Run: WARDEN_MCP_PYTHON=<python with mcp> cargo bench --bench mcp_overhead
-//! (`MCP_BENCH_CALLS`, default 2000, after 200 warm-up calls per path).
+//! (`MCP_BENCH_CALLS`, default 2000, after 200 warm-up calls per path;
+//! `MCP_BENCH_MODE`, the client's protocol mode: `auto`, the default, which
+//! settles on 2026-07-28 on every path, or `legacy` for `initialize` and a
+//! session).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -92,10 +95,10 @@ async fn in_process(dir: &Path, upstream_url: &str) -> (tokio::sync::watch::Send
 }
 
 /// Each call's latency in µs, after the warm-up.
-fn calls(python: &Path, url: &str, token: &str, tool: &str, n: usize) -> Vec<u64> {
+fn calls(python: &Path, mode: &str, url: &str, token: &str, tool: &str, n: usize) -> Vec<u64> {
     let out = Command::new(python)
         .arg(script("client.py"))
-        .args([url, token, "bench", tool, r#"{"text": "ping"}"#, &(WARMUP + n).to_string()])
+        .args([url, token, "--mode", mode, "bench", tool, r#"{"text": "ping"}"#, &(WARMUP + n).to_string()])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -118,6 +121,7 @@ fn main() {
         return;
     }
     let n: usize = std::env::var("MCP_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let mode = std::env::var("MCP_BENCH_MODE").unwrap_or_else(|_| "auto".into());
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start(&python, &dir.path().join("upstream"));
     let up_url = up.url();
@@ -131,11 +135,11 @@ fn main() {
         ("warden, durable", node_url.as_str(), token.as_str(), "bench.echo"),
         ("warden, volatile", volatile_url.as_str(), "none", "bench.echo"),
     ] {
-        let mut l = calls(&python, url, token, tool, n);
+        let mut l = calls(&python, &mode, url, token, tool, n);
         l.sort_unstable();
         rows.push((name, pct(&l, 0.5), pct(&l, 0.9), pct(&l, 0.99)));
     }
-    println!("mcp_overhead: {n} sequential calls per path (after {WARMUP} warm-up), µs");
+    println!("mcp_overhead: {n} sequential calls per path (after {WARMUP} warm-up, client mode {mode}), µs");
     println!("{:<22} {:>8} {:>8} {:>8} {:>12}", "path", "p50", "p90", "p99", "p50 added");
     let direct = rows[0].1;
     for (name, p50, p90, p99) in rows {

@@ -145,19 +145,25 @@ async fn killing_the_leader_repeatedly_loses_no_acknowledged_write() {
     stop.notify_waiters();
     writer.abort();
     let _ = writer.await;
+    conclude(&cluster, "kills", leaderless, &ledger).await;
+}
 
+/// After the rounds of a failover test: the time without a leader (median,
+/// max) printed, nothing acknowledged lost, and each new leader recorded
+/// with its term: at least one `leader.changed` per round, terms rising.
+async fn conclude(cluster: &Cluster, rounds: &str, mut leaderless: Vec<Duration>, ledger: &Mutex<Acks>) {
     leaderless.sort();
-    let (median, max) = (leaderless[KILLS / 2], leaderless[KILLS - 1]);
+    let n = leaderless.len();
+    let (median, max) = (leaderless[n / 2], leaderless[n - 1]);
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     println!(
-        "time without a leader over {KILLS} kills: median {median:?}, max {max:?}; {} memory writes and {} actions acknowledged, {} refused",
+        "time without a leader over {n} {rounds}: median {median:?}, max {max:?}; {} memory writes and {} actions acknowledged, {} refused",
         ledger.acked_memory.len(),
         ledger.acked_actions.len(),
         ledger.refused
     );
     assert!(!ledger.acked_actions.is_empty());
-    assert_nothing_lost(&cluster, &ledger).await;
-    // Each new leader recorded itself with its term: at least one per kill, terms rising.
+    assert_nothing_lost(cluster, &ledger).await;
     let terms: Vec<u64> = cluster
         .timeline(0)
         .await
@@ -165,7 +171,7 @@ async fn killing_the_leader_repeatedly_loses_no_acknowledged_write() {
         .filter(|e| e["kind"] == "leader.changed")
         .map(|e| e["data"]["term"].as_u64().unwrap())
         .collect();
-    assert!(terms.len() > KILLS, "leader.changed terms {terms:?}");
+    assert!(terms.len() > n, "leader.changed terms {terms:?}");
     assert!(terms.windows(2).all(|w| w[0] < w[1]), "terms not rising: {terms:?}");
 }
 
@@ -222,26 +228,7 @@ async fn freezing_the_leader_repeatedly_hands_over_and_loses_no_acknowledged_wri
     stop.notify_waiters();
     writer.abort();
     let _ = writer.await;
-
-    leaderless.sort();
-    let (median, max) = (leaderless[FREEZES / 2], leaderless[FREEZES - 1]);
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
-    println!(
-        "time without a leader over {FREEZES} freezes: median {median:?}, max {max:?}; {} memory writes and {} actions acknowledged, {} refused",
-        ledger.acked_memory.len(),
-        ledger.acked_actions.len(),
-        ledger.refused
-    );
-    assert_nothing_lost(&cluster, &ledger).await;
-    let terms: Vec<u64> = cluster
-        .timeline(0)
-        .await
-        .iter()
-        .filter(|e| e["kind"] == "leader.changed")
-        .map(|e| e["data"]["term"].as_u64().unwrap())
-        .collect();
-    assert!(terms.len() > FREEZES, "leader.changed terms {terms:?}");
-    assert!(terms.windows(2).all(|w| w[0] < w[1]), "terms not rising: {terms:?}");
+    conclude(&cluster, "freezes", leaderless, &ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
