@@ -313,13 +313,13 @@ pub fn promote(args: Promote<'_>) -> anyhow::Result<bool> {
         "wire_schema": warden_actors::version::WIRE_SCHEMA,
         "wire_version": warden_actors::version::WIRE.to_string(),
     });
-    let mut lines = Vec::new();
-    baseline_changes(&old, &new, "", &mut lines);
     // What `warden gate` last recorded stays: it is not the promotion's to change.
     let mut new = new;
     if let Some(gates) = old.get("gates") {
         new["gates"] = gates.clone();
     }
+    let mut lines = Vec::new();
+    baseline_changes(&old, &new, "", &mut lines);
     std::fs::write(&baseline_path, format!("{}\n", serde_json::to_string_pretty(&new)?))
         .with_context(|| format!("cannot write {}", baseline_path.display()))?;
     if lines.is_empty() {

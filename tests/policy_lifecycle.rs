@@ -430,6 +430,12 @@ fn promote_refuses_a_dirty_tree_passes_a_clean_one_and_diffs_a_one_rule_change()
     assert!(ok, "{out}{err}");
     std::fs::remove_file(repo.join("policies/warden/notes.rego")).unwrap();
     git(repo, &["checkout", "--", "baseline-contract.json"]);
+    // What `warden gate` recorded in the baseline is not the promotion's.
+    let path = repo.join("baseline-contract.json");
+    let mut recorded: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    recorded["gates"] = json!({"quick": {"passed": true, "gates_run": 7}});
+    std::fs::write(&path, serde_json::to_string_pretty(&recorded).unwrap()).unwrap();
+    commit(repo, "a gate run");
 
     // A one-rule change: an amount *equal* to the limit now escalates too.
     let rule = "\tamount > limit\n";
@@ -454,6 +460,9 @@ fn promote_refuses_a_dirty_tree_passes_a_clean_one_and_diffs_a_one_rule_change()
 
     let (ok, out, err) = promote(repo, &[]);
     assert!(ok, "{out}{err}");
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(kept["gates"], recorded["gates"], "{kept}");
+    assert!(!out.contains("gates"), "the gate record is kept, not reported as changed: {out}");
     let listed: Vec<&str> = out.lines().filter(|l| l.starts_with("  matrix.")).map(|l| l.trim()).collect();
     // Exactly the inputs whose amount equals the limit and whose tier moves
     // (tier 3 is already the cap; tier 2 with low trust is capped either way).
