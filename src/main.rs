@@ -176,7 +176,7 @@ enum McpCommand {
     Import {
         /// The upstream's Streamable HTTP endpoint, e.g. http://127.0.0.1:9000/mcp.
         #[arg(long)]
-        url: String,
+        url: Option<String>,
         /// The tier every tool gets until the operator chooses (default 2: nothing runs unconfirmed).
         #[arg(long, default_value_t = 2)]
         tier: u8,
@@ -186,6 +186,10 @@ enum McpCommand {
         /// Write a new capabilities file here (never overwrites) instead of printing the stanzas.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Instead of --url: the command of an upstream that speaks stdio, after `--`
+        /// (e.g. `-- python3 server.py --stdio`); started for the listing only.
+        #[arg(last = true)]
+        command: Vec<String>,
     },
 }
 
@@ -389,8 +393,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Mcp { command: McpCommand::Import { url, tier, prefix, out } } => {
-            warden::mcp_import::run(&url, tier, &prefix, out.as_deref()).await
+        Command::Mcp { command: McpCommand::Import { url, tier, prefix, out, command } } => {
+            let upstream = warden::mcp_import::upstream(url, command)?;
+            warden::mcp_import::run(&upstream, tier, &prefix, out.as_deref()).await
         }
         Command::Soak { nodes, actions, rate, kill_every, data_dir, cache_mb } => {
             let kill_every = (!kill_every.is_zero()).then_some(kill_every);

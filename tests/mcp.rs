@@ -499,6 +499,29 @@ fn mcp_import_writes_a_capability_per_upstream_tool_that_a_node_loads() {
     let (ok, stderr) = import(&closed);
     assert!(!ok && stderr.contains("listing the tools of"), "{stderr}");
     assert!(!caps.exists(), "nothing written for an upstream that is not there");
+
+    // A stdio upstream: its command after `--`, started for the listing.
+    let logs = dir.path().join("stdio");
+    let server = script("upstream.py");
+    let command = [python.to_str().unwrap(), server.to_str().unwrap(), "--stdio", "--dir"];
+    let args = ["mcp", "import", "--out", caps.to_str().unwrap(), "--"];
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .args(command)
+        .arg(&logs)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("5 tools of stdio:"), "{stderr}");
+    let settings = warden::config::Settings::load(Some(&config), Default::default()).unwrap();
+    for c in &settings.node.capabilities {
+        let Some((warden_actors::domain::McpUpstream::Stdio(words), _)) = c.executor.mcp() else {
+            panic!("{} is not backed by the stdio upstream: {:?}", c.name, c.executor)
+        };
+        assert_eq!(words.last().map(PathBuf::from), Some(logs.clone()), "{words:?}");
+    }
+    assert_eq!(settings.node.capabilities.len(), 5);
 }
 
 #[tokio::test]
