@@ -243,3 +243,67 @@ async fn read_stderr(stderr: impl AsyncRead + Unpin, tail: Arc<parking_lot::Mute
         tail.push_back(line);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stdio MCP server in sh: answers `initialize`, answers a call with
+    /// its pid, and exits (status 3) on a call whose arguments say "die".
+    /// A call saying "ask" first sends warden a `ping` and a `roots/list`
+    /// and answers with what warden replied to each.
+    const SERVER: &str = r#"
+while IFS= read -r line; do
+  id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
+  case "$line" in
+    *'"initialize"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"sh","version":"1"}}}\n' "$id" ;;
+    *die*) echo "dying on request $id" >&2; exit 3 ;;
+    *ask*)
+      printf '{"jsonrpc":"2.0","id":"s1","method":"ping"}\n'; IFS= read -r pong
+      printf '{"jsonrpc":"2.0","id":"s2","method":"roots/list"}\n'; IFS= read -r roots
+      a=none; case "$pong" in *'"id":"s1"'*) case "$pong" in *'"result":{}'*) a=pong ;; esac ;; esac
+      b=answered; case "$roots" in *'"id":"s2"'*) case "$roots" in *-32601*) b=refused ;; esac ;; esac
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s %s"}]}}\n' "$id" "$a" "$b" ;;
+    *'"tools/call"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s"}]}}\n' "$id" "$$" ;;
+  esac
+done
+"#;
+
+    fn sh_server() -> StdioUpstream {
+        StdioUpstream::new(&["sh".into(), "-c".into(), SERVER.into()])
+    }
+
+    async fn call(up: &StdioUpstream, word: &str) -> Result<String, McpError> {
+        let result = up.request("tools/call", json!({"name": "t", "arguments": {"word": word}})).await?;
+        Ok(result["content"][0]["text"].as_str().expect("text content").to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_server_that_exits_mid_call_fails_the_call_and_is_started_again() {
+        let up = sh_server();
+        let first = call(&up, "a").await.unwrap();
+        assert_eq!(call(&up, "b").await.unwrap(), first, "one process serves call after call");
+        match call(&up, "die").await {
+            Err(McpError::Transient(m)) => assert!(m.contains("exited before answering"), "{m}"),
+            other => panic!("a call cut by the exit is retryable: {other:?}"),
+        }
+        let again = call(&up, "c").await.unwrap();
+        assert_ne!(again, first, "a new process answers");
+    }
+
+    #[tokio::test]
+    async fn the_servers_own_requests_get_a_pong_or_method_not_found() {
+        assert_eq!(call(&sh_server(), "ask").await.unwrap(), "pong refused");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_cannot_start_is_a_retryable_failure_naming_it() {
+        let up = StdioUpstream::new(&["/nonexistent/mcp-server".into()]);
+        match call(&up, "a").await {
+            Err(McpError::Transient(m)) => {
+                assert!(m.contains("cannot start stdio:/nonexistent/mcp-server"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
