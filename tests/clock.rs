@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use warden_actors::breaker::BreakerState;
 use warden_actors::clock::{wall_ms, Clock};
 use warden_actors::domain::*;
+use warden_actors::limits::MAX_QUERY_LIMIT;
 use warden_actors::store::TimelineQuery;
 use warden_actors::{Node, NodeConfig};
 
@@ -168,8 +169,8 @@ async fn a_latency_ramp_on_the_manual_clock_is_recorded_as_one_trend_advisory_be
         node.slo(true).await.unwrap();
     }
     let trends = until("slo.trend is recorded", || {
-        let events = node.store().timeline(&TimelineQuery { limit: Some(100_000), ..Default::default() }).ok()?;
-        let trends: Vec<Event> = events.into_iter().filter(|e| e.kind() == EventKind::SloTrend).collect();
+        let q = TimelineQuery { kind: Some("slo.trend".into()), limit: Some(MAX_QUERY_LIMIT), ..Default::default() };
+        let trends: Vec<Event> = node.store().timeline(&q).ok()?;
         (!trends.is_empty()).then_some(trends)
     })
     .await;
@@ -214,11 +215,17 @@ async fn error_budget_burn_is_recorded_before_the_breaker_opens_on_error_ramps()
             assert!(attempts < 20_000, "slope {slope}: the breaker never opened");
             clock.advance(Duration::from_secs(1));
         }
+        // By kind: the run's events outnumber a page (10,000) when the breaker is slow to open.
         let (burn, opened) = until("the breaker's opening is recorded", || {
-            let events = node.store().timeline(&TimelineQuery { limit: Some(100_000), ..Default::default() }).ok()?;
-            let seq = |f: &dyn Fn(&EventData) -> bool| events.iter().find(|e| f(&e.data)).map(|e| e.seq);
-            let opened = seq(&|d| matches!(d, EventData::BreakerChanged { state: BreakerState::Open, .. }))?;
-            Some((seq(&|d| matches!(d, EventData::SloBurn { .. })), opened))
+            let first = |kind: &str, f: &dyn Fn(&EventData) -> bool| {
+                let q = TimelineQuery { kind: Some(kind.into()), limit: Some(MAX_QUERY_LIMIT), ..Default::default() };
+                let events = node.store().timeline(&q).ok()?;
+                events.iter().find(|e| f(&e.data)).map(|e| e.seq)
+            };
+            let opened = first("breaker.changed", &|d| {
+                matches!(d, EventData::BreakerChanged { state: BreakerState::Open, .. })
+            })?;
+            Some((first("slo.burn", &|d| matches!(d, EventData::SloBurn { .. })), opened))
         })
         .await;
         eprintln!("slope {slope}/min: breaker open after {attempts} attempts; slo.burn seq {burn:?}, breaker.changed seq {opened}");
