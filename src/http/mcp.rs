@@ -132,7 +132,7 @@ fn rpc(status: StatusCode, body: &Value) -> ApiResult {
 }
 
 fn rpc_error(status: StatusCode, id: &Value, code: i64, message: impl Into<String>) -> ApiResult {
-    rpc(status, &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}}))
+    rpc(status, &RpcError::new(code, message).body(id))
 }
 
 fn rpc_result(id: &Value, result: Value) -> ApiResult {

@@ -10,6 +10,7 @@
 //! closes anyway.
 
 use super::{initialize_request, initialized_notification, negotiated, result_of, McpError, MAX_ANSWER_BYTES};
+use crate::domain::McpUpstream;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::process::Stdio;
@@ -70,7 +71,7 @@ impl StdioUpstream {
     pub(super) fn new(command: &[String]) -> Self {
         Self {
             command: command.to_vec(),
-            shown: format!("stdio:{}", command.join(" ")),
+            shown: McpUpstream::Stdio(command.to_vec()).to_string(),
             live: tokio::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
         }

@@ -63,13 +63,7 @@ impl EventIndex {
 
     /// `open` with a page cache of `cache` bytes, if given.
     pub fn open_cached(path: &Path, cache: Option<usize>) -> Result<Self> {
-        let create = || {
-            let mut builder = redb::Builder::new();
-            if let Some(bytes) = cache {
-                builder.set_cache_size(bytes);
-            }
-            builder.create(path)
-        };
+        let create = || super::tables::builder(cache).create(path);
         let db = match create() {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {

@@ -49,13 +49,18 @@ pub fn open_database(path: &Path) -> Result<Database> {
     open_database_cached(path, None)
 }
 
-/// `open_database` with a page cache of `cache` bytes, if given.
-pub fn open_database_cached(path: &Path, cache: Option<usize>) -> Result<Database> {
+/// A redb builder with a page cache of `cache` bytes, if given (else redb's default).
+pub(crate) fn builder(cache: Option<usize>) -> redb::Builder {
     let mut builder = redb::Builder::new();
     if let Some(bytes) = cache {
         builder.set_cache_size(bytes);
     }
-    let db = builder.create(path)?;
+    builder
+}
+
+/// `open_database` with a page cache of `cache` bytes, if given.
+pub fn open_database_cached(path: &Path, cache: Option<usize>) -> Result<Database> {
+    let db = builder(cache).create(path)?;
     let txn = db.begin_write()?;
     {
         let _ = txn.open_table(LOG)?;
