@@ -132,6 +132,10 @@ async fn dlq_growth_counts_only_entries_within_the_health_window_on_the_clock() 
 #[tokio::test]
 async fn a_latency_ramp_on_the_manual_clock_is_recorded_as_one_trend_advisory_before_the_breach() {
     use warden_actors::slo::{self, Sample, SloMsg};
+    // The two ramps drive thousands of actions each: under `cargo test` (this
+    // binary's tests as threads of one process) they take turns, so neither
+    // runs its waits on half the machine (CI once failed this binary so).
+    let _one = serial::one_cluster_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let (node, clock) = start_on_manual_clock(&dir, |_| {}).await;
     // An attempt run by the Worker is counted in the node's windows.
@@ -188,6 +192,8 @@ async fn a_latency_ramp_on_the_manual_clock_is_recorded_as_one_trend_advisory_be
 /// slope, `slo.burn` is recorded before the breaker's `breaker.changed` → open.
 #[tokio::test]
 async fn error_budget_burn_is_recorded_before_the_breaker_opens_on_error_ramps() {
+    // One ramp test at a time (see the latency ramp's).
+    let _one = serial::one_cluster_at_a_time().await;
     // Failure-rate growth per minute, after 500 clean attempts (enough for a 2 % budget).
     for slope in [0.02, 0.04, 0.08] {
         let dir = tempfile::tempdir().unwrap();
