@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use warden_actors::authz::{Bundle, EngineKind, PolicyConfig, DEFAULT_EVAL_TIMEOUT};
-use warden_actors::config::StorageConfig;
 use warden_actors::config::{ChannelConfig, ChannelKind, NotifyConfig, SloConfig, DEFAULT_CONFIRM_TTL_MS};
+use warden_actors::config::{RetentionConfig, StorageConfig};
 use warden_actors::consensus::RaftSettings;
 use warden_actors::disk::Watermark;
 use warden_actors::domain::{parse_window, Capability};
@@ -64,6 +64,8 @@ pub struct ConfigFile {
     pub health: HealthFile,
     #[serde(default)]
     pub storage: StorageFile,
+    #[serde(default)]
+    pub retention: RetentionFile,
     #[serde(default)]
     pub slo: SloFile,
     /// Where alerts go: one table per channel.
@@ -270,6 +272,42 @@ pub struct StorageFile {
     pub size_every_ms: Option<u64>,
     /// redb's page cache for the node's files, in MiB; default 256.
     pub cache_mb: Option<u64>,
+}
+
+/// `[retention]`: how long events and finished work stay in the replicated
+/// state before they go to the node's archive (docs/operations.md,
+/// "Retention and archive").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    /// Events older than this expire, with the finished actions and turns
+    /// they recorded; default 604 800 000 (7 days); 0 keeps everything.
+    pub events_ms: Option<u64>,
+    /// How often the leader looks for what expired; default 60 000.
+    pub every_ms: Option<u64>,
+    /// Events one expiry command removes at most; default 20 000.
+    pub batch: Option<u64>,
+}
+
+/// Bounds of `[retention] batch`: one command, one archive segment, one
+/// transaction on the log's thread.
+const MAX_EXPIRE_BATCH: u64 = 100_000;
+
+fn retention_config(f: &RetentionFile) -> anyhow::Result<RetentionConfig> {
+    let d = RetentionConfig::default();
+    let c = RetentionConfig {
+        events: match f.events_ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => d.events,
+        },
+        every: ms(f.every_ms, d.every),
+        batch: f.batch.unwrap_or(d.batch),
+    };
+    if c.every.is_zero() || !(1..=MAX_EXPIRE_BATCH).contains(&c.batch) {
+        bail!("retention.every_ms must be at least 1 and retention.batch within 1..={MAX_EXPIRE_BATCH}");
+    }
+    Ok(c)
 }
 
 /// Bounds of `[storage] cache_mb`: under 8 MiB redb re-reads its pages on
@@ -494,6 +532,7 @@ impl Settings {
         node.raft = raft_settings(&file.raft)?;
         node.health = health_config(&file.health)?;
         node.storage = storage_config(&file.storage)?;
+        node.retention = retention_config(&file.retention)?;
         node.slo = slo_config(&file.slo)?;
         let dashboard_url = file.dashboard_url.clone().unwrap_or_else(|| format!("http://{http_addr}/"));
         node.notify = notify_config(&file.notify, dashboard_url)?;
@@ -660,6 +699,20 @@ windows = ["1m", "1h"]
         std::fs::write(&path, "[storage]\ncache_mb = 4\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("storage.cache_mb must be within 8..="), "{err}");
+        for bad in ["batch = 0", "batch = 100001", "every_ms = 0", "keep = 1"] {
+            std::fs::write(&path, format!("[retention]\n{bad}\n")).unwrap();
+            let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
+            assert!(err.contains("retention") || err.contains("keep"), "{bad}: {err}");
+        }
+        std::fs::write(&path, "[retention]\nevents_ms = 0\n").unwrap();
+        let off = Settings::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(off.node.retention.events, None, "0 keeps everything");
+        std::fs::write(&path, "[retention]\nevents_ms = 90000\nbatch = 500\n").unwrap();
+        let short = Settings::load(Some(&path), Overrides::default()).unwrap().node.retention;
+        assert_eq!(
+            (short.events, short.every, short.batch),
+            (Some(Duration::from_secs(90)), Duration::from_secs(60), 500)
+        );
         std::fs::write(&path, "[[capability]]\nname = \"x\"\ntier = 7\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());
         assert!(err.contains("tier"), "{err}");

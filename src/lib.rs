@@ -2,6 +2,7 @@
 //! demo workload and the process that runs them. The actors, state machine
 //! and domain live in `warden-actors`.
 
+pub mod archive;
 pub mod auth;
 pub mod catalog;
 pub mod cluster;

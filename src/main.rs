@@ -144,6 +144,11 @@ enum Command {
         #[arg(long)]
         only: Vec<u8>,
     },
+    /// A node's archive: what retention removed from the replicated state.
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// Put warden in front of MCP servers.
     Mcp {
         #[command(subcommand)]
@@ -167,6 +172,25 @@ enum Command {
         /// The nodes' page cache (`[storage] cache_mb`), in MiB.
         #[arg(long)]
         cache_mb: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Copy the archive segments of a time window out of a node's data dir (docs/operations.md).
+    Export {
+        /// The node's data dir (its archive is `<data-dir>/archive`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Start of the window: RFC 3339 or milliseconds since the epoch.
+        #[arg(long, value_parser = warden::archive::parse_time)]
+        from: u64,
+        /// End of the window (exclusive); default now.
+        #[arg(long, value_parser = warden::archive::parse_time)]
+        to: Option<u64>,
+        /// The directory the segments are copied to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -392,6 +416,10 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Archive { command: ArchiveCommand::Export { data_dir, from, to, out } } => {
+            let to = to.unwrap_or_else(warden_actors::clock::wall_ms);
+            warden::archive::export(&data_dir, from, to, &out)
         }
         Command::Mcp { command: McpCommand::Import { url, tier, prefix, out, command } } => {
             let upstream = warden::mcp_import::upstream(url, command)?;

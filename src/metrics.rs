@@ -114,6 +114,10 @@ struct StorageGauges {
     table_rows: Family<TableLabels, Gauge>,
     table_bytes: Family<TableLabels, Gauge>,
     oldest_event: FloatGauge,
+    oldest_event_seq: Gauge,
+    archive_bytes: Gauge,
+    archive_segments: Gauge,
+    archive_events: Gauge,
     snapshot_bytes: Gauge,
     snapshot_build: FloatGauge,
 }
@@ -142,6 +146,14 @@ impl StorageGauges {
             "Time of the oldest event the state holds",
             self.oldest_event.clone(),
         );
+        r.register(
+            "state_oldest_event_seq",
+            "Seq of the oldest event the state holds: those before it expired ([retention])",
+            self.oldest_event_seq.clone(),
+        );
+        r.register("archive_bytes", "Bytes of this node's archive segments (compressed)", self.archive_bytes.clone());
+        r.register("archive_segments", "Segment files in this node's archive", self.archive_segments.clone());
+        r.register("archive_events", "Expired events this node's archive holds", self.archive_events.clone());
         r.register("snapshot_bytes", "Size of the last Raft snapshot this node built", self.snapshot_bytes.clone());
         r.register(
             "snapshot_build_seconds",
@@ -166,6 +178,12 @@ impl StorageGauges {
         if let Some(ms) = s.size.oldest_event_ms {
             self.oldest_event.set(ms as f64 / 1000.0);
         }
+        if let Some(seq) = s.size.oldest_event_seq {
+            self.oldest_event_seq.set(seq as i64);
+        }
+        self.archive_bytes.set(s.size.archive.bytes as i64);
+        self.archive_segments.set(s.size.archive.segments as i64);
+        self.archive_events.set(s.size.archive.events as i64);
         if let Some(snap) = &s.last_snapshot {
             self.snapshot_bytes.set(snap.bytes as i64);
             self.snapshot_build.set(snap.build_ms as f64 / 1000.0);

@@ -138,6 +138,15 @@ fn storage_lines(p: &Paint, health: &Value) -> String {
             let age_s = warden_actors::clock::wall_ms().saturating_sub(ms) / 1000;
             format!("{} h {} min ago", age_s / 3600, age_s / 60 % 60)
         });
+        let archive = &s["size"]["archive"];
+        let archive = match archive["segments"].as_u64() {
+            Some(n) if n > 0 => format!(
+                "; archive {} in {n} segments ({} events)",
+                bytes(archive["bytes"].as_u64().unwrap_or(0)),
+                archive["events"].as_u64().unwrap_or(0)
+            ),
+            _ => String::new(),
+        };
         let snapshot = match s["last_snapshot"].as_object() {
             Some(snap) => format!(
                 "{} in {} ms",
@@ -147,7 +156,7 @@ fn storage_lines(p: &Paint, health: &Value) -> String {
             None => p.dim("none built since start"),
         };
         out += &format!(
-            "  {:<8}{free}: {} free, low watermark {}; state {total_h}{largest}; oldest event {oldest}; last snapshot {snapshot}\n",
+            "  {:<8}{free}: {} free, low watermark {}; state {total_h}{largest}; oldest event {oldest}{archive}; last snapshot {snapshot}\n",
             n["name"].as_str().unwrap_or("?"),
             bytes(s["free_bytes"].as_u64().unwrap_or(0)),
             bytes(s["watermark_bytes"].as_u64().unwrap_or(0)),

@@ -161,6 +161,15 @@ pub enum Command {
         channel: String,
         attempts: u32,
     },
+    /// Retention: removes the oldest events recorded before `before_ms` (at
+    /// most `max_events` of them, a prefix of the timeline) and the records
+    /// whose history went with them (`store::apply::retention`), which the
+    /// applying node writes to its archive first. The leader's Retention
+    /// actor proposes it, its cutoff from the leader's clock.
+    Expire {
+        before_ms: u64,
+        max_events: u64,
+    },
 }
 
 impl Command {
@@ -187,7 +196,9 @@ impl Command {
             // An operator's change to the policy, like a drain, goes through.
             | Self::ActivatePolicy { .. }
             | Self::RejectPolicy { .. }
-            | Self::AlertDelivered { .. } => false,
+            | Self::AlertDelivered { .. }
+            // Removes; a full disk is where it helps most.
+            | Self::Expire { .. } => false,
         }
     }
 
@@ -214,6 +225,7 @@ impl Command {
             | Self::ActivatePolicy { .. }
             | Self::RejectPolicy { .. }
             | Self::AlertDelivered { .. } => Version { major: 2, minor: 0 },
+            Self::Expire { .. } => Version { major: 2, minor: 2 },
         }
     }
 
@@ -235,6 +247,7 @@ impl Command {
             Self::ActivatePolicy { .. } => "activate_policy",
             Self::RejectPolicy { .. } => "reject_policy",
             Self::AlertDelivered { .. } => "alert_delivered",
+            Self::Expire { .. } => "expire",
         }
     }
 }
@@ -273,5 +286,15 @@ pub enum Response {
     /// A refused push was audited as entry `audit_seq`.
     PolicyRejected {
         audit_seq: u64,
+    },
+    /// What an `Expire` removed; `more` when older events than its cutoff
+    /// remain (it stopped at `max_events`).
+    Expired {
+        events: u64,
+        actions: u64,
+        turns: u64,
+        /// The oldest event retained after it (none when none is).
+        floor_seq: Option<u64>,
+        more: bool,
     },
 }

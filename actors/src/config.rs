@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub raft: RaftSettings,
     pub health: HealthConfig,
     pub storage: StorageConfig,
+    /// How long the timeline and finished work are kept in the replicated state.
+    pub retention: RetentionConfig,
     pub slo: SloConfig,
     /// Where alerts go (`[[notify]]`), and how they are sent.
     pub notify: NotifyConfig,
@@ -53,6 +55,7 @@ impl NodeConfig {
             raft: RaftSettings::default(),
             health: HealthConfig::default(),
             storage: StorageConfig::default(),
+            retention: RetentionConfig::default(),
             slo: SloConfig::default(),
             notify: NotifyConfig::default(),
             clock: Clock::system(),
@@ -165,6 +168,31 @@ impl Default for StorageConfig {
             size_every: Duration::from_millis(DEFAULT_STATE_SIZE_EVERY_MS),
             cache_bytes: DEFAULT_CACHE_BYTES,
         }
+    }
+}
+
+/// Retention of the replicated state (docs/operations.md, "Retention and
+/// archive"): the leader expires what is older than `events`, at most
+/// `batch` events per command, checking every `every` on the node's clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Events older than this expire, and with them the finished actions and
+    /// the turns they recorded; `None`: the state keeps everything.
+    pub events: Option<Duration>,
+    pub every: Duration,
+    /// Events one `Expire` command removes at most (one archive segment).
+    pub batch: u64,
+}
+
+/// Seven days: the default retention of events and finished work.
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Events one `Expire` command removes at most, by default.
+pub const DEFAULT_EXPIRE_BATCH: u64 = 20_000;
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { events: Some(DEFAULT_EVENT_RETENTION), every: Duration::from_secs(60), batch: DEFAULT_EXPIRE_BATCH }
     }
 }
 

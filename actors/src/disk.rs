@@ -90,6 +90,19 @@ pub struct TableSize {
     pub bytes: u64,
 }
 
+/// How much a node's archive holds (`store::archive`; `/v1/health`, `/metrics`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSize {
+    pub segments: u64,
+    pub bytes: u64,
+    pub events: u64,
+    /// The oldest archived event, if any.
+    pub oldest_seq: Option<u64>,
+    pub oldest_ts: Option<u64>,
+    /// The newest archived event: the retained timeline starts after it.
+    pub newest_seq: Option<u64>,
+}
+
 /// The state's size, measured every `[storage] size_every_ms` (walking
 /// every table costs a read of the file, so not at every report).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +110,12 @@ pub struct StateSize {
     pub tables: Vec<TableSize>,
     /// Time of the oldest event still held (the timeline's start).
     pub oldest_event_ms: Option<u64>,
+    /// Its seq: those before it expired (and are in the archive).
+    #[serde(default)]
+    pub oldest_event_seq: Option<u64>,
+    /// What this node's archive holds.
+    #[serde(default)]
+    pub archive: ArchiveSize,
     /// When it was measured, on the node's clock.
     pub at_ms: u64,
 }
@@ -198,9 +217,9 @@ impl StorageGate {
     }
 
     /// Records the state's size as just measured.
-    pub fn measured(&self, tables: Vec<TableSize>, oldest_event_ms: Option<u64>) {
+    pub fn measured(&self, size: StateSize) {
         let at_ms = self.clock.now_ms();
-        self.state.lock().size = StateSize { tables, oldest_event_ms, at_ms };
+        self.state.lock().size = StateSize { at_ms, ..size };
     }
 
     /// Records a snapshot just built and persisted.

@@ -5,12 +5,13 @@
 //! `CATCH_UP_BATCH` events, on a blocking thread, one at a time — so a
 //! quiet node does not pay a transaction per command, and a busy one writes
 //! large ones. Queries do not wait for it: what it has not indexed yet they
-//! read from the events. A storage error fails the actor, and its
+//! read from the events. Then, when enough events have expired, it removes
+//! their rows (`EventIndex::prune`). A storage error fails the actor, and its
 //! supervisor restarts it.
 
 use crate::directory::{ActorName, ChildSpec};
 use crate::runtime::Runtime;
-use crate::store::event_index::CATCH_UP_BATCH;
+use crate::store::event_index::{CATCH_UP_BATCH, PRUNE_AT_LEAST};
 use crate::store::{CaughtUp, Store};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
@@ -86,6 +87,10 @@ impl Actor for Indexer {
                     if caught.is_none_or(|c| c.indexed < CATCH_UP_BATCH) {
                         break;
                     }
+                }
+                let store = state.store.clone();
+                if let Some(rows) = tokio::task::spawn_blocking(move || store.index_prune(PRUNE_AT_LEAST)).await?? {
+                    tracing::debug!(rows, "removed the timeline index's rows of expired events");
                 }
             }
         }

@@ -10,6 +10,7 @@ use crate::consensus::{Consensus, Durability, RaftSettings};
 use crate::domain::{Action, Event, EventData};
 use crate::error::Result;
 use crate::ids::{ActionId, CorrelationId};
+use crate::store::Archive;
 use redb::Database;
 use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot};
@@ -22,15 +23,17 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts this node's Raft over `db`, resuming from what it persisted.
+    /// Starts this node's Raft over `db`, resuming from what it persisted;
+    /// what retention expires goes to `archive`.
     pub async fn start(
         db: Arc<Database>,
         node: &str,
         durability: Durability,
         raft: RaftSettings,
         clock: Clock,
+        archive: Arc<Archive>,
     ) -> Result<Self> {
-        let consensus = Consensus::start(db, node, durability, raft, clock.clone()).await?;
+        let consensus = Consensus::start(db, node, durability, raft, clock.clone(), archive).await?;
         Ok(Self { node: node.to_owned(), consensus, clock })
     }
 

@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod registry;
 pub mod report;
+pub mod retention;
 pub mod runtime;
 pub mod sessions;
 pub mod slo;

@@ -22,10 +22,10 @@ use crate::policy::{self, HistoryItem, NodePolicy, PolicyMsg, PolicyView};
 use crate::registry::{self, PeerTable, RegistryMsg};
 use crate::runtime::{Catalog, Runtime, TaskSet};
 use crate::sessions::{self, ModelCallRequest, OpenTurnRequest, SessionMsg};
-use crate::store::{EventIndex, Incidents, RecallQuery, Store, TimelinePage, TimelineQuery};
+use crate::store::{Archive, EventIndex, Incidents, RecallQuery, Store, TimelinePage, TimelineQuery, ARCHIVE_DIR};
 use crate::supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::timeline::{self, CorrelationGraph, TimelineMsg};
-use crate::{executor, indexer, notify, slo};
+use crate::{executor, indexer, notify, retention, slo};
 use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, Message};
 use serde::Serialize;
@@ -53,6 +53,7 @@ fn children(rt: &Arc<Runtime>) -> Vec<ChildSpec> {
         memory::child(rt),
         timeline::child(rt),
         indexer::child(rt),
+        retention::child(rt),
         registry::child(rt),
         slo::child(rt),
         notify::child(rt),
@@ -104,15 +105,24 @@ impl Node {
         let db = Arc::new(crate::store::open_versioned(&path, config.storage.state_cache())?);
         let index_file = config.data_dir.join(INDEX_FILE);
         let index = Arc::new(EventIndex::open_cached(&index_file, Some(config.storage.index_cache()))?);
+        let archive = Arc::new(Archive::open(config.data_dir.join(ARCHIVE_DIR))?);
         let clock = config.clock.clone();
         let ledger = Arc::new(
-            Ledger::start(db.clone(), &config.name, config.durability, config.raft.clone(), clock.clone()).await?,
+            Ledger::start(
+                db.clone(),
+                &config.name,
+                config.durability,
+                config.raft.clone(),
+                clock.clone(),
+                archive.clone(),
+            )
+            .await?,
         );
         let report = Arc::new(RwLock::new(NodeReport { node: config.name.clone(), ..Default::default() }));
         let rt = Arc::new(Runtime {
             node: config.name.clone(),
             ledger: ledger.clone(),
-            store: Store::with_index(db.clone(), index.clone()),
+            store: Store::with_index(db.clone(), index.clone()).with_archive(archive),
             directory: Arc::new(Directory::new(clock.clone())),
             catalog: catalog.clone(),
             tasks: Arc::new(TaskSet::default()),

@@ -27,7 +27,8 @@ pub const WIRE_SCHEMA: u32 = 2;
 /// every command of minor `n` is readable by a build of minor `n` or later.
 /// 1: the silence watch's pre-vote (a Raft RPC a 2.0 node cannot read; it is
 /// asked only of members that announce 2.1).
-pub const WIRE_MINOR: u32 = 1;
+/// 2: retention's `Expire` command.
+pub const WIRE_MINOR: u32 = 2;
 /// This build's wire version, `WIRE_SCHEMA.WIRE_MINOR`.
 pub const WIRE: Version = Version { major: WIRE_SCHEMA, minor: WIRE_MINOR };
 /// The oldest version a member of this build's major may speak: what a

@@ -84,11 +84,12 @@ impl Consensus {
         durability: Durability,
         settings: RaftSettings,
         clock: Clock,
+        archive: Arc<crate::store::Archive>,
     ) -> crate::Result<Arc<Self>> {
         let hub = Arc::new(Hub::default());
         let storage = Arc::new(StorageGate::new(clock.clone()));
         let log = LogStore::open(db.clone(), name, durability, storage.clone())?;
-        let machine = StateStore::open(db, log.clone(), hub.clone(), storage.clone())?;
+        let machine = StateStore::open(db, log.clone(), hub.clone(), storage.clone(), archive)?;
         let config = openraft::Config {
             cluster_name: "warden".into(),
             heartbeat_interval: settings.heartbeat.as_millis() as u64,

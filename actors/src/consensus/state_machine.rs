@@ -13,7 +13,7 @@
 
 use super::{read_error, write_error, Hub, LogStore, Member, Outcome, RaftEntry, TypeConfig};
 use crate::disk::StorageGate;
-use crate::store::{decode, encode, Applied, StateMachine, StateSnapshot, Tables, META, RAFT_META};
+use crate::store::{decode, encode, Applied, Archive, StateMachine, StateSnapshot, Tables, META, RAFT_META};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StoredMembership};
 use redb::Database;
@@ -54,6 +54,8 @@ pub struct StateStore {
     snapshots_built: u64,
     /// Told the size and build time of every snapshot built here.
     storage: Arc<StorageGate>,
+    /// Where what retention removes is written, before the removal commits.
+    archive: Arc<Archive>,
 }
 
 fn load_state(txn: &redb::ReadTransaction) -> crate::Result<AppliedState> {
@@ -73,18 +75,27 @@ fn save_state(txn: &redb::WriteTransaction, state: &AppliedState) -> crate::Resu
 }
 
 impl StateStore {
-    pub fn open(db: Arc<Database>, log: LogStore, hub: Arc<Hub>, storage: Arc<StorageGate>) -> crate::Result<Self> {
+    pub fn open(
+        db: Arc<Database>,
+        log: LogStore,
+        hub: Arc<Hub>,
+        storage: Arc<StorageGate>,
+        archive: Arc<Archive>,
+    ) -> crate::Result<Self> {
         let txn = db.begin_read()?;
         let machine = StateMachine::load(&txn.open_table(META)?)?;
         let state = load_state(&txn)?;
         drop(txn);
-        Ok(Self { db, log, machine, state, hub, snapshots_built: 0, storage })
+        Ok(Self { db, log, machine, state, hub, snapshots_built: 0, storage, archive })
     }
 
     /// Applies `entries` in one transaction; returns each normal entry's
-    /// outcome and what it produced (for the events and the waiters).
+    /// outcome and what it produced (for the events and the waiters). What
+    /// the batch expires is archived (and fsync'd) before it commits: a crash
+    /// in between applies the batch again and rewrites the same segments.
     fn apply_batch(
         db: &Database,
+        archive: &Archive,
         machine: &mut StateMachine,
         state: &mut AppliedState,
         entries: Vec<RaftEntry>,
@@ -112,7 +123,10 @@ impl StateStore {
                         let mut produced = Vec::with_capacity(commands.len());
                         for command in &commands {
                             match machine.apply_at(&mut tables, index, command)? {
-                                Ok(applied) => {
+                                Ok(mut applied) => {
+                                    if let Some(batch) = applied.archived.take() {
+                                        archive.write(&batch)?;
+                                    }
                                     outcomes.push(Ok(applied.response.clone()));
                                     produced.push(applied);
                                 }
@@ -154,10 +168,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     {
         let entries: Vec<RaftEntry> = entries.into_iter().collect();
         let (mut machine, mut state) = (self.machine.clone(), self.state.clone());
+        let archive = self.archive.clone();
         let (result, machine, state) = self
             .log
             .run_exclusive(move |db| {
-                let result = Self::apply_batch(db, &mut machine, &mut state, entries);
+                let result = Self::apply_batch(db, &archive, &mut machine, &mut state, entries);
                 (result, machine, state)
             })
             .await

@@ -4,7 +4,7 @@
 //! be refused (an operator must free space), INFO when it is admitted again.
 //! Every `[storage] size_every_ms` it also measures the state's tables.
 
-use crate::disk::{free_space, Transition};
+use crate::disk::{free_space, StateSize, Transition};
 use crate::runtime::Runtime;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +23,19 @@ pub fn spawn_storage_watch(rt: &Arc<Runtime>, data_dir: PathBuf) {
             if rt.clock.now_ms() >= next_size_at {
                 next_size_at = rt.clock.now_ms().saturating_add(size_every);
                 let store = rt.store.clone();
-                match tokio::task::spawn_blocking(move || store.state_size()).await {
-                    Ok(Ok((tables, oldest))) => gate.measured(tables, oldest),
+                let measure = move || -> crate::Result<StateSize> {
+                    let (tables, oldest_event_ms) = store.state_size()?;
+                    let floor = store.retained_floor()?;
+                    Ok(StateSize {
+                        tables,
+                        oldest_event_ms,
+                        oldest_event_seq: oldest_event_ms.map(|_| floor),
+                        archive: store.archive().map(|a| a.size()).unwrap_or_default(),
+                        at_ms: 0,
+                    })
+                };
+                match tokio::task::spawn_blocking(measure).await {
+                    Ok(Ok(size)) => gate.measured(size),
                     Ok(Err(e)) => tracing::warn!(error = %e, "cannot measure the state's tables"),
                     Err(_) => {}
                 }

@@ -16,7 +16,7 @@
 //! data dir, a volatile node that lost its log tail) starts over.
 
 use super::index::keys_of;
-use super::tables::{decode_event, load, ACTIONS, EVENTS};
+use super::tables::{decode_event, load, ACTIONS, EVENTS, META, META_NEXT_SEQ};
 use crate::domain::{Action, Event};
 use crate::error::{Result, WardenError};
 use redb::{Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -29,6 +29,11 @@ pub const INDEX_ROWS: TableDefinition<(&str, u64), ()> = TableDefinition::new("e
 const INDEX_META: TableDefinition<&str, u64> = TableDefinition::new("index_meta");
 const THROUGH: &str = "through";
 const FINGERPRINT: &str = "fingerprint";
+/// Every row of an event below this seq has been removed (`prune`).
+const PRUNED: &str = "pruned";
+
+/// Expired events whose rows `prune` lets gather before it walks the table.
+pub const PRUNE_AT_LEAST: u64 = 10_000;
 
 /// Events one catch-up transaction indexes at most.
 pub const CATCH_UP_BATCH: usize = 8_192;
@@ -93,6 +98,38 @@ impl EventIndex {
         Ok(IndexView { rows: Some(txn.open_table(INDEX_ROWS)?), through })
     }
 
+    /// Removes the rows of events that expired (those below the state's
+    /// oldest retained event), once at least `at_least` of them and half as
+    /// many as are retained have expired since the last time: the walk
+    /// reads every row, so each row is walked a bounded number of times on
+    /// average. Returns how many rows went, if it walked.
+    pub fn prune(&self, state: &Database, at_least: u64) -> Result<Option<u64>> {
+        let (floor, retained) = {
+            let read = state.begin_read()?;
+            let events = read.open_table(EVENTS)?;
+            let first = events.first()?.map(|(k, _)| k.value());
+            match first {
+                Some(seq) => (seq, events.len()?),
+                None => (read.open_table(META)?.get(META_NEXT_SEQ)?.map_or(1, |g| g.value()), 0),
+            }
+        };
+        let txn = self.db.begin_write()?;
+        let pruned = txn.open_table(INDEX_META)?.get(PRUNED)?.map_or(0, |g| g.value());
+        if floor.saturating_sub(pruned) < at_least.max(retained / 2) {
+            txn.abort()?;
+            return Ok(None);
+        }
+        let removed = {
+            let mut rows = txn.open_table(INDEX_ROWS)?;
+            let before = rows.len()?;
+            rows.retain(|(_, seq), _| seq >= floor)?;
+            before - rows.len()?
+        };
+        txn.open_table(INDEX_META)?.insert(PRUNED, floor)?;
+        txn.commit()?;
+        Ok(Some(removed))
+    }
+
     /// Rows and bytes of the index table.
     pub fn size(&self) -> Result<(u64, u64)> {
         let rows = self.db.begin_read()?.open_table(INDEX_ROWS)?;
@@ -114,10 +151,18 @@ impl EventIndex {
         };
         let read = state.begin_read()?;
         let events = read.open_table(EVENTS)?;
-        let reset = through > 0 && {
-            let held = events.get(through)?.map(|g| fingerprint_of(g.value()));
-            held.is_none() || held != fingerprint
-        };
+        // The watermark's event is gone: expired (below the retained events,
+        // a seq the state has recorded), or a sign of another state (a
+        // copied data dir, a volatile node that lost its log's tail).
+        let reset = through > 0
+            && match events.get(through)? {
+                Some(held) => Some(fingerprint_of(held.value())) != fingerprint,
+                None => {
+                    let next_seq = read.open_table(META)?.get(META_NEXT_SEQ)?.map_or(1, |g| g.value());
+                    let floor = events.first()?.map_or(next_seq, |(k, _)| k.value());
+                    through >= floor
+                }
+            };
         if reset {
             through = 0;
         }
@@ -150,6 +195,9 @@ impl EventIndex {
                 table.insert((key.as_str(), *seq), ())?;
             }
             let mut meta = txn.open_table(INDEX_META)?;
+            if reset {
+                meta.remove(PRUNED)?;
+            }
             match last {
                 Some((new_through, new_fingerprint)) => {
                     meta.insert(THROUGH, new_through)?;
@@ -251,6 +299,7 @@ impl IndexView {
 #[cfg(test)]
 mod tests {
     use super::super::apply::testing::{allow, entry, open_turn, submit};
+    use super::super::tables::META;
     use super::super::{open_database, StateMachine, Store, Tables, TimelinePage, TimelineQuery};
     use super::*;
     use crate::command::Command;
@@ -366,6 +415,47 @@ mod tests {
         for q in queries() {
             let want = Store::new(small.clone()).timeline_page(&q).unwrap();
             same_page(&store, &q, &store.timeline_page(&q).unwrap(), &want, "rebuilt");
+        }
+    }
+
+    /// Applies `Expire` to `db` for its oldest `events` events (all recorded at 1,000 ms).
+    fn expire(db: &Database, events: u64) {
+        let txn = db.begin_write().unwrap();
+        let mut machine = StateMachine::load(&txn.open_table(META).unwrap()).unwrap();
+        {
+            let mut tables = Tables::open(&txn).unwrap();
+            let cmd = Command::Expire { before_ms: 1_001, max_events: events };
+            let index = machine.last_index + 1;
+            machine.apply_at(&mut tables, index, &entry(cmd)).unwrap().unwrap();
+            machine.save(&mut tables).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn the_rows_of_expired_events_are_pruned_once_enough_have_gathered_and_queries_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = state(dir.path(), "s.redb", 40);
+        let index = EventIndex::open(&dir.path().join("i.redb")).unwrap();
+        index.catch_up(&db, usize::MAX).unwrap();
+        let (rows, _) = index.size().unwrap();
+        let total = db.begin_read().unwrap().open_table(EVENTS).unwrap().len().unwrap();
+        expire(&db, total / 2);
+        let floor = db.begin_read().unwrap().open_table(EVENTS).unwrap().first().unwrap().unwrap().0.value();
+        // Expired below the watermark: not a sign of another state.
+        assert!(!index.catch_up(&db, usize::MAX).unwrap().reset);
+        assert_eq!(index.prune(&db, u64::MAX).unwrap(), None, "too few have expired yet");
+        let removed = index.prune(&db, 1).unwrap().expect("half the events expired: it walks");
+        assert!(removed > 0);
+        assert_eq!(index.size().unwrap().0, rows - removed);
+        let read = index.db.begin_read().unwrap();
+        let left = read.open_table(INDEX_ROWS).unwrap();
+        assert!(left.iter().unwrap().all(|row| row.unwrap().0.value().1 >= floor), "a row below {floor} is left");
+        assert_eq!(index.prune(&db, 1).unwrap(), None, "nothing expired since");
+        let store = Store::with_index(db.clone(), Arc::new(index));
+        for q in queries() {
+            let want = Store::new(db.clone()).timeline_page(&q).unwrap();
+            same_page(&store, &q, &store.timeline_page(&q).unwrap(), &want, "pruned");
         }
     }
 }

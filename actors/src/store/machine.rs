@@ -6,7 +6,8 @@
 //! handler checks before its first write, and `apply` asserts it (debug
 //! builds) from the tables' write count, the event counter and the events.
 
-use super::apply::{actions, alert, dlq, events, memory, nodes, policy, sessions, slo, Outcome, Recorder};
+use super::apply::{actions, alert, dlq, events, memory, nodes, policy, retention, sessions, slo, Outcome, Recorder};
+use super::archive::ArchiveBatch;
 use super::tables::*;
 use crate::command::{Command, Entry, Response};
 use crate::domain::*;
@@ -21,6 +22,8 @@ pub struct Applied {
     pub response: Response,
     pub events: Vec<Event>,
     pub terminal: Option<Action>,
+    /// What the command removed (retention), for the node's archive.
+    pub archived: Option<ArchiveBatch>,
 }
 
 /// The in-memory part of the state: counters, persisted in `meta` with every batch.
@@ -90,7 +93,7 @@ impl StateMachine {
         let before = (t.writes(), self.next_seq, self.last_ts);
         let mut rec = Recorder::new(&mut self.next_seq, &mut self.last_ts, entry);
         let outcome = handler(t, &mut rec, &entry.cmd);
-        let events = rec.into_events();
+        let (events, archived) = rec.finish();
         if let Err(e) = &outcome {
             let untouched = events.is_empty() && (t.writes(), self.next_seq, self.last_ts) == before;
             debug_assert!(
@@ -100,7 +103,7 @@ impl StateMachine {
             );
         }
         let (response, terminal) = outcome?;
-        Ok(Applied { response, events, terminal })
+        Ok(Applied { response, events, terminal, archived })
     }
 }
 
@@ -179,6 +182,7 @@ fn route(t: &mut Tables<'_>, r: &mut Recorder<'_>, cmd: &Command) -> Result<Outc
         Command::AlertDelivered { fingerprint, episode, state, channel, attempts } => {
             alert::delivered(t, r, fingerprint, *episode, *state, channel, *attempts)
         }
+        Command::Expire { before_ms, max_events } => retention::expire(t, r, *before_ms, *max_events),
     }
 }
 

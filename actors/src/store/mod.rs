@@ -9,8 +9,11 @@
 //! - `query`: read-only views (MVCC snapshots, never blocked by the writer).
 //! - `index`: the timeline's secondary index keys (derived from the events).
 //! - `event_index`: the file those keys are written to, and its catch-up.
+//! - `archive`: the node-local segment files expired records go to, read
+//!   through by the queries.
 
 mod apply;
+pub mod archive;
 pub mod event_index;
 pub mod index;
 mod machine;
@@ -18,6 +21,8 @@ mod query;
 mod snapshot;
 mod tables;
 
+pub use crate::disk::ArchiveSize;
+pub use archive::{Archive, ArchiveBatch, SegmentInfo, ARCHIVE_DIR};
 pub use event_index::{CaughtUp, EventIndex};
 pub use machine::{Applied, StateMachine};
 pub use query::{Incidents, RecallQuery, Store, TimelinePage, TimelineQuery, MAX_CAUSE_CHAIN, TIMELINE_SCAN_BUDGET};

@@ -1,6 +1,7 @@
 //! Read-only views of the state. Each call reads one MVCC snapshot, so reads
 //! never wait for the log writer and never see half a batch.
 
+use super::archive::Archive;
 use super::event_index::{EventIndex, IndexView, StoredKeys};
 use super::tables::*;
 use crate::disk::TableSize;
@@ -11,12 +12,15 @@ use crate::limits::{DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT};
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 use std::sync::Arc;
 
-/// Shared read access to a node's database (and its timeline index).
+/// Shared read access to a node's database (and its timeline index, and
+/// its archive: what retention removed, read through by the queries here).
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     /// None: every timeline query reads the events themselves.
     index: Option<Arc<EventIndex>>,
+    /// None: what expired is gone for the queries.
+    archive: Option<Arc<Archive>>,
 }
 
 /// A memory recall: items of one namespace, filtered, newest first.
@@ -86,14 +90,24 @@ pub struct TimelinePage {
     pub next_after: Option<u64>,
 }
 
-/// The smallest seq whose event has `ts >= at` (one past the last event if none).
-fn first_seq_at(events: &impl ReadableTable<u64, &'static [u8]>, at: u64) -> Result<u64> {
-    let Some(last) = events.last()?.map(|(k, _)| k.value()) else { return Ok(1) };
+/// The seq of the oldest event retained: those below it expired (and are in
+/// the archive, if the node keeps one). The next seq when none is retained.
+fn retained_floor(r: &redb::ReadTransaction, events: &impl ReadableTable<u64, &'static [u8]>) -> Result<u64> {
+    match events.first()? {
+        Some((k, _)) => Ok(k.value()),
+        None => Ok(r.open_table(META)?.get(META_NEXT_SEQ)?.map_or(1, |g| g.value())),
+    }
+}
+
+/// The smallest retained seq whose event has `ts >= at` (one past the last
+/// event if none).
+fn first_seq_at(events: &impl ReadableTable<u64, &'static [u8]>, floor: u64, at: u64) -> Result<u64> {
+    let Some(last) = events.last()?.map(|(k, _)| k.value()) else { return Ok(floor) };
     let ts_of = |seq: u64| -> Result<u64> {
         let g = events.get(seq)?.ok_or_else(|| crate::WardenError::Storage(format!("event {seq} is missing")))?;
         Ok(decode_event(g.value())?.ts)
     };
-    let (mut lo, mut hi) = (1u64, last + 1);
+    let (mut lo, mut hi) = (floor, last + 1);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if ts_of(mid)? < at {
@@ -105,6 +119,71 @@ fn first_seq_at(events: &impl ReadableTable<u64, &'static [u8]>, at: u64) -> Res
     Ok(lo)
 }
 
+/// How the archived part of a timeline page went.
+#[derive(Default)]
+struct Archived {
+    /// The last archived seq examined.
+    last: Option<u64>,
+    scanned: usize,
+    /// The page is full, or the scan budget spent: it ends here.
+    stopped: bool,
+}
+
+/// The archived part of a timeline page: expired events with `lo <= seq <
+/// floor` that pass `q`'s window and filters, appended to `page` in seq
+/// order. Only segments that can hold a match are read (by time, and by
+/// action for an action filter); each event is checked against its own
+/// index keys (`index::keys_of`, with its action's capability, retained or
+/// archived). Archived events count against the scan budget as rows do.
+fn archived_page(
+    archive: &Archive,
+    actions: &impl ReadableTable<&'static str, &'static [u8]>,
+    q: &TimelineQuery,
+    (keys, kind): (&[String], Option<&str>),
+    (lo, floor): (u64, u64),
+    limit: usize,
+    page: &mut TimelinePage,
+) -> Result<Archived> {
+    let (from, to) = (q.from_ms.unwrap_or(0), q.to_ms.unwrap_or(u64::MAX));
+    let action = q.action_id.as_deref();
+    let wanted =
+        |s: &super::SegmentInfo| s.last_ts >= from && s.first_ts < to && action.is_none_or(|a| s.has_action(a));
+    let mut capabilities: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
+    let mut capability_of = |event: &Event| -> Result<Option<String>> {
+        let Some(id) = event.action_id.as_ref().filter(|_| q.capability.is_some()) else { return Ok(None) };
+        if let Some(known) = capabilities.get(id.as_str()) {
+            return Ok(known.clone());
+        }
+        let cap = match load::<Action>(actions, id.as_str())? {
+            Some(a) => Some(a.capability),
+            None => archive.action(id.as_str())?.map(|a| a.capability),
+        };
+        capabilities.insert(id.as_str().to_owned(), cap.clone());
+        Ok(cap)
+    };
+    let mut out = Archived::default();
+    archive.walk(lo, floor, wanted, |event| {
+        if page.events.len() >= limit || out.scanned >= TIMELINE_SCAN_BUDGET {
+            out.stopped = true;
+            return Ok(false);
+        }
+        out.scanned += 1;
+        out.last = Some(event.seq);
+        if event.ts < from || event.ts >= to || !kind.is_none_or(|k| event.kind().as_str().starts_with(k)) {
+            return Ok(true);
+        }
+        if !keys.is_empty() {
+            let own = super::index::keys_of(event, capability_of(event)?.as_deref());
+            if !keys.iter().all(|k| own.binary_search(k).is_ok()) {
+                return Ok(true);
+            }
+        }
+        page.events.push(event.clone());
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
 pub fn clamp_limit(limit: Option<usize>) -> usize {
     limit.unwrap_or(DEFAULT_QUERY_LIMIT).clamp(1, MAX_QUERY_LIMIT)
 }
@@ -112,17 +191,53 @@ pub fn clamp_limit(limit: Option<usize>) -> usize {
 impl Store {
     /// A store without a timeline index (filtered queries scan the events).
     pub fn new(db: Arc<Database>) -> Self {
-        Self { db, index: None }
+        Self { db, index: None, archive: None }
     }
 
     pub fn with_index(db: Arc<Database>, index: Arc<EventIndex>) -> Self {
-        Self { db, index: Some(index) }
+        Self { db, index: Some(index), archive: None }
+    }
+
+    /// This store, reading through to `archive` for what expired.
+    pub fn with_archive(self, archive: Arc<Archive>) -> Self {
+        Self { archive: Some(archive), ..self }
+    }
+
+    pub fn archive(&self) -> Option<&Arc<Archive>> {
+        self.archive.as_ref()
+    }
+
+    /// The oldest retained event's seq (`retained_floor`).
+    pub fn retained_floor(&self) -> Result<u64> {
+        self.read(|r| retained_floor(r, &r.open_table(EVENTS)?))
+    }
+
+    /// The time of the oldest retained event, if any.
+    pub fn oldest_event_ms(&self) -> Result<Option<u64>> {
+        self.read(|r| match r.open_table(EVENTS)?.first()? {
+            Some((_, v)) => Ok(Some(decode_event(v.value())?.ts)),
+            None => Ok(None),
+        })
+    }
+
+    /// An archived event below `floor` (the caller's view of what is retained).
+    fn archived_event(&self, seq: u64, floor: u64) -> Result<Option<Event>> {
+        match &self.archive {
+            Some(archive) if seq < floor => archive.event(seq),
+            _ => Ok(None),
+        }
     }
 
     /// Indexes up to `max` committed events the timeline index has not
     /// reached (`EventIndex::catch_up`); none without an index.
     pub fn index_catch_up(&self, max: usize) -> Result<Option<super::CaughtUp>> {
         self.index.as_ref().map(|index| index.catch_up(&self.db, max)).transpose()
+    }
+
+    /// Removes the timeline index's rows of expired events, when enough have
+    /// gathered (`EventIndex::prune`); how many went, if it walked.
+    pub fn index_prune(&self, at_least: u64) -> Result<Option<u64>> {
+        Ok(self.index.as_ref().map(|index| index.prune(&self.db, at_least)).transpose()?.flatten())
     }
 
     /// How many committed events the timeline index has not reached yet, of
@@ -151,12 +266,20 @@ impl Store {
         f(&txn)
     }
 
+    /// An action, retained or (read through) archived.
     pub fn action(&self, id: &ActionId) -> Result<Option<Action>> {
-        self.read(|r| load(&r.open_table(ACTIONS)?, id.as_str()))
+        match self.read(|r| load(&r.open_table(ACTIONS)?, id.as_str()))? {
+            None if self.archive.is_some() => self.archive.as_ref().map_or(Ok(None), |a| a.action(id.as_str())),
+            found => Ok(found),
+        }
     }
 
+    /// A turn, retained or (read through) archived.
     pub fn turn(&self, id: &TurnId) -> Result<Option<Turn>> {
-        self.read(|r| load(&r.open_table(TURNS)?, id.as_str()))
+        match self.read(|r| load(&r.open_table(TURNS)?, id.as_str()))? {
+            None if self.archive.is_some() => self.archive.as_ref().map_or(Ok(None), |a| a.turn(id.as_str())),
+            found => Ok(found),
+        }
     }
 
     pub fn session(&self, id: &SessionId) -> Result<Option<Session>> {
@@ -347,10 +470,14 @@ impl Store {
         })
     }
 
+    /// An event, retained or (read through) archived.
     pub fn event(&self, seq: u64) -> Result<Option<Event>> {
-        self.read(|r| match r.open_table(EVENTS)?.get(seq)? {
-            Some(g) => Ok(Some(decode_event(g.value())?)),
-            None => Ok(None),
+        self.read(|r| {
+            let events = r.open_table(EVENTS)?;
+            match events.get(seq)? {
+                Some(g) => Ok(Some(decode_event(g.value())?)),
+                None => self.archived_event(seq, retained_floor(r, &events)?),
+            }
         })
     }
 
@@ -363,23 +490,16 @@ impl Store {
     /// and time window that pass every filter. The most selective filter's
     /// index drives the walk (action, session, capability, severity, node,
     /// then kind; the incident index for `incidents_only`); the other filters
-    /// are checked against their own index rows.
+    /// are checked against their own index rows. Expired events come first,
+    /// from the archive (`archived_page`), in the same order.
     pub fn timeline_page(&self, q: &TimelineQuery) -> Result<TimelinePage> {
         use super::index::IndexKey;
         let limit = clamp_limit(q.limit);
         let index = self.index_view()?;
         self.read(|r| {
             let events = r.open_table(EVENTS)?;
-            // Event time is non-decreasing in seq (see StateMachine::last_ts):
-            // the window is one contiguous seq range, found by binary search.
-            let mut lo = q.after_seq.unwrap_or(0).saturating_add(1);
-            if let Some(from) = q.from_ms {
-                lo = lo.max(first_seq_at(&events, from)?);
-            }
-            let hi = match q.to_ms {
-                Some(to) => first_seq_at(&events, to)?.max(lo),
-                None => u64::MAX,
-            };
+            let actions = r.open_table(ACTIONS)?;
+            let floor = retained_floor(r, &events)?;
             let mut keys: Vec<String> = Vec::new();
             let filters = [
                 q.action_id.as_deref().map(IndexKey::Action),
@@ -393,6 +513,26 @@ impl Store {
                 keys.push(IndexKey::Incident.encode());
             }
             let kind = q.kind.as_deref().filter(|k| !k.is_empty());
+            let start = q.after_seq.unwrap_or(0).saturating_add(1);
+            let mut page = TimelinePage::default();
+            let mut archived = Archived::default();
+            if let (Some(archive), true) = (&self.archive, start < floor) {
+                archived = archived_page(archive, &actions, q, (&keys, kind), (start, floor), limit, &mut page)?;
+                if archived.stopped {
+                    page.next_after = archived.last;
+                    return Ok(page);
+                }
+            }
+            // Event time is non-decreasing in seq (see StateMachine::last_ts):
+            // the window is one contiguous seq range, found by binary search.
+            let mut lo = start.max(floor);
+            if let Some(from) = q.from_ms {
+                lo = lo.max(first_seq_at(&events, floor, from)?);
+            }
+            let hi = match q.to_ms {
+                Some(to) => first_seq_at(&events, floor, to)?.max(lo),
+                None => u64::MAX,
+            };
             // Seqs below `split` are indexed; from it on, the events are read
             // and checked against the filters one by one.
             let split = index.split(lo, hi);
@@ -408,13 +548,11 @@ impl Store {
                 (None, None) => Box::new(events.range(lo..split)?.map(|row| Ok(row?.0.value()))),
             };
             let tail = events.range(split..hi.max(split))?.map(|row| Ok(row?.0.value()));
-            let actions = r.open_table(ACTIONS)?;
             let mut stored_keys = StoredKeys::new(&actions);
-            let mut page = TimelinePage::default();
-            let mut last = lo - 1;
+            let mut last = archived.last.unwrap_or(lo - 1);
             let mut exhausted = true;
             for (scanned, seq) in indexed.chain(tail).enumerate() {
-                if page.events.len() >= limit || scanned >= TIMELINE_SCAN_BUDGET {
+                if page.events.len() >= limit || archived.scanned + scanned >= TIMELINE_SCAN_BUDGET {
                     exhausted = false;
                     break;
                 }
@@ -459,6 +597,7 @@ impl Store {
         let page = self.timeline_page(&TimelineQuery { incidents_only: true, ..q.clone() })?;
         self.read(|r| {
             let events = r.open_table(EVENTS)?;
+            let floor = retained_floor(r, &events)?;
             let mut all: std::collections::BTreeMap<u64, Event> = std::collections::BTreeMap::new();
             let mut causes = std::collections::BTreeMap::new();
             for event in page.events {
@@ -472,7 +611,10 @@ impl Store {
                         Some(known) => known.clone(),
                         None => match events.get(seq)? {
                             Some(g) => decode_event(g.value())?,
-                            None => break,
+                            None => match self.archived_event(seq, floor)? {
+                                Some(archived) => archived,
+                                None => break,
+                            },
                         },
                     };
                     next = cause.causation_seq.filter(|c| *c < seq);
@@ -497,10 +639,18 @@ impl Store {
         let index = self.index_view()?;
         self.read(|r| {
             let events = r.open_table(EVENTS)?;
-            let lo = q.after_seq.unwrap_or(0).saturating_add(1);
+            let floor = retained_floor(r, &events)?;
+            let start = q.after_seq.unwrap_or(0).saturating_add(1);
+            let mut out = match &self.archive {
+                Some(archive) if start < floor => archive.alerted_by(id.as_str(), (start, floor), limit)?,
+                _ => Vec::new(),
+            };
+            let lo = start.max(floor);
             let split = index.split(lo, u64::MAX);
-            let mut out = Vec::new();
-            for seq in index.walk(&key, lo, split)?.take(limit) {
+            for seq in index.walk(&key, lo, split)? {
+                if out.len() >= limit {
+                    break;
+                }
                 if let Some(g) = events.get(seq?)? {
                     out.push(decode_event(g.value())?);
                 }
@@ -527,9 +677,12 @@ impl Store {
         let limit = clamp_limit(limit);
         self.read(|r| {
             let events = r.open_table(EVENTS)?;
-            let mut out = Vec::new();
+            let mut out = match &self.archive {
+                Some(archive) => archive.events_of_correlation(id.as_str(), retained_floor(r, &events)?, limit)?,
+                None => Vec::new(),
+            };
             let index = r.open_table(EVENTS_BY_CORRELATION)?;
-            for row in index.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))?.take(limit) {
+            for row in index.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))?.take(limit - out.len()) {
                 let (_, seq) = row?.0.value();
                 if let Some(g) = events.get(seq)? {
                     out.push(decode_event(g.value())?);

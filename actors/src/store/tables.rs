@@ -254,6 +254,62 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
+    /// The oldest events still held, in seq order, at most `limit`, while
+    /// `take` says so.
+    pub fn oldest_events(&self, limit: usize, take: impl Fn(&Event) -> bool) -> Result<Vec<Event>> {
+        let mut out = Vec::new();
+        for row in self.events.iter()?.take(limit) {
+            let event = decode_event(row?.1.value())?;
+            if !take(&event) {
+                break;
+            }
+            out.push(event);
+        }
+        Ok(out)
+    }
+
+    /// The seq of the oldest event still held.
+    pub fn first_event_seq(&self) -> Result<Option<u64>> {
+        Ok(self.events.first()?.map(|(k, _)| k.value()))
+    }
+
+    /// Every DLQ entry (retention keeps what they refer to).
+    pub fn dlq_entries(&self) -> Result<Vec<DlqEntry>> {
+        self.dlq.iter()?.map(|row| decode(row?.1.value())).collect()
+    }
+
+    /// The ids of the non-terminal actions.
+    pub fn active_ids(&self) -> Result<Vec<ActionId>> {
+        self.active.iter()?.map(|row| Ok(ActionId(row?.0.value().to_owned()))).collect()
+    }
+
+    /// Removes an expired event and its entry in the index by correlation id.
+    pub fn remove_event(&mut self, event: &Event) -> Result<()> {
+        self.writes += 1;
+        self.events.remove(event.seq)?;
+        self.events_by_correlation.remove((event.correlation_id.as_str(), event.seq))?;
+        Ok(())
+    }
+
+    /// Removes an expired (terminal) action, and its idempotency key if the
+    /// key still names it.
+    pub fn remove_action(&mut self, action: &Action) -> Result<()> {
+        self.writes += 1;
+        self.actions.remove(action.id.as_str())?;
+        self.active.remove(action.id.as_str())?;
+        let key = action.idempotency_key.0.as_str();
+        if self.idempotency.get(key)?.is_some_and(|g| g.value() == action.id.as_str()) {
+            self.idempotency.remove(key)?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_turn(&mut self, id: &TurnId) -> Result<()> {
+        self.writes += 1;
+        self.turns.remove(id.as_str())?;
+        Ok(())
+    }
+
     /// Writes the event and its entry in the index by correlation id (the
     /// timeline's other indexes are written later: `store::event_index`).
     pub fn put_event(&mut self, event: &Event) -> Result<()> {
@@ -267,7 +323,7 @@ impl<'t> Tables<'t> {
 /// An event as stored: the header and the typed data (`EventData`'s derived
 /// encoding), the kind implied by the data. Borrowed to write, owned to read.
 #[derive(Serialize)]
-struct StoredEventRef<'a> {
+pub(crate) struct StoredEventRef<'a> {
     seq: u64,
     ts: u64,
     node: &'a str,
@@ -280,7 +336,7 @@ struct StoredEventRef<'a> {
 }
 
 #[derive(Deserialize)]
-struct StoredEvent {
+pub(crate) struct StoredEvent {
     seq: u64,
     ts: u64,
     node: String,
@@ -292,25 +348,36 @@ struct StoredEvent {
     data: EventData,
 }
 
+impl<'a> StoredEventRef<'a> {
+    pub(crate) fn of(e: &'a Event) -> Self {
+        Self {
+            seq: e.seq,
+            ts: e.ts,
+            node: &e.node,
+            session_id: &e.session_id,
+            turn_id: &e.turn_id,
+            correlation_id: &e.correlation_id,
+            action_id: &e.action_id,
+            causation_seq: e.causation_seq,
+            data: &e.data,
+        }
+    }
+}
+
+impl From<StoredEvent> for Event {
+    fn from(stored: StoredEvent) -> Self {
+        let StoredEvent { seq, ts, node, session_id, turn_id, correlation_id, action_id, causation_seq, data } = stored;
+        let scope = EventScope { session_id, turn_id, correlation_id };
+        Event::new(seq, ts, node, scope, action_id, causation_seq, data)
+    }
+}
+
 pub fn encode_event(e: &Event) -> Result<Vec<u8>> {
-    encode(&StoredEventRef {
-        seq: e.seq,
-        ts: e.ts,
-        node: &e.node,
-        session_id: &e.session_id,
-        turn_id: &e.turn_id,
-        correlation_id: &e.correlation_id,
-        action_id: &e.action_id,
-        causation_seq: e.causation_seq,
-        data: &e.data,
-    })
+    encode(&StoredEventRef::of(e))
 }
 
 pub fn decode_event(bytes: &[u8]) -> Result<Event> {
-    let StoredEvent { seq, ts, node, session_id, turn_id, correlation_id, action_id, causation_seq, data } =
-        decode(bytes)?;
-    let scope = EventScope { session_id, turn_id, correlation_id };
-    Ok(Event::new(seq, ts, node, scope, action_id, causation_seq, data))
+    Ok(decode::<StoredEvent>(bytes)?.into())
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {

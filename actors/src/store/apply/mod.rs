@@ -11,9 +11,11 @@ pub(super) mod events;
 pub(super) mod memory;
 pub(super) mod nodes;
 pub(super) mod policy;
+pub(super) mod retention;
 pub(super) mod sessions;
 pub(super) mod slo;
 
+use super::archive::ArchiveBatch;
 use super::tables::Tables;
 use crate::command::{Entry, Response};
 use crate::domain::*;
@@ -33,11 +35,13 @@ pub(super) struct Recorder<'e> {
     last_ts: &'e mut u64,
     entry: &'e Entry,
     events: Vec<Event>,
+    /// What the command removed, for the node's archive.
+    archived: Option<ArchiveBatch>,
 }
 
 impl<'e> Recorder<'e> {
     pub(super) fn new(next_seq: &'e mut u64, last_ts: &'e mut u64, entry: &'e Entry) -> Self {
-        Self { next_seq, last_ts, entry, events: Vec::new() }
+        Self { next_seq, last_ts, entry, events: Vec::new(), archived: None }
     }
 
     /// When the command was proposed.
@@ -55,8 +59,15 @@ impl<'e> Recorder<'e> {
         &self.events
     }
 
-    pub(super) fn into_events(self) -> Vec<Event> {
-        self.events
+    /// The events recorded, and what the command removed.
+    pub(super) fn finish(self) -> (Vec<Event>, Option<ArchiveBatch>) {
+        (self.events, self.archived)
+    }
+
+    /// Hands what the command removed to the node's archive (written
+    /// before the batch that removes it commits).
+    pub(super) fn archive(&mut self, batch: ArchiveBatch) {
+        self.archived = Some(batch);
     }
 
     /// Records an event; returns its seq. (The timeline indexes it later,

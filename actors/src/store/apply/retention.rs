@@ -1,0 +1,207 @@
+//! `Expire`: retention of the replicated state. The oldest events recorded
+//! before the command's cutoff go (a prefix of the timeline, in seq order,
+//! at most `max_events`), and with them the records whose history went:
+//!
+//! - each terminal action none of whose events is retained any more (its
+//!   idempotency key goes with it, if the key still names it);
+//! - each turn whose `turn.opened` went.
+//!
+//! What is not finished stays: an action awaiting confirmation, pending or
+//! running, a dead-lettered action and its replays (their DLQ entry refers
+//! to them), and the turns of all of those. Sessions, memory, DLQ entries,
+//! alerts and the policy history are not expired here. Everything removed
+//! goes to the node's archive (`Recorder::archive`).
+//!
+//! Deterministic: the cutoff is in the command (the leader's clock), and
+//! every choice reads only the tables.
+
+use super::{Outcome, Recorder};
+use crate::command::Response;
+use crate::domain::EventKind;
+use crate::error::Result;
+use crate::ids::{ActionId, TurnId};
+use crate::store::archive::ArchiveBatch;
+use crate::store::tables::Tables;
+use std::collections::HashSet;
+
+pub(in crate::store) fn expire(
+    t: &mut Tables<'_>,
+    r: &mut Recorder<'_>,
+    before_ms: u64,
+    max_events: u64,
+) -> Result<Outcome> {
+    let max = max_events.max(1) as usize;
+    // One past the limit: whether more remain to expire.
+    let mut events = t.oldest_events(max + 1, |e| e.ts < before_ms)?;
+    let more = events.len() > max;
+    events.truncate(max);
+    let Some(last) = events.last().map(|e| e.seq) else {
+        let floor_seq = t.first_event_seq()?;
+        return Ok((Response::Expired { events: 0, actions: 0, turns: 0, floor_seq, more: false }, None));
+    };
+
+    // What unfinished work refers to stays.
+    let mut keep_actions: HashSet<ActionId> = HashSet::new();
+    let mut keep_turns: HashSet<TurnId> = HashSet::new();
+    for entry in t.dlq_entries()? {
+        keep_actions.insert(entry.action_id);
+        keep_actions.extend(entry.replays);
+        keep_turns.insert(entry.turn_id);
+    }
+    for id in t.active_ids()? {
+        if let Some(action) = t.action(&id)? {
+            keep_turns.insert(action.turn_id);
+        }
+        keep_actions.insert(id);
+    }
+
+    let mut seen: HashSet<&ActionId> = HashSet::new();
+    let mut actions = Vec::new();
+    for id in events.iter().filter_map(|e| e.action_id.as_ref()) {
+        if !seen.insert(id) || keep_actions.contains(id) {
+            continue;
+        }
+        if let Some(action) = t.action(id)? {
+            if action.state.is_terminal() && action.last_event_seq <= last && action.updated_ms < before_ms {
+                actions.push(action);
+            }
+        }
+    }
+    let mut turns = Vec::new();
+    for event in events.iter().filter(|e| e.kind() == EventKind::TurnOpened) {
+        let Some(id) = event.turn_id.as_ref().filter(|id| !keep_turns.contains(*id)) else { continue };
+        if let Some(turn) = t.turn(id)? {
+            turns.push(turn);
+        }
+    }
+
+    for event in &events {
+        t.remove_event(event)?;
+    }
+    for action in &actions {
+        t.remove_action(action)?;
+    }
+    for turn in &turns {
+        t.remove_turn(&turn.id)?;
+    }
+    let response = Response::Expired {
+        events: events.len() as u64,
+        actions: actions.len() as u64,
+        turns: turns.len() as u64,
+        floor_seq: t.first_event_seq()?,
+        more,
+    };
+    r.archive(ArchiveBatch { events, actions, turns });
+    Ok((response, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::command::{Command, Response};
+    use crate::domain::*;
+    use crate::ids::*;
+    use crate::store::machine::StateMachine;
+    use crate::store::tables::{open_database, Tables};
+
+    fn dispatch(id: &str) -> Command {
+        Command::Dispatch { action_id: ActionId(id.into()), attempt: 1, node: "n".into(), reason: None }
+    }
+
+    fn finish(id: &str, outcome: AttemptOutcome) -> Command {
+        Command::FinishAttempt { action_id: ActionId(id.into()), attempt: 1, outcome, latency_ms: 1 }
+    }
+
+    fn expire(max_events: u64) -> Command {
+        Command::Expire { before_ms: 1_001, max_events }
+    }
+
+    #[test]
+    fn expiry_takes_a_prefix_of_the_events_and_only_finished_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(&dir.path().join("t.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut t = Tables::open(&txn).unwrap();
+        let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
+        let mut index = 0;
+        let mut apply = |t: &mut Tables<'_>, cmd: Command| {
+            index += 1;
+            machine.apply_at(t, index, &entry(cmd)).unwrap().expect("applied")
+        };
+        let (kept, gone) = (TurnId("turn_kept".into()), TurnId("turn_gone".into()));
+        let mut keyed = submit("act_done", &gone, allow());
+        if let Command::SubmitAction { idempotency_key, .. } = &mut keyed {
+            *idempotency_key = Some(IdempotencyKey("k-1".into()));
+        }
+        let mut dead_letter = submit("act_dead", &kept, allow());
+        if let Command::SubmitAction { max_attempts, .. } = &mut dead_letter {
+            *max_attempts = 1;
+        }
+        let history = vec![
+            open_turn(&kept),
+            open_turn(&gone),
+            keyed,
+            dispatch("act_done"),
+            finish("act_done", AttemptOutcome::OK),
+            // Under the kept turn: one running, one dead-lettered (its one
+            // attempt failed), one finished.
+            submit("act_running", &kept, allow()),
+            dispatch("act_running"),
+            dead_letter,
+            dispatch("act_dead"),
+            finish("act_dead", AttemptOutcome::Retryable { error: "no".into() }),
+            submit("act_ok", &kept, allow()),
+            dispatch("act_ok"),
+            finish("act_ok", AttemptOutcome::OK),
+        ];
+        for cmd in history {
+            apply(&mut t, cmd);
+        }
+        let all = t.oldest_events(usize::MAX, |_| true).unwrap();
+        let dead = t.action(&ActionId("act_dead".into())).unwrap().unwrap();
+        assert!(dead.state.is_terminal() && t.dlq_entries().unwrap().iter().any(|e| e.action_id == dead.id));
+
+        // A bounded command takes the oldest events, says more are left, and
+        // removes no action whose history is not all gone.
+        let n = 1 + all
+            .iter()
+            .position(|e| e.kind() == EventKind::TurnOpened && e.turn_id.as_ref() == Some(&gone))
+            .unwrap();
+        let first = apply(&mut t, expire(n as u64));
+        let Response::Expired { events, actions: 0, turns: 1, floor_seq, more: true } = first.response else {
+            panic!("{:?}", first.response)
+        };
+        assert_eq!((events as usize, floor_seq), (n, Some(all[n].seq)));
+        let archived = first.archived.expect("archived");
+        assert_eq!(archived.events, all[..n]);
+        assert_eq!(archived.turns.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![gone.clone()]);
+        assert!(t.turn(&gone).unwrap().is_none());
+        assert!(t.action(&ActionId("act_done".into())).unwrap().is_some());
+
+        // The rest: every event goes, finished work with it; what is running,
+        // dead-lettered, and their turn stay.
+        let rest = apply(&mut t, expire(1_000));
+        let Response::Expired { events, actions: 2, turns: 0, floor_seq: None, more: false } = rest.response else {
+            panic!("{:?}", rest.response)
+        };
+        assert_eq!(events as usize, all.len() - n);
+        let archived = rest.archived.expect("archived");
+        let mut expired: Vec<_> = archived.actions.iter().map(|a| a.id.to_string()).collect();
+        expired.sort();
+        assert_eq!(expired, ["act_done", "act_ok"]);
+        for id in ["act_done", "act_ok"] {
+            assert!(t.action(&ActionId(id.into())).unwrap().is_none(), "{id}");
+        }
+        for id in ["act_running", "act_dead"] {
+            assert!(t.action(&ActionId(id.into())).unwrap().is_some(), "{id}");
+        }
+        assert!(t.turn(&kept).unwrap().is_some());
+        assert!(t.dlq_entries().unwrap().iter().any(|e| e.action_id == dead.id));
+        assert_eq!(t.action_with_key(&IdempotencyKey("k-1".into())).unwrap(), None, "its key went with it");
+
+        // Nothing left to expire: no events, no segment.
+        let none = apply(&mut t, expire(1_000));
+        assert!(matches!(none.response, Response::Expired { events: 0, more: false, .. }), "{:?}", none.response);
+        assert_eq!(none.archived, None);
+    }
+}

@@ -1,0 +1,186 @@
+//! Retention and the archive, on a node whose clock is moved by the test:
+//! events older than the retention leave the replicated state through
+//! `Expire` commands the Retention actor proposes, each batch archived first;
+//! finished actions and turns go with their history, unfinished work stays;
+//! the timeline, the correlation graph and DLQ provenance read through to the
+//! archive; replaying the log (what a replica does) gives the same state.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use warden_actors::clock::{wall_ms, Clock};
+use warden_actors::config::RetentionConfig;
+use warden_actors::consensus::replay_log;
+use warden_actors::domain::*;
+use warden_actors::limits::MAX_QUERY_LIMIT;
+use warden_actors::store::{open_database, Store, TimelineQuery};
+use warden_actors::Node;
+
+const RETENTION: Duration = Duration::from_secs(3600);
+/// Small batches: the expiry takes several commands and writes several segments.
+const BATCH: u64 = 16;
+
+async fn start_with_retention(dir: &TempDir) -> (Node, Clock) {
+    let clock = Clock::manual(wall_ms());
+    let mut config = config(dir);
+    config.clock = clock.clone();
+    config.retention = RetentionConfig { events: Some(RETENTION), every: Duration::from_secs(60), batch: BATCH };
+    // A confirmation that outlives the retention: the action stays unfinished across it.
+    config.confirm_ttl_ms = 10 * RETENTION.as_millis() as u64;
+    (Node::start(config).await.expect("node starts"), clock)
+}
+
+/// Polls `probe` until it holds, failing the test after `WAIT`.
+async fn until(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !probe() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn everything() -> TimelineQuery {
+    TimelineQuery { limit: Some(MAX_QUERY_LIMIT), ..TimelineQuery::default() }
+}
+
+#[tokio::test]
+async fn expired_history_is_archived_and_still_answers_while_unfinished_work_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, clock) = start_with_retention(&dir).await;
+    let store = node.store().clone();
+    // The same database without the archive: what the replicated state holds.
+    let hot = Store::new(store.database().clone());
+
+    // A turn whose work all finishes, and one with unfinished work: an action
+    // awaiting confirmation and a dead-lettered one.
+    let done = turn(&node, Trust::Normal).await;
+    let mut finished = Vec::new();
+    for i in 0..12 {
+        finished.push(submit(&node, &done, "search.web", json!({"q": format!("query {i}")})).await.id);
+    }
+    let open = turn(&node, Trust::Normal).await;
+    let waiting = submit(&node, &open, "email.send", json!({"to": "ops@example.com"})).await;
+    let doomed = submit(&node, &open, "fragile.api", json!({"_sim": {"fail": true}})).await;
+    for id in finished.iter().chain([&doomed.id]) {
+        terminal(&node, id).await;
+    }
+    let entry = node.dlq(true, None).unwrap().pop().expect("the failed action is dead-lettered");
+    let provenance_before = node.provenance_of(&entry.id).await.unwrap();
+    assert!(provenance_before.complete);
+    let provenance_before = json!(provenance_before);
+    let graph_before = json!(node.correlation_graph(&done.correlation_id).await.unwrap());
+    let of_action = TimelineQuery { action_id: Some(finished[3].to_string()), ..everything() };
+    let action_events_before = store.timeline(&of_action).unwrap();
+    assert!(action_events_before.len() >= 3, "{action_events_before:?}");
+    let before = store.timeline(&everything()).unwrap();
+    let last_old = before.last().unwrap().seq;
+    assert_eq!(store.retained_floor().unwrap(), 1);
+
+    // Past the retention: everything recorded so far is older than it.
+    clock.advance(RETENTION * 2);
+    let later = turn(&node, Trust::Normal).await;
+    let fresh = submit(&node, &later, "search.web", ok_args()).await;
+    terminal(&node, &fresh.id).await;
+    until("the old events expire", || store.retained_floor().unwrap() > last_old).await;
+
+    // Gone from the replicated state, every old event is in the archive.
+    let archive = store.archive().expect("the node keeps an archive").clone();
+    let size = archive.size();
+    let newest = size.newest_seq.expect("archived events");
+    assert!(newest >= last_old && size.oldest_seq == Some(1) && size.events == newest, "{size:?}");
+    assert!(size.segments >= newest / BATCH, "{size:?}");
+    assert!(hot.timeline(&everything()).unwrap().iter().all(|e| e.seq > last_old));
+    for id in &finished {
+        assert_eq!(hot.action(id).unwrap(), None, "finished action {id} expired");
+        assert_eq!(store.action(id).unwrap().expect("read through").state, ActionState::Succeeded);
+    }
+    assert_eq!(hot.turn(&done.id).unwrap(), None, "a turn of finished work expires");
+    assert_eq!(store.turn(&done.id).unwrap().unwrap().id, done.id);
+
+    // Unfinished work stays: the waiting action, the dead-lettered one, their turn.
+    assert_eq!(hot.action(&waiting.id).unwrap().unwrap().state, ActionState::AwaitingConfirmation);
+    assert!(hot.action(&doomed.id).unwrap().is_some());
+    assert!(hot.turn(&open.id).unwrap().is_some());
+
+    // The timeline from the start: the archived events, then the retained
+    // ones, in log order, as they were.
+    let after = store.timeline(&everything()).unwrap();
+    assert_eq!(after[..before.len()], before[..]);
+    let seqs: Vec<u64> = after.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in log order: {seqs:?}");
+    assert!(after.len() > before.len());
+    // A filtered query and a window over archived time answer the same too.
+    assert_eq!(store.timeline(&of_action).unwrap(), action_events_before);
+    let old_window = TimelineQuery { to_ms: Some(before.last().unwrap().ts + 1), ..everything() };
+    assert_eq!(store.timeline(&old_window).unwrap(), before);
+    // A page cursor that crosses from the archive into the retained events.
+    let first = store.timeline_page(&TimelineQuery { limit: Some(5), ..everything() }).unwrap();
+    let rest = store.timeline(&TimelineQuery { after_seq: first.next_after, ..everything() }).unwrap();
+    assert_eq!([first.events, rest].concat(), after);
+
+    // The graph of an archived turn's correlation, and the DLQ entry's
+    // provenance back to its (archived) turn.opened, resolve as before.
+    assert_eq!(json!(node.correlation_graph(&done.correlation_id).await.unwrap()), graph_before);
+    let provenance = node.provenance_of(&entry.id).await.unwrap();
+    assert!(provenance.complete, "{provenance:?}");
+    assert_eq!(json!(provenance), provenance_before);
+
+    // The waiting action still runs once confirmed.
+    node.confirm(&waiting.id, true, "alice").await.unwrap();
+    assert_eq!(terminal(&node, &waiting.id).await.state, ActionState::Succeeded);
+
+    // Replaying the log, as a replica applies it, gives the same state.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = Arc::new(open_database(&copy_dir.path().join("copy.redb")).unwrap());
+    let (index, digest) = store.digest_at().unwrap();
+    assert_eq!(replay_log(&store, &copy).unwrap(), index);
+    assert_eq!(Store::new(copy).state_digest().unwrap(), digest);
+    drop((store, hot));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_archive_survives_a_restart_and_exports_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, clock) = start_with_retention(&dir).await;
+    let t = turn(&node, Trust::Normal).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(submit(&node, &t, "notes.write", json!({"note": i})).await.id);
+    }
+    for id in &ids {
+        terminal(&node, id).await;
+    }
+    let before = node.store().timeline(&everything()).unwrap();
+    let last_old = before.last().unwrap().seq;
+    clock.advance(RETENTION * 2);
+    let store = node.store().clone();
+    until("the old events expire", || store.retained_floor().unwrap() > last_old).await;
+    drop(store);
+    node.shutdown().await.unwrap();
+
+    // Restarted, the node reads its archive again.
+    let (node, _clock) = start_with_retention(&dir).await;
+    let store = node.store();
+    assert_eq!(store.timeline(&everything()).unwrap()[..before.len()], before[..]);
+    assert_eq!(store.action(&ids[0]).unwrap().unwrap().state, ActionState::Succeeded);
+
+    // The export copies the window's segments: an archive of their own.
+    let out = tempfile::tempdir().unwrap();
+    let archive = store.archive().unwrap();
+    let (from, to) = (before[0].ts, before.last().unwrap().ts + 1);
+    let copied = archive.export(from, to, out.path()).unwrap();
+    assert_eq!(copied.len() as u64, archive.size().segments);
+    let copy = warden_actors::store::Archive::open(out.path()).unwrap();
+    assert_eq!(copy.events_between(0, u64::MAX, usize::MAX).unwrap(), before);
+    // A window with nothing in it copies nothing.
+    assert!(archive.export(0, from, &out.path().join("none")).unwrap().is_empty());
+    let kinds: BTreeSet<_> = before.iter().map(|e| e.kind().as_str()).collect();
+    assert!(kinds.contains("action.succeeded"), "{kinds:?}");
+    node.shutdown().await.unwrap();
+}
