@@ -184,3 +184,89 @@ async fn an_archive_survives_a_restart_and_exports_a_window() {
     assert!(kinds.contains("action.succeeded"), "{kinds:?}");
     node.shutdown().await.unwrap();
 }
+
+/// Three `warden node` processes with a retention of 1.5 s: every replica
+/// removes the same records (one state digest), writes the same segments
+/// (one SHA-256 per segment on every node), and answers for what expired
+/// from its own archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_expire_the_same_records_and_write_the_same_archive() {
+    use common::cluster::{post, Cluster, CLUSTER_WAIT};
+    use serde_json::Value;
+    const CONFIG: &str = r#"
+[retention]
+events_ms = 1500
+every_ms = 100
+batch = 64
+
+[storage]
+size_every_ms = 100
+
+[[capability]]
+name = "quick.tool"
+tier = 0
+executor = { kind = "sim", latency_ms = 0, jitter_ms = 0, fail_rate = 0.0 }
+"#;
+    let _serial = serial::one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, CONFIG);
+    cluster.settled().await;
+    let turn = cluster.open_turn(0, "s1").await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let body =
+            json!({"turn_id": turn, "capability": "quick.tool", "args": {"n": n}, "idempotency_key": format!("k{n}")});
+        let (status, accepted) = post(format!("{}/v1/actions", cluster.url(n % 3)), body).await;
+        assert_eq!(status, 202, "{accepted}");
+        ids.push(accepted["action_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let done = cluster.get(0, &format!("/v1/actions/{id}?wait_ms=10000")).await.expect("the action");
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
+    let before = cluster.timeline(0).await;
+    let last = before.last().unwrap()["seq"].as_u64().unwrap();
+
+    // Each node reports (every 100 ms) an archive reaching past those events.
+    let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
+    for i in cluster.all() {
+        loop {
+            let health = cluster.get(i, "/v1/health").await.unwrap_or_default();
+            let newest = health["storage"]["size"]["archive"]["newest_seq"].as_u64();
+            if newest.is_some_and(|n| n >= last) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node {i} did not archive seq {last}: {health}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    cluster.converged(&cluster.all()).await;
+
+    // The same segments, byte for byte, on every node.
+    let segments = |name: &str| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = std::fs::read_dir(dir.path().join(name).join("archive"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| {
+                let info: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                (p.file_name().unwrap().to_string_lossy().into_owned(), info["sha256"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let (a, b, c) = (segments("a"), segments("b"), segments("c"));
+    assert!(!a.is_empty());
+    // A node may be a command behind the others in writing: compare what all have.
+    let common = a.len().min(b.len()).min(c.len());
+    assert_eq!((&a[..common], &b[..common]), (&c[..common], &c[..common]));
+
+    // Every node answers for the expired events and actions from its archive.
+    for i in cluster.all() {
+        let timeline = cluster.timeline(i).await;
+        assert_eq!(timeline[..before.len()], before[..], "node {i}");
+        let action = cluster.get(i, &format!("/v1/actions/{}", ids[7])).await.expect("read through");
+        assert_eq!(action["state"], "succeeded");
+    }
+}

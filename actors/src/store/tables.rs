@@ -304,6 +304,13 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
+    /// Whether an event of correlation `id` with a seq after `after` is held.
+    pub fn has_events_of_correlation_after(&self, id: &CorrelationId, after: u64) -> Result<bool> {
+        let mut rows =
+            self.events_by_correlation.range((id.as_str(), after.saturating_add(1))..=(id.as_str(), u64::MAX))?;
+        Ok(rows.next().transpose()?.is_some())
+    }
+
     pub fn remove_turn(&mut self, id: &TurnId) -> Result<()> {
         self.writes += 1;
         self.turns.remove(id.as_str())?;

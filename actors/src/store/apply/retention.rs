@@ -4,7 +4,8 @@
 //!
 //! - each terminal action none of whose events is retained any more (its
 //!   idempotency key goes with it, if the key still names it);
-//! - each turn whose `turn.opened` went.
+//! - each turn whose `turn.opened` went (now or with an earlier command) and
+//!   of whose correlation no event is retained: a turn still in use stays.
 //!
 //! What is not finished stays: an action awaiting confirmation, pending or
 //! running, a dead-lettered action and its replays (their DLQ entry refers
@@ -17,7 +18,6 @@
 
 use super::{Outcome, Recorder};
 use crate::command::Response;
-use crate::domain::EventKind;
 use crate::error::Result;
 use crate::ids::{ActionId, TurnId};
 use crate::store::archive::ArchiveBatch;
@@ -67,10 +67,17 @@ pub(in crate::store) fn expire(
             }
         }
     }
+    // The turns this batch's events belong to, once their `turn.opened` is
+    // gone and no retained event is of their correlation (a turn in use
+    // keeps recording under it).
     let mut turns = Vec::new();
-    for event in events.iter().filter(|e| e.kind() == EventKind::TurnOpened) {
-        let Some(id) = event.turn_id.as_ref().filter(|id| !keep_turns.contains(*id)) else { continue };
-        if let Some(turn) = t.turn(id)? {
+    let mut chosen: HashSet<&TurnId> = HashSet::new();
+    for id in events.iter().filter_map(|e| e.turn_id.as_ref()).chain(actions.iter().map(|a| &a.turn_id)) {
+        if keep_turns.contains(id) || !chosen.insert(id) {
+            continue;
+        }
+        let Some(turn) = t.turn(id)? else { continue };
+        if turn.opened_seq <= last && !t.has_events_of_correlation_after(&turn.correlation_id, last)? {
             turns.push(turn);
         }
     }
@@ -128,7 +135,7 @@ mod tests {
             index += 1;
             machine.apply_at(t, index, &entry(cmd)).unwrap().expect("applied")
         };
-        let (kept, gone) = (TurnId("turn_kept".into()), TurnId("turn_gone".into()));
+        let (kept, gone, late) = (TurnId("turn_kept".into()), TurnId("turn_gone".into()), TurnId("turn_late".into()));
         let mut keyed = submit("act_done", &gone, allow());
         if let Command::SubmitAction { idempotency_key, .. } = &mut keyed {
             *idempotency_key = Some(IdempotencyKey("k-1".into()));
@@ -153,6 +160,10 @@ mod tests {
             submit("act_ok", &kept, allow()),
             dispatch("act_ok"),
             finish("act_ok", AttemptOutcome::OK),
+            // A turn whose one action is still running.
+            open_turn(&late),
+            submit("act_late", &late, allow()),
+            dispatch("act_late"),
         ];
         for cmd in history {
             apply(&mut t, cmd);
@@ -168,20 +179,20 @@ mod tests {
             .position(|e| e.kind() == EventKind::TurnOpened && e.turn_id.as_ref() == Some(&gone))
             .unwrap();
         let first = apply(&mut t, expire(n as u64));
-        let Response::Expired { events, actions: 0, turns: 1, floor_seq, more: true } = first.response else {
+        let Response::Expired { events, actions: 0, turns: 0, floor_seq, more: true } = first.response else {
             panic!("{:?}", first.response)
         };
         assert_eq!((events as usize, floor_seq), (n, Some(all[n].seq)));
         let archived = first.archived.expect("archived");
         assert_eq!(archived.events, all[..n]);
-        assert_eq!(archived.turns.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![gone.clone()]);
-        assert!(t.turn(&gone).unwrap().is_none());
+        // Still in use: later events of its correlation are retained.
+        assert!(t.turn(&gone).unwrap().is_some());
         assert!(t.action(&ActionId("act_done".into())).unwrap().is_some());
 
         // The rest: every event goes, finished work with it; what is running,
         // dead-lettered, and their turn stay.
         let rest = apply(&mut t, expire(1_000));
-        let Response::Expired { events, actions: 2, turns: 0, floor_seq: None, more: false } = rest.response else {
+        let Response::Expired { events, actions: 2, turns: 1, floor_seq: None, more: false } = rest.response else {
             panic!("{:?}", rest.response)
         };
         assert_eq!(events as usize, all.len() - n);
@@ -189,13 +200,15 @@ mod tests {
         let mut expired: Vec<_> = archived.actions.iter().map(|a| a.id.to_string()).collect();
         expired.sort();
         assert_eq!(expired, ["act_done", "act_ok"]);
+        assert_eq!(archived.turns.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![gone.clone()]);
+        assert!(t.turn(&gone).unwrap().is_none());
         for id in ["act_done", "act_ok"] {
             assert!(t.action(&ActionId(id.into())).unwrap().is_none(), "{id}");
         }
-        for id in ["act_running", "act_dead"] {
+        for id in ["act_running", "act_dead", "act_late"] {
             assert!(t.action(&ActionId(id.into())).unwrap().is_some(), "{id}");
         }
-        assert!(t.turn(&kept).unwrap().is_some());
+        assert!(t.turn(&kept).unwrap().is_some() && t.turn(&late).unwrap().is_some());
         assert!(t.dlq_entries().unwrap().iter().any(|e| e.action_id == dead.id));
         assert_eq!(t.action_with_key(&IdempotencyKey("k-1".into())).unwrap(), None, "its key went with it");
 
@@ -203,5 +216,16 @@ mod tests {
         let none = apply(&mut t, expire(1_000));
         assert!(matches!(none.response, Response::Expired { events: 0, more: false, .. }), "{:?}", none.response);
         assert_eq!(none.archived, None);
+
+        // Once it finishes, its last events expire, and it goes with its
+        // turn (whose `turn.opened` expired long before).
+        apply(&mut t, finish("act_late", AttemptOutcome::OK));
+        let last = apply(&mut t, expire(1_000));
+        let Response::Expired { actions: 1, turns: 1, more: false, .. } = last.response else {
+            panic!("{:?}", last.response)
+        };
+        let archived = last.archived.expect("archived");
+        assert_eq!((archived.actions[0].id.as_str(), &archived.turns[0].id), ("act_late", &late));
+        assert!(t.turn(&late).unwrap().is_none());
     }
 }
