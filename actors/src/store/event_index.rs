@@ -34,6 +34,12 @@ const PRUNED: &str = "pruned";
 
 /// Expired events whose rows `prune` lets gather before it walks the table.
 pub const PRUNE_AT_LEAST: u64 = 10_000;
+/// Rows `prune` holds in memory at once (their keys), to remove them; a
+/// few in unit tests, so that their prunes take several chunks.
+#[cfg(not(test))]
+const PRUNE_CHUNK: usize = 65_536;
+#[cfg(test)]
+const PRUNE_CHUNK: usize = 7;
 
 /// Events one catch-up transaction indexes at most.
 pub const CATCH_UP_BATCH: usize = 8_192;
@@ -119,12 +125,40 @@ impl EventIndex {
             txn.abort()?;
             return Ok(None);
         }
-        let removed = {
+        // Found in chunks, then removed one by one: redb's `retain` copies a
+        // page path per removed row (it must not change the tree it walks),
+        // which grew the file by gigabytes per prune; a plain `remove`
+        // changes a page already copied in this transaction in place.
+        let mut removed = 0;
+        {
             let mut rows = txn.open_table(INDEX_ROWS)?;
-            let before = rows.len()?;
-            rows.retain(|(_, seq), _| seq >= floor)?;
-            before - rows.len()?
-        };
+            let mut from: Option<(String, u64)> = None;
+            loop {
+                let mut doomed: Vec<(String, u64)> = Vec::new();
+                let range = match &from {
+                    Some((key, seq)) => rows.range((key.as_str(), *seq)..)?,
+                    None => rows.range::<(&str, u64)>(..)?,
+                };
+                for row in range {
+                    let row = row?;
+                    let (key, seq) = row.0.value();
+                    if seq < floor {
+                        doomed.push((key.to_owned(), seq));
+                        if doomed.len() >= PRUNE_CHUNK {
+                            break;
+                        }
+                    }
+                }
+                for (key, seq) in &doomed {
+                    rows.remove((key.as_str(), *seq))?;
+                }
+                removed += doomed.len() as u64;
+                if doomed.len() < PRUNE_CHUNK {
+                    break;
+                }
+                from = doomed.pop();
+            }
+        }
         txn.open_table(INDEX_META)?.insert(PRUNED, floor)?;
         txn.commit()?;
         Ok(Some(removed))
