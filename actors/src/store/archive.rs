@@ -49,12 +49,6 @@ pub struct ArchiveBatch {
     pub turns: Vec<Turn>,
 }
 
-impl ArchiveBatch {
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.actions.is_empty() && self.turns.is_empty()
-    }
-}
-
 /// A segment's manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SegmentInfo {
@@ -152,6 +146,10 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> WardenError {
     WardenError::Storage(format!("archive: cannot {what} {}: {e}", path.display()))
 }
 
+fn zstd(e: std::io::Error) -> WardenError {
+    WardenError::Storage(format!("archive: zstd: {e}"))
+}
+
 fn json(e: serde_json::Error) -> WardenError {
     WardenError::Storage(format!("archive: {e}"))
 }
@@ -190,10 +188,6 @@ impl Archive {
         Ok(Self { dir, segments: RwLock::new(segments), cache: Mutex::new(Vec::new()) })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes `batch` as one segment (nothing for a batch without events).
     /// Deterministic: the same batch writes the same bytes, so writing it
     /// again (a command re-applied after a crash) changes nothing.
@@ -201,15 +195,15 @@ impl Archive {
         let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) else { return Ok(None) };
         let mut encoder = zstd::stream::Encoder::new(Vec::new(), LEVEL)
             .and_then(|mut e| e.include_checksum(true).map(|_| e))
-            .map_err(|e| WardenError::Storage(format!("archive: zstd: {e}")))?;
+            .map_err(zstd)?;
         let mut put = |line: LineRef<'_>| -> Result<()> {
             serde_json::to_writer(&mut encoder, &line).map_err(json)?;
-            encoder.write_all(b"\n").map_err(|e| WardenError::Storage(format!("archive: zstd: {e}")))
+            encoder.write_all(b"\n").map_err(zstd)
         };
         batch.events.iter().try_for_each(|e| put(LineRef::Event(StoredEventRef::of(e))))?;
         batch.actions.iter().try_for_each(|a| put(LineRef::Action(a)))?;
         batch.turns.iter().try_for_each(|t| put(LineRef::Turn(t)))?;
-        let data = encoder.finish().map_err(|e| WardenError::Storage(format!("archive: zstd: {e}")))?;
+        let data = encoder.finish().map_err(zstd)?;
         // The ids the timeline's action filter and the graph's alert lookup
         // match (`index::keys_of`), so a query reads only the segments that
         // can answer it.

@@ -15,8 +15,10 @@
 //! checked before every catch-up, so a file left from other events (a copied
 //! data dir, a volatile node that lost its log tail) starts over.
 
+use super::archive::Archive;
 use super::index::keys_of;
-use super::tables::{decode_event, load, ACTIONS, EVENTS, META, META_NEXT_SEQ};
+use super::index::IndexKey;
+use super::tables::{decode_event, load, retained_floor, ACTIONS, EVENTS};
 use crate::domain::{Action, Event};
 use crate::error::{Result, WardenError};
 use redb::{Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -113,11 +115,7 @@ impl EventIndex {
         let (floor, retained) = {
             let read = state.begin_read()?;
             let events = read.open_table(EVENTS)?;
-            let first = events.first()?.map(|(k, _)| k.value());
-            match first {
-                Some(seq) => (seq, events.len()?),
-                None => (read.open_table(META)?.get(META_NEXT_SEQ)?.map_or(1, |g| g.value()), 0),
-            }
+            (retained_floor(&read, &events)?, events.len()?)
         };
         let txn = self.db.begin_write()?;
         let pruned = txn.open_table(INDEX_META)?.get(PRUNED)?.map_or(0, |g| g.value());
@@ -191,11 +189,7 @@ impl EventIndex {
         let reset = through > 0
             && match events.get(through)? {
                 Some(held) => Some(fingerprint_of(held.value())) != fingerprint,
-                None => {
-                    let next_seq = read.open_table(META)?.get(META_NEXT_SEQ)?.map_or(1, |g| g.value());
-                    let floor = events.first()?.map_or(next_seq, |(k, _)| k.value());
-                    through >= floor
-                }
+                None => through >= retained_floor(&read, &events)?,
             };
         if reset {
             through = 0;
@@ -254,33 +248,53 @@ impl EventIndex {
 /// indexer writes, and what a query checks past the watermark.
 pub(super) struct StoredKeys<'t, T> {
     actions: &'t T,
+    /// Where an action no longer in `actions` is looked up (expired events).
+    archive: Option<&'t Archive>,
     capabilities: HashMap<String, Option<String>>,
 }
 
 impl<'t, T: ReadableTable<&'static str, &'static [u8]>> StoredKeys<'t, T> {
     pub(super) fn new(actions: &'t T) -> Self {
-        Self { actions, capabilities: HashMap::new() }
+        Self { actions, archive: None, capabilities: HashMap::new() }
+    }
+
+    /// Also looks up actions that expired in `archive`.
+    pub(super) fn with_archive(self, archive: &'t Archive) -> Self {
+        Self { archive: Some(archive), ..self }
     }
 
     /// Every index key of `event`, sorted.
     pub(super) fn of(&mut self, event: &Event) -> Result<Vec<String>> {
         let capability = match &event.action_id {
-            Some(id) => match self.capabilities.get(id.as_str()) {
-                Some(known) => known.clone(),
-                None => {
-                    let cap = load::<Action>(self.actions, id.as_str())?.map(|a| a.capability);
-                    self.capabilities.insert(id.as_str().to_owned(), cap.clone());
-                    cap
-                }
-            },
+            Some(id) => self.capability(id.as_str())?,
             None => None,
         };
         Ok(keys_of(event, capability.as_deref()))
     }
 
-    /// Whether `event` has every key in `wanted`.
+    /// The capability of action `id`, read once.
+    fn capability(&mut self, id: &str) -> Result<Option<String>> {
+        if let Some(known) = self.capabilities.get(id) {
+            return Ok(known.clone());
+        }
+        let cap = match (load::<Action>(self.actions, id)?, self.archive) {
+            (Some(action), _) => Some(action.capability),
+            (None, Some(archive)) => archive.action(id)?.map(|a| a.capability),
+            (None, None) => None,
+        };
+        self.capabilities.insert(id.to_owned(), cap.clone());
+        Ok(cap)
+    }
+
+    /// Whether `event` has every key in `wanted`. Its action's capability is
+    /// looked up only when a capability key is wanted: the other keys do
+    /// not depend on it.
     pub(super) fn has_all(&mut self, event: &Event, wanted: &[String]) -> Result<bool> {
-        let own = self.of(event)?;
+        let cap_prefix = IndexKey::Capability("").encode();
+        let own = match wanted.iter().any(|k| k.starts_with(&cap_prefix)) {
+            true => self.of(event)?,
+            false => keys_of(event, None),
+        };
         Ok(wanted.iter().all(|k| own.binary_search(k).is_ok()))
     }
 }

@@ -90,15 +90,6 @@ pub struct TimelinePage {
     pub next_after: Option<u64>,
 }
 
-/// The seq of the oldest event retained: those below it expired (and are in
-/// the archive, if the node keeps one). The next seq when none is retained.
-fn retained_floor(r: &redb::ReadTransaction, events: &impl ReadableTable<u64, &'static [u8]>) -> Result<u64> {
-    match events.first()? {
-        Some((k, _)) => Ok(k.value()),
-        None => Ok(r.open_table(META)?.get(META_NEXT_SEQ)?.map_or(1, |g| g.value())),
-    }
-}
-
 /// The smallest retained seq whose event has `ts >= at` (one past the last
 /// event if none).
 fn first_seq_at(events: &impl ReadableTable<u64, &'static [u8]>, floor: u64, at: u64) -> Result<u64> {
@@ -133,7 +124,7 @@ struct Archived {
 /// floor` that pass `q`'s window and filters, appended to `page` in seq
 /// order. Only segments that can hold a match are read (by time, and by
 /// action for an action filter); each event is checked against its own
-/// index keys (`index::keys_of`, with its action's capability, retained or
+/// index keys (`StoredKeys`, with its action's capability, retained or
 /// archived). Archived events count against the scan budget as rows do.
 fn archived_page(
     archive: &Archive,
@@ -148,19 +139,7 @@ fn archived_page(
     let action = q.action_id.as_deref();
     let wanted =
         |s: &super::SegmentInfo| s.last_ts >= from && s.first_ts < to && action.is_none_or(|a| s.has_action(a));
-    let mut capabilities: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
-    let mut capability_of = |event: &Event| -> Result<Option<String>> {
-        let Some(id) = event.action_id.as_ref().filter(|_| q.capability.is_some()) else { return Ok(None) };
-        if let Some(known) = capabilities.get(id.as_str()) {
-            return Ok(known.clone());
-        }
-        let cap = match load::<Action>(actions, id.as_str())? {
-            Some(a) => Some(a.capability),
-            None => archive.action(id.as_str())?.map(|a| a.capability),
-        };
-        capabilities.insert(id.as_str().to_owned(), cap.clone());
-        Ok(cap)
-    };
+    let mut stored_keys = StoredKeys::new(actions).with_archive(archive);
     let mut out = Archived::default();
     archive.walk(lo, floor, wanted, |event| {
         if page.events.len() >= limit || out.scanned >= TIMELINE_SCAN_BUDGET {
@@ -172,11 +151,8 @@ fn archived_page(
         if event.ts < from || event.ts >= to || !kind.is_none_or(|k| event.kind().as_str().starts_with(k)) {
             return Ok(true);
         }
-        if !keys.is_empty() {
-            let own = super::index::keys_of(event, capability_of(event)?.as_deref());
-            if !keys.iter().all(|k| own.binary_search(k).is_ok()) {
-                return Ok(true);
-            }
+        if !keys.is_empty() && !stored_keys.has_all(event, keys)? {
+            return Ok(true);
         }
         page.events.push(event.clone());
         Ok(true)
@@ -214,10 +190,7 @@ impl Store {
 
     /// The time of the oldest retained event, if any.
     pub fn oldest_event_ms(&self) -> Result<Option<u64>> {
-        self.read(|r| match r.open_table(EVENTS)?.first()? {
-            Some((_, v)) => Ok(Some(decode_event(v.value())?.ts)),
-            None => Ok(None),
-        })
+        self.read(|r| oldest_event_ts(&r.open_table(EVENTS)?))
     }
 
     /// An archived event below `floor` (the caller's view of what is retained).
@@ -268,17 +241,17 @@ impl Store {
 
     /// An action, retained or (read through) archived.
     pub fn action(&self, id: &ActionId) -> Result<Option<Action>> {
-        match self.read(|r| load(&r.open_table(ACTIONS)?, id.as_str()))? {
-            None if self.archive.is_some() => self.archive.as_ref().map_or(Ok(None), |a| a.action(id.as_str())),
-            found => Ok(found),
+        match (self.read(|r| load(&r.open_table(ACTIONS)?, id.as_str()))?, &self.archive) {
+            (None, Some(archive)) => archive.action(id.as_str()),
+            (found, _) => Ok(found),
         }
     }
 
     /// A turn, retained or (read through) archived.
     pub fn turn(&self, id: &TurnId) -> Result<Option<Turn>> {
-        match self.read(|r| load(&r.open_table(TURNS)?, id.as_str()))? {
-            None if self.archive.is_some() => self.archive.as_ref().map_or(Ok(None), |a| a.turn(id.as_str())),
-            found => Ok(found),
+        match (self.read(|r| load(&r.open_table(TURNS)?, id.as_str()))?, &self.archive) {
+            (None, Some(archive)) => archive.turn(id.as_str()),
+            (found, _) => Ok(found),
         }
     }
 
@@ -757,10 +730,7 @@ impl Store {
             let events = r.open_table(EVENTS)?;
             tables.push(size("events", &events)?);
             tables.push(size("events_by_correlation", &r.open_table(EVENTS_BY_CORRELATION)?)?);
-            let oldest = match events.first()? {
-                Some((_, v)) => Some(decode_event(v.value())?.ts),
-                None => None,
-            };
+            let oldest = oldest_event_ts(&events)?;
             if let Some(index) = &self.index {
                 let (rows, bytes) = index.size()?;
                 tables.push(TableSize { table: "events_by_key".into(), rows, bytes });

@@ -379,6 +379,20 @@ impl From<StoredEvent> for Event {
     }
 }
 
+/// The seq of the oldest event retained: those below it expired (and are in
+/// the archive, if the node keeps one). The next seq when none is retained.
+pub fn retained_floor(r: &redb::ReadTransaction, events: &impl ReadableTable<u64, Bytes>) -> Result<u64> {
+    match events.first()? {
+        Some((k, _)) => Ok(k.value()),
+        None => Ok(r.open_table(META)?.get(META_NEXT_SEQ)?.map_or(1, |g| g.value())),
+    }
+}
+
+/// The time of the oldest event retained, if any.
+pub fn oldest_event_ts(events: &impl ReadableTable<u64, Bytes>) -> Result<Option<u64>> {
+    events.first()?.map(|(_, v)| decode_event(v.value()).map(|e| e.ts)).transpose()
+}
+
 pub fn encode_event(e: &Event) -> Result<Vec<u8>> {
     encode(&StoredEventRef::of(e))
 }
