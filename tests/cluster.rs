@@ -294,8 +294,21 @@ async fn the_cluster_p95_merges_every_node_histogram_within_one_percent_of_exact
     let mut submits = tokio::task::JoinSet::new();
     for i in 0..600 {
         let url = format!("{}/v1/actions", cluster.url(i % 3));
-        let body = serde_json::json!({"turn_id": turn, "capability": "probe", "args": {"i": i}});
-        submits.spawn(async move { post(url, body).await });
+        let body = serde_json::json!({
+            "turn_id": turn, "capability": "probe", "args": {"i": i}, "idempotency_key": format!("p95-{i}"),
+        });
+        // 600 at once on two cores can outlast a write's commit timeout: a 503
+        // is retryable (docs/api.md), and the same key never runs it twice.
+        submits.spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let (status, answer) = post(url.clone(), body.clone()).await;
+                if status != 503 || std::time::Instant::now() > deadline {
+                    return (status, answer);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
     }
     while let Some(done) = submits.join_next().await {
         let (status, body) = done.unwrap();
