@@ -11,10 +11,15 @@
 //!   one JSON object per line, `{"event": …}` (the stored form: header and
 //!   typed data), then `{"action": …}` and `{"turn": …}` for the records that
 //!   expired with those events;
-//! - `seg-<first seq>-<last seq>.json`: its manifest (`SegmentInfo`): seq and
-//!   time range, counts, the data file's SHA-256, and the correlation, action
-//!   and turn ids it holds. Written last: a data file without one is an
-//!   unfinished write, ignored and overwritten.
+//! - `seg-<first seq>-<last seq>.json`: its manifest (`SegmentInfo` and
+//!   `SegmentIds`): seq and time range, counts, the data file's SHA-256, and
+//!   the correlation, action and turn ids it holds. Written last: a data file
+//!   without one is an unfinished write, ignored and overwritten.
+//!
+//! In memory the archive keeps each manifest's ranges and counts and, in
+//! place of its id lists, a Bloom filter over them (about two bytes an id,
+//! against some sixty for the strings): a query reads a segment only when
+//! the filter says it may hold the id, and the segment's records decide.
 //!
 //! The archive is node-local: a node that joins later, or installs a
 //! snapshot, has the retained state and not the archive of the window before.
@@ -23,6 +28,7 @@ use super::tables::{StoredEvent, StoredEventRef};
 use crate::disk::ArchiveSize;
 use crate::domain::{Action, Event, EventData, Turn};
 use crate::error::{Result, WardenError};
+use fastbloom::BloomFilter;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,6 +47,12 @@ const LEVEL: i32 = 3;
 /// event after event of the same segment).
 const CACHED_SEGMENTS: usize = 2;
 
+/// The id filters' false-positive rate: a lookup among a thousand segments
+/// that hold no match reads about one of them for nothing.
+const FILTER_FALSE_POSITIVES: f64 = 0.001;
+/// The filters' hash seed (fixed: a filter means the same after a restart).
+const FILTER_SEED: u128 = 0x77_61_72_64_65_6e;
+
 /// What one `Expire` command removed, in seq order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ArchiveBatch {
@@ -49,7 +61,7 @@ pub struct ArchiveBatch {
     pub turns: Vec<Turn>,
 }
 
-/// A segment's manifest.
+/// A segment's ranges and counts: its manifest without the id lists.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SegmentInfo {
     pub first_seq: u64,
@@ -63,6 +75,11 @@ pub struct SegmentInfo {
     pub bytes: u64,
     /// The data file's SHA-256, hex.
     pub sha256: String,
+}
+
+/// The ids a segment holds: the rest of its manifest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentIds {
     /// Correlation ids of its events, sorted.
     pub correlations: Vec<String>,
     /// Ids of the actions its events are about and of its archived actions, sorted.
@@ -72,6 +89,73 @@ pub struct SegmentInfo {
     /// The correlation ids whose events raised or resolved its alert events, sorted.
     #[serde(default)]
     pub alert_causes: Vec<String>,
+}
+
+/// A manifest file: a segment's info, then its ids (one JSON object).
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    #[serde(flatten)]
+    info: SegmentInfo,
+    #[serde(flatten)]
+    ids: SegmentIds,
+}
+
+/// The kinds of id a segment's filter holds, each under its own tag.
+#[derive(Clone, Copy)]
+enum IdKind {
+    Correlation = 1,
+    Action,
+    Turn,
+    AlertCause,
+}
+
+/// A segment as the archive holds it: its info and a filter over its ids.
+#[derive(Debug)]
+pub struct HeldSegment {
+    pub info: SegmentInfo,
+    ids: BloomFilter,
+}
+
+impl HeldSegment {
+    fn new(info: SegmentInfo, ids: &SegmentIds) -> Self {
+        let tagged = [
+            (IdKind::Correlation, &ids.correlations),
+            (IdKind::Action, &ids.action_ids),
+            (IdKind::Turn, &ids.turn_ids),
+            (IdKind::AlertCause, &ids.alert_causes),
+        ];
+        let count = tagged.iter().map(|(_, list)| list.len()).sum::<usize>();
+        let mut filter =
+            BloomFilter::with_false_pos(FILTER_FALSE_POSITIVES).seed(&FILTER_SEED).expected_items(count.max(1));
+        for (kind, list) in tagged {
+            for id in list {
+                filter.insert(&(kind as u8, id.as_str()));
+            }
+        }
+        Self { info, ids: filter }
+    }
+
+    /// Whether it may hold `id` of `kind` (false: it does not).
+    fn may_hold(&self, kind: IdKind, id: &str) -> bool {
+        self.ids.contains(&(kind as u8, id))
+    }
+
+    /// Whether an event about action `id` (or the action itself) may be in it.
+    pub fn has_action(&self, id: &str) -> bool {
+        self.may_hold(IdKind::Action, id)
+    }
+
+    pub fn has_correlation(&self, id: &str) -> bool {
+        self.may_hold(IdKind::Correlation, id)
+    }
+
+    pub fn has_turn(&self, id: &str) -> bool {
+        self.may_hold(IdKind::Turn, id)
+    }
+
+    pub fn has_alert_cause(&self, id: &str) -> bool {
+        self.may_hold(IdKind::AlertCause, id)
+    }
 }
 
 impl SegmentInfo {
@@ -87,27 +171,6 @@ impl SegmentInfo {
     pub fn manifest_file(&self) -> String {
         format!("{}.json", self.stem())
     }
-
-    /// Whether an event about action `id` (or the action itself) is in it.
-    pub fn has_action(&self, id: &str) -> bool {
-        has(&self.action_ids, id)
-    }
-
-    pub fn has_correlation(&self, id: &str) -> bool {
-        has(&self.correlations, id)
-    }
-
-    pub fn has_turn(&self, id: &str) -> bool {
-        has(&self.turn_ids, id)
-    }
-
-    pub fn has_alert_cause(&self, id: &str) -> bool {
-        has(&self.alert_causes, id)
-    }
-}
-
-fn has(sorted: &[String], id: &str) -> bool {
-    sorted.binary_search_by(|s| s.as_str().cmp(id)).is_ok()
 }
 
 /// A segment's records, decoded.
@@ -138,7 +201,7 @@ enum Line {
 pub struct Archive {
     dir: PathBuf,
     /// Sorted by `first_seq`; segments never overlap.
-    segments: RwLock<Vec<SegmentInfo>>,
+    segments: RwLock<Vec<Arc<HeldSegment>>>,
     cache: Mutex<Vec<(u64, Arc<Segment>)>>,
 }
 
@@ -180,11 +243,11 @@ impl Archive {
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
-            let info: SegmentInfo = serde_json::from_slice(&bytes)
+            let manifest: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| WardenError::Storage(format!("archive: {} is not a manifest: {e}", path.display())))?;
-            segments.push(info);
+            segments.push(Arc::new(HeldSegment::new(manifest.info, &manifest.ids)));
         }
-        segments.sort_by_key(|s| s.first_seq);
+        segments.sort_by_key(|s| s.info.first_seq);
         Ok(Self { dir, segments: RwLock::new(segments), cache: Mutex::new(Vec::new()) })
     }
 
@@ -229,35 +292,41 @@ impl Archive {
             turns: batch.turns.len() as u64,
             bytes: data.len() as u64,
             sha256: hex(&Sha256::digest(&data)),
+        };
+        let ids = SegmentIds {
             correlations: sorted(batch.events.iter().map(|e| e.correlation_id.to_string())),
             action_ids: sorted(action_ids.into_iter()),
             turn_ids: sorted(batch.turns.iter().map(|t| t.id.to_string())),
             alert_causes: sorted(alert_causes.into_iter()),
         };
-        write_atomically(&self.dir.join(info.data_file()), &data)?;
-        write_atomically(&self.dir.join(info.manifest_file()), &serde_json::to_vec_pretty(&info).map_err(json)?)?;
+        let manifest = Manifest { info, ids };
+        write_atomically(&self.dir.join(manifest.info.data_file()), &data)?;
+        let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(json)?;
+        write_atomically(&self.dir.join(manifest.info.manifest_file()), &manifest_bytes)?;
         std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io("sync", &self.dir, e))?;
+        let held = Arc::new(HeldSegment::new(manifest.info, &manifest.ids));
+        let first = held.info.first_seq;
         let mut segments = self.segments.write();
-        segments.retain(|s| s.first_seq != info.first_seq);
-        let at = segments.partition_point(|s| s.first_seq < info.first_seq);
-        segments.insert(at, info.clone());
-        Ok(Some(info))
+        segments.retain(|s| s.info.first_seq != first);
+        let at = segments.partition_point(|s| s.info.first_seq < first);
+        segments.insert(at, held.clone());
+        Ok(Some(held.info.clone()))
     }
 
-    /// Every segment's manifest, oldest first.
+    /// Every segment's info, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        self.segments.read().clone()
+        self.segments.read().iter().map(|s| s.info.clone()).collect()
     }
 
     pub fn size(&self) -> ArchiveSize {
         let segments = self.segments.read();
         ArchiveSize {
             segments: segments.len() as u64,
-            bytes: segments.iter().map(|s| s.bytes).sum(),
-            events: segments.iter().map(|s| s.events).sum(),
-            oldest_seq: segments.first().map(|s| s.first_seq),
-            oldest_ts: segments.first().map(|s| s.first_ts),
-            newest_seq: segments.last().map(|s| s.last_seq),
+            bytes: segments.iter().map(|s| s.info.bytes).sum(),
+            events: segments.iter().map(|s| s.info.events).sum(),
+            oldest_seq: segments.first().map(|s| s.info.first_seq),
+            oldest_ts: segments.first().map(|s| s.info.first_ts),
+            newest_seq: segments.last().map(|s| s.info.last_seq),
         }
     }
 
@@ -275,7 +344,7 @@ impl Archive {
         Ok(segment)
     }
 
-    fn matching(&self, wanted: impl Fn(&SegmentInfo) -> bool) -> Vec<SegmentInfo> {
+    fn matching(&self, wanted: impl Fn(&HeldSegment) -> bool) -> Vec<Arc<HeldSegment>> {
         self.segments.read().iter().filter(|s| wanted(s)).cloned().collect()
     }
 
@@ -285,11 +354,11 @@ impl Archive {
         &self,
         lo: u64,
         hi: u64,
-        wanted: impl Fn(&SegmentInfo) -> bool,
+        wanted: impl Fn(&HeldSegment) -> bool,
         mut f: impl FnMut(&Event) -> Result<bool>,
     ) -> Result<()> {
-        for info in self.matching(|s| s.last_seq >= lo && s.first_seq < hi && wanted(s)) {
-            let segment = self.read(&info)?;
+        for held in self.matching(|s| s.info.last_seq >= lo && s.info.first_seq < hi && wanted(s)) {
+            let segment = self.read(&held.info)?;
             for event in segment.events.iter().filter(|e| e.seq >= lo && e.seq < hi) {
                 if !f(event)? {
                     return Ok(());
@@ -305,7 +374,7 @@ impl Archive {
         &self,
         (lo, hi): (u64, u64),
         limit: usize,
-        wanted: impl Fn(&SegmentInfo) -> bool,
+        wanted: impl Fn(&HeldSegment) -> bool,
         keep: impl Fn(&Event) -> bool,
     ) -> Result<Vec<Event>> {
         let mut out = Vec::new();
@@ -346,8 +415,8 @@ impl Archive {
 
     /// The archived record of action `id`, if it expired here.
     pub fn action(&self, id: &str) -> Result<Option<Action>> {
-        for info in self.matching(|s| s.actions > 0 && s.has_action(id)).iter().rev() {
-            if let Some(a) = self.read(info)?.actions.iter().find(|a| a.id.as_str() == id) {
+        for held in self.matching(|s| s.info.actions > 0 && s.has_action(id)).iter().rev() {
+            if let Some(a) = self.read(&held.info)?.actions.iter().find(|a| a.id.as_str() == id) {
                 return Ok(Some(a.clone()));
             }
         }
@@ -356,8 +425,8 @@ impl Archive {
 
     /// The archived record of turn `id`, if it expired here.
     pub fn turn(&self, id: &str) -> Result<Option<Turn>> {
-        for info in self.matching(|s| s.has_turn(id)) {
-            if let Some(t) = self.read(&info)?.turns.iter().find(|t| t.id.as_str() == id) {
+        for held in self.matching(|s| s.has_turn(id)) {
+            if let Some(t) = self.read(&held.info)?.turns.iter().find(|t| t.id.as_str() == id) {
                 return Ok(Some(t.clone()));
             }
         }
@@ -368,15 +437,16 @@ impl Archive {
     /// files of each, the data checked against its checksum first); returns them.
     pub fn export(&self, from_ms: u64, to_ms: u64, out: &Path) -> Result<Vec<SegmentInfo>> {
         std::fs::create_dir_all(out).map_err(|e| io("create", out, e))?;
-        let chosen = self.matching(|s| s.last_ts >= from_ms && s.first_ts < to_ms);
-        for info in &chosen {
-            let data = std::fs::read(self.dir.join(info.data_file()))
-                .map_err(|e| io("read", &self.dir.join(info.data_file()), e))?;
-            check(&data, &info.sha256, &self.dir.join(info.data_file()))?;
+        let chosen = self.matching(|s| s.info.last_ts >= from_ms && s.info.first_ts < to_ms);
+        for info in chosen.iter().map(|held| &held.info) {
+            let (data_file, manifest_file) = (self.dir.join(info.data_file()), self.dir.join(info.manifest_file()));
+            let data = std::fs::read(&data_file).map_err(|e| io("read", &data_file, e))?;
+            check(&data, &info.sha256, &data_file)?;
+            let manifest = std::fs::read(&manifest_file).map_err(|e| io("read", &manifest_file, e))?;
             write_atomically(&out.join(info.data_file()), &data)?;
-            write_atomically(&out.join(info.manifest_file()), &serde_json::to_vec_pretty(info).map_err(json)?)?;
+            write_atomically(&out.join(info.manifest_file()), &manifest)?;
         }
-        Ok(chosen)
+        Ok(chosen.iter().map(|held| held.info.clone()).collect())
     }
 }
 
@@ -462,6 +532,41 @@ mod tests {
         assert_eq!(archive.turn("turn_2").unwrap(), None);
         assert_eq!(archive.event(15).unwrap().map(|e| e.seq), Some(15));
         assert_eq!(archive.event(21).unwrap(), None);
+    }
+
+    #[test]
+    fn a_segment_filter_keeps_every_id_it_holds_and_almost_none_it_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(dir.path()).unwrap();
+        for n in 0..40u64 {
+            let events = (n * 10 + 1..n * 10 + 11).map(|s| event(s, &format!("corr_{s}"))).collect();
+            archive
+                .write(&ArchiveBatch { events, actions: Vec::new(), turns: vec![turn(&format!("turn_{n}"))] })
+                .unwrap();
+        }
+        // The filters are what the archive holds after a restart, built from the manifests.
+        let archive = Archive::open(dir.path()).unwrap();
+        let held = archive.segments.read().clone();
+        let mut strangers = 0;
+        for (n, segment) in held.iter().enumerate() {
+            let own = |s: u64| s > n as u64 * 10 && s <= n as u64 * 10 + 10;
+            for s in 1..=400u64 {
+                let holds = segment.has_correlation(&format!("corr_{s}"));
+                assert!(holds || !own(s), "segment {n} lost corr_{s}");
+                strangers += usize::from(holds && !own(s));
+            }
+            assert!(segment.has_turn(&format!("turn_{n}")));
+            assert!(!segment.has_correlation(&format!("turn_{n}")), "each kind of id is its own");
+        }
+        // 40 × 390 lookups of ids a segment does not hold, at a 0.1 % rate: ~16.
+        assert!(strangers <= 40, "{strangers} false positives in 15,600 lookups");
+        assert_eq!(archive.events_of_correlation("corr_123", u64::MAX, 10).unwrap().len(), 1);
+        assert_eq!(archive.turn("turn_39").unwrap().map(|t| t.id.0), Some("turn_39".to_string()));
+        // The manifest on disk keeps the id lists themselves.
+        let manifest = std::fs::read_to_string(dir.path().join(held[0].info.manifest_file())).unwrap();
+        let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        assert_eq!(manifest["turn_ids"], serde_json::json!(["turn_0"]));
+        assert_eq!(manifest["first_seq"], 1);
     }
 
     #[test]

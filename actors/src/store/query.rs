@@ -1,7 +1,7 @@
 //! Read-only views of the state. Each call reads one MVCC snapshot, so reads
 //! never wait for the log writer and never see half a batch.
 
-use super::archive::Archive;
+use super::archive::{Archive, HeldSegment};
 use super::event_index::{EventIndex, IndexView, StoredKeys};
 use super::tables::*;
 use crate::disk::TableSize;
@@ -138,7 +138,7 @@ fn archived_page(
     let (from, to) = (q.from_ms.unwrap_or(0), q.to_ms.unwrap_or(u64::MAX));
     let action = q.action_id.as_deref();
     let wanted =
-        |s: &super::SegmentInfo| s.last_ts >= from && s.first_ts < to && action.is_none_or(|a| s.has_action(a));
+        |s: &HeldSegment| s.info.last_ts >= from && s.info.first_ts < to && action.is_none_or(|a| s.has_action(a));
     let mut stored_keys = StoredKeys::new(actions).with_archive(archive);
     let mut out = Archived::default();
     archive.walk(lo, floor, wanted, |event| {
@@ -257,6 +257,11 @@ impl Store {
 
     pub fn session(&self, id: &SessionId) -> Result<Option<Session>> {
         self.read(|r| load(&r.open_table(SESSIONS)?, id.as_str()))
+    }
+
+    /// How many sessions an `Expire` with this sessions cutoff would remove.
+    pub fn expirable_sessions(&self, before_ms: u64) -> Result<usize> {
+        self.read(|r| Ok(expirable_sessions(&r.open_table(SESSIONS)?, &r.open_table(TURNS)?, before_ms)?.len()))
     }
 
     /// Sessions active at or after `since_ms`, most recent first.
