@@ -283,6 +283,10 @@ pub struct RetentionFile {
     /// Events older than this expire, with the finished actions and turns
     /// they recorded; default 604 800 000 (7 days); 0 keeps everything.
     pub events_ms: Option<u64>,
+    /// Sessions idle longer than this expire once none of their turns is
+    /// retained (never a low-trust one); default 2 592 000 000 (30 days);
+    /// 0 keeps them.
+    pub sessions_ms: Option<u64>,
     /// How often the leader looks for what expired; default 60 000.
     pub every_ms: Option<u64>,
     /// Events one expiry command removes at most; default 20 000.
@@ -295,12 +299,14 @@ const MAX_EXPIRE_BATCH: u64 = 100_000;
 
 fn retention_config(f: &RetentionFile) -> anyhow::Result<RetentionConfig> {
     let d = RetentionConfig::default();
+    let keep = |ms: Option<u64>, default: Option<Duration>| match ms {
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => default,
+    };
     let c = RetentionConfig {
-        events: match f.events_ms {
-            Some(0) => None,
-            Some(ms) => Some(Duration::from_millis(ms)),
-            None => d.events,
-        },
+        events: keep(f.events_ms, d.events),
+        sessions: keep(f.sessions_ms, d.sessions),
         every: ms(f.every_ms, d.every),
         batch: f.batch.unwrap_or(d.batch),
     };
@@ -707,11 +713,12 @@ windows = ["1m", "1h"]
         std::fs::write(&path, "[retention]\nevents_ms = 0\n").unwrap();
         let off = Settings::load(Some(&path), Overrides::default()).unwrap();
         assert_eq!(off.node.retention.events, None, "0 keeps everything");
-        std::fs::write(&path, "[retention]\nevents_ms = 90000\nbatch = 500\n").unwrap();
+        assert_eq!(off.node.retention.sessions, Some(Duration::from_secs(30 * 24 * 3600)), "sessions: their own");
+        std::fs::write(&path, "[retention]\nevents_ms = 90000\nsessions_ms = 0\nbatch = 500\n").unwrap();
         let short = Settings::load(Some(&path), Overrides::default()).unwrap().node.retention;
         assert_eq!(
-            (short.events, short.every, short.batch),
-            (Some(Duration::from_secs(90)), Duration::from_secs(60), 500)
+            (short.events, short.sessions, short.every, short.batch),
+            (Some(Duration::from_secs(90)), None, Duration::from_secs(60), 500)
         );
         std::fs::write(&path, "[[capability]]\nname = \"x\"\ntier = 7\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&path), Overrides::default()).unwrap_err());

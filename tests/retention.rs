@@ -18,6 +18,7 @@ use warden_actors::config::RetentionConfig;
 use warden_actors::consensus::replay_log;
 use warden_actors::domain::*;
 use warden_actors::limits::MAX_QUERY_LIMIT;
+use warden_actors::sessions::OpenTurnRequest;
 use warden_actors::store::{open_database, Store, TimelineQuery};
 use warden_actors::Node;
 
@@ -29,7 +30,8 @@ async fn start_with_retention(dir: &TempDir) -> (Node, Clock) {
     let clock = Clock::manual(wall_ms());
     let mut config = config(dir);
     config.clock = clock.clone();
-    config.retention = RetentionConfig { events: Some(RETENTION), every: Duration::from_secs(60), batch: BATCH };
+    config.retention =
+        RetentionConfig { events: Some(RETENTION), sessions: None, every: Duration::from_secs(60), batch: BATCH };
     // A confirmation that outlives the retention: the action stays unfinished across it.
     config.confirm_ttl_ms = 10 * RETENTION.as_millis() as u64;
     (Node::start(config).await.expect("node starts"), clock)
@@ -182,6 +184,41 @@ async fn an_archive_survives_a_restart_and_exports_a_window() {
     assert!(archive.export(0, from, &out.path().join("none")).unwrap().is_empty());
     let kinds: BTreeSet<_> = before.iter().map(|e| e.kind().as_str()).collect();
     assert!(kinds.contains("action.succeeded"), "{kinds:?}");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_after_its_turns_and_a_low_trust_one_never_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual(wall_ms());
+    let mut config = config(&dir);
+    config.clock = clock.clone();
+    let sessions = RETENTION * 24;
+    config.retention = RetentionConfig {
+        events: Some(RETENTION),
+        sessions: Some(sessions),
+        every: Duration::from_secs(60),
+        batch: BATCH,
+    };
+    let node = Node::start(config).await.expect("node starts");
+    let hot = Store::new(node.store().database().clone());
+    let idle = turn(&node, Trust::Normal).await;
+    let low = turn(&node, Trust::Low).await;
+
+    // Past the events' retention: the turns go, the sessions are not idle long enough.
+    clock.advance(RETENTION * 2);
+    until("the turns expire", || hot.turn(&idle.id).unwrap().is_none() && hot.turn(&low.id).unwrap().is_none()).await;
+    assert!(hot.session(&idle.session_id).unwrap().is_some());
+
+    // Past the sessions' retention: the idle one goes; the low-trust one stays.
+    clock.advance(sessions);
+    until("the idle session expires", || hot.session(&idle.session_id).unwrap().is_none()).await;
+    assert_eq!(hot.session(&low.session_id).unwrap().map(|s| s.trust), Some(Trust::Low));
+    // Reopened, the expired session starts again.
+    let again = OpenTurnRequest { session_id: Some(idle.session_id.clone()), ..Default::default() };
+    let reopened = node.open_turn(again).await.expect("the session opens again");
+    assert_eq!(hot.session(&reopened.session_id).unwrap().map(|s| s.turns), Some(1));
+    drop(hot);
     node.shutdown().await.unwrap();
 }
 

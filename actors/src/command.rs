@@ -165,10 +165,14 @@ pub enum Command {
     /// most `max_events` of them, a prefix of the timeline) and the records
     /// whose history went with them (`store::apply::retention`), which the
     /// applying node writes to its archive first. The leader's Retention
-    /// actor proposes it, its cutoff from the leader's clock.
+    /// actor proposes it, its cutoffs from the leader's clock. With
+    /// `sessions_before_ms`, the sessions idle since before it go too (of
+    /// normal trust, with no turn retained).
     Expire {
         before_ms: u64,
         max_events: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sessions_before_ms: Option<u64>,
     },
 }
 
@@ -296,5 +300,7 @@ pub enum Response {
         /// The oldest event retained after it (none when none is).
         floor_seq: Option<u64>,
         more: bool,
+        #[serde(default)]
+        sessions: u64,
     },
 }

@@ -179,6 +179,9 @@ pub struct RetentionConfig {
     /// Events older than this expire, and with them the finished actions and
     /// the turns they recorded; `None`: the state keeps everything.
     pub events: Option<Duration>,
+    /// Sessions idle longer than this expire once none of their turns is
+    /// retained (low-trust sessions never do); `None`: sessions stay.
+    pub sessions: Option<Duration>,
     pub every: Duration,
     /// Events one `Expire` command removes at most (one archive segment).
     pub batch: u64,
@@ -187,12 +190,20 @@ pub struct RetentionConfig {
 /// Seven days: the default retention of events and finished work.
 pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Thirty days: the default retention of an idle session.
+pub const DEFAULT_SESSION_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Events one `Expire` command removes at most, by default.
 pub const DEFAULT_EXPIRE_BATCH: u64 = 20_000;
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { events: Some(DEFAULT_EVENT_RETENTION), every: Duration::from_secs(60), batch: DEFAULT_EXPIRE_BATCH }
+        Self {
+            events: Some(DEFAULT_EVENT_RETENTION),
+            sessions: Some(DEFAULT_SESSION_RETENTION),
+            every: Duration::from_secs(60),
+            batch: DEFAULT_EXPIRE_BATCH,
+        }
     }
 }
 

@@ -472,7 +472,7 @@ mod tests {
         let mut machine = StateMachine::load(&txn.open_table(META).unwrap()).unwrap();
         {
             let mut tables = Tables::open(&txn).unwrap();
-            let cmd = Command::Expire { before_ms: 1_001, max_events: events };
+            let cmd = Command::Expire { before_ms: 1_001, max_events: events, sessions_before_ms: None };
             let index = machine.last_index + 1;
             machine.apply_at(&mut tables, index, &entry(cmd)).unwrap().unwrap();
             machine.save(&mut tables).unwrap();

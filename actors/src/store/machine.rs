@@ -182,7 +182,9 @@ fn route(t: &mut Tables<'_>, r: &mut Recorder<'_>, cmd: &Command) -> Result<Outc
         Command::AlertDelivered { fingerprint, episode, state, channel, attempts } => {
             alert::delivered(t, r, fingerprint, *episode, *state, channel, *attempts)
         }
-        Command::Expire { before_ms, max_events } => retention::expire(t, r, *before_ms, *max_events),
+        Command::Expire { before_ms, max_events, sessions_before_ms } => {
+            retention::expire(t, r, (*before_ms, *max_events), *sessions_before_ms)
+        }
     }
 }
 

@@ -311,6 +311,17 @@ impl<'t> Tables<'t> {
         Ok(rows.next().transpose()?.is_some())
     }
 
+    /// The sessions retention may remove (`expirable_sessions`).
+    pub fn expirable_sessions(&self, before_ms: u64) -> Result<Vec<SessionId>> {
+        expirable_sessions(&self.sessions, &self.turns, before_ms)
+    }
+
+    pub fn remove_session(&mut self, id: &SessionId) -> Result<()> {
+        self.writes += 1;
+        self.sessions.remove(id.as_str())?;
+        Ok(())
+    }
+
     pub fn remove_turn(&mut self, id: &TurnId) -> Result<()> {
         self.writes += 1;
         self.turns.remove(id.as_str())?;
@@ -389,6 +400,32 @@ pub fn retained_floor(r: &redb::ReadTransaction, events: &impl ReadableTable<u64
 }
 
 /// The time of the oldest event retained, if any.
+/// The sessions of normal trust idle since before `before_ms` of which no
+/// turn is retained, in id order (a low-trust session is never one: its
+/// trust must not lapse by idling).
+pub fn expirable_sessions(
+    sessions: &impl ReadableTable<&'static str, Bytes>,
+    turns: &impl ReadableTable<&'static str, Bytes>,
+    before_ms: u64,
+) -> Result<Vec<SessionId>> {
+    let mut idle = Vec::new();
+    for row in sessions.iter()? {
+        let session: Session = decode(row?.1.value())?;
+        if session.trust == Trust::Normal && session.last_activity_ms < before_ms {
+            idle.push(session.id);
+        }
+    }
+    if idle.is_empty() {
+        return Ok(idle);
+    }
+    let mut in_use = std::collections::HashSet::new();
+    for row in turns.iter()? {
+        in_use.insert(decode::<Turn>(row?.1.value())?.session_id);
+    }
+    idle.retain(|id| !in_use.contains(id));
+    Ok(idle)
+}
+
 pub fn oldest_event_ts(events: &impl ReadableTable<u64, Bytes>) -> Result<Option<u64>> {
     events.first()?.map(|(_, v)| decode_event(v.value()).map(|e| e.ts)).transpose()
 }

@@ -9,15 +9,22 @@
 //!
 //! What is not finished stays: an action awaiting confirmation, pending or
 //! running, a dead-lettered action and its replays (their DLQ entry refers
-//! to them), and the turns of all of those. Sessions, memory, DLQ entries,
-//! alerts and the policy history are not expired here. Everything removed
-//! goes to the node's archive (`Recorder::archive`).
+//! to them), and the turns of all of those. The events, actions and turns
+//! removed go to the node's archive (`Recorder::archive`).
 //!
-//! Deterministic: the cutoff is in the command (the leader's clock), and
+//! With a sessions cutoff, each session idle since before it goes too, once
+//! no turn of it is retained. A session of low trust stays however long it
+//! idles: reopened, a session starts at normal trust, and a lowered trust
+//! must not lapse by waiting. (A session's history is its events, archived
+//! with them; the session record itself is not archived.) Memory, DLQ
+//! entries, alerts and the policy history are not expired here.
+//!
+//! Deterministic: the cutoffs are in the command (the leader's clock), and
 //! every choice reads only the tables.
 
 use super::{Outcome, Recorder};
 use crate::command::Response;
+use crate::domain::{Action, Event, Turn};
 use crate::error::Result;
 use crate::ids::{ActionId, TurnId};
 use crate::store::archive::ArchiveBatch;
@@ -27,17 +34,51 @@ use std::collections::HashSet;
 pub(in crate::store) fn expire(
     t: &mut Tables<'_>,
     r: &mut Recorder<'_>,
-    before_ms: u64,
-    max_events: u64,
+    (before_ms, max_events): (u64, u64),
+    sessions_before_ms: Option<u64>,
 ) -> Result<Outcome> {
+    let (events, actions, turns, more) = expire_history(t, before_ms, max_events)?;
+    // After the turns: a session whose last turn went in this command goes with it.
+    let sessions = match sessions_before_ms {
+        Some(cutoff) => expire_sessions(t, cutoff)?,
+        None => 0,
+    };
+    let response = Response::Expired {
+        events: events.len() as u64,
+        actions: actions.len() as u64,
+        turns: turns.len() as u64,
+        floor_seq: t.first_event_seq()?,
+        more,
+        sessions,
+    };
+    if !events.is_empty() {
+        r.archive(ArchiveBatch { events, actions, turns });
+    }
+    Ok((response, None))
+}
+
+/// Removes the idle sessions of normal trust none of whose turns is retained.
+fn expire_sessions(t: &mut Tables<'_>, before_ms: u64) -> Result<u64> {
+    let gone = t.expirable_sessions(before_ms)?;
+    for id in &gone {
+        t.remove_session(id)?;
+    }
+    Ok(gone.len() as u64)
+}
+
+type Expired = (Vec<Event>, Vec<Action>, Vec<Turn>, bool);
+
+/// Removes the oldest events before `before_ms` (at most `max_events`) and
+/// the finished actions and unused turns that went with them; returns them,
+/// and whether more events before the cutoff remain.
+fn expire_history(t: &mut Tables<'_>, before_ms: u64, max_events: u64) -> Result<Expired> {
     let max = max_events.max(1) as usize;
     // One past the limit: whether more remain to expire.
     let mut events = t.oldest_events(max + 1, |e| e.ts < before_ms)?;
     let more = events.len() > max;
     events.truncate(max);
     let Some(last) = events.last().map(|e| e.seq) else {
-        let floor_seq = t.first_event_seq()?;
-        return Ok((Response::Expired { events: 0, actions: 0, turns: 0, floor_seq, more: false }, None));
+        return Ok((Vec::new(), Vec::new(), Vec::new(), false));
     };
 
     // What unfinished work refers to stays.
@@ -91,15 +132,7 @@ pub(in crate::store) fn expire(
     for turn in &turns {
         t.remove_turn(&turn.id)?;
     }
-    let response = Response::Expired {
-        events: events.len() as u64,
-        actions: actions.len() as u64,
-        turns: turns.len() as u64,
-        floor_seq: t.first_event_seq()?,
-        more,
-    };
-    r.archive(ArchiveBatch { events, actions, turns });
-    Ok((response, None))
+    Ok((events, actions, turns, more))
 }
 
 #[cfg(test)]
@@ -120,7 +153,7 @@ mod tests {
     }
 
     fn expire(max_events: u64) -> Command {
-        Command::Expire { before_ms: 1_001, max_events }
+        Command::Expire { before_ms: 1_001, max_events, sessions_before_ms: None }
     }
 
     #[test]
@@ -179,7 +212,8 @@ mod tests {
             .position(|e| e.kind() == EventKind::TurnOpened && e.turn_id.as_ref() == Some(&gone))
             .unwrap();
         let first = apply(&mut t, expire(n as u64));
-        let Response::Expired { events, actions: 0, turns: 0, floor_seq, more: true } = first.response else {
+        let Response::Expired { events, actions: 0, turns: 0, floor_seq, more: true, sessions: 0 } = first.response
+        else {
             panic!("{:?}", first.response)
         };
         assert_eq!((events as usize, floor_seq), (n, Some(all[n].seq)));
@@ -192,7 +226,9 @@ mod tests {
         // The rest: every event goes, finished work with it; what is running,
         // dead-lettered, and their turn stay.
         let rest = apply(&mut t, expire(1_000));
-        let Response::Expired { events, actions: 2, turns: 1, floor_seq: None, more: false } = rest.response else {
+        let Response::Expired { events, actions: 2, turns: 1, floor_seq: None, more: false, sessions: 0 } =
+            rest.response
+        else {
             panic!("{:?}", rest.response)
         };
         assert_eq!(events as usize, all.len() - n);
@@ -227,5 +263,49 @@ mod tests {
         let archived = last.archived.expect("archived");
         assert_eq!((archived.actions[0].id.as_str(), &archived.turns[0].id), ("act_late", &late));
         assert!(t.turn(&late).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_idle_session_goes_with_its_last_turn_unless_it_is_in_use_or_of_low_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(&dir.path().join("t.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut t = Tables::open(&txn).unwrap();
+        let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
+        let mut index = 0;
+        let mut apply = |t: &mut Tables<'_>, cmd: Command| {
+            index += 1;
+            machine.apply_at(t, index, &entry(cmd)).unwrap().expect("applied")
+        };
+        let open = |turn: &str, session: &str, trust: Option<Trust>| Command::OpenTurn {
+            turn_id: TurnId(turn.into()),
+            session_id: SessionId(session.into()),
+            correlation_id: CorrelationId(format!("c_{turn}")),
+            trust,
+            summary: None,
+        };
+        apply(&mut t, open("turn_idle", "s_idle", None));
+        apply(&mut t, open("turn_low", "s_low", Some(Trust::Low)));
+        apply(&mut t, open("turn_busy", "s_busy", None));
+        apply(&mut t, submit("act_busy", &TurnId("turn_busy".into()), allow()));
+        let expire = |sessions_before_ms| Command::Expire { before_ms: 1_001, max_events: 1_000, sessions_before_ms };
+
+        // Without a sessions cutoff no session goes, though their turns do.
+        let first = apply(&mut t, expire(None));
+        let Response::Expired { turns: 2, sessions: 0, .. } = first.response else { panic!("{:?}", first.response) };
+        assert!(t.session(&SessionId("s_idle".into())).unwrap().is_some());
+
+        // With one, the idle session without turns goes; the one whose turn
+        // is kept by a running action and the low-trust one stay.
+        let second = apply(&mut t, expire(Some(1_001)));
+        let Response::Expired { events: 0, sessions: 1, .. } = second.response else { panic!("{:?}", second.response) };
+        assert_eq!(second.archived, None, "no events, no segment");
+        assert!(t.session(&SessionId("s_idle".into())).unwrap().is_none());
+        assert!(t.session(&SessionId("s_busy".into())).unwrap().is_some());
+        assert_eq!(t.session(&SessionId("s_low".into())).unwrap().map(|s| s.trust), Some(Trust::Low));
+
+        // Not idle long enough: nothing.
+        let third = apply(&mut t, expire(Some(1_000)));
+        assert!(matches!(third.response, Response::Expired { sessions: 0, .. }), "{:?}", third.response);
     }
 }
