@@ -17,6 +17,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/benches/retention/lib.sh"
 AT=500000,1500000,3000000 CLIENTS=128 RETENTION_MS=10000 SNAPSHOT_EVERY=3000 KEEP=0
 while (($#)); do
   case $1 in
@@ -37,26 +38,7 @@ NAMES=(a b c)
 declare -A HTTP=([a]=18200 [b]=18201 [c]=18202) RAFT=([a]=18210 [b]=18211 [c]=18212) PID=()
 echo "catchup-bench-cookie-0123456789" >"$TMP/cookie"
 
-for n in "${NAMES[@]}"; do
-  cat >"$TMP/$n.toml" <<TOML
-[raft]
-snapshot_every = $SNAPSHOT_EVERY
-
-[retention]
-events_ms = $RETENTION_MS
-every_ms = 1000
-
-[storage]
-size_every_ms = 1000
-
-[[capability]]
-name = "bench.effect"
-tier = 1
-max_attempts = 3
-timeout_ms = 5000
-executor = { kind = "sim", latency_ms = 0, jitter_ms = 0, fail_rate = 0.0 }
-TOML
-done
+for n in "${NAMES[@]}"; do retention_toml >"$TMP/$n.toml"; done
 
 start() {
   local n=$1 seeds=()
@@ -87,17 +69,10 @@ cluster() { curl -fs "http://127.0.0.1:${HTTP[$1]}/v1/cluster"; }
 raft_of() { cluster "$1" | python3 -c 'import json,sys; r=json.load(sys.stdin)["raft"]; print(r.get("applied_index") or 0, r.get("leader") or "-")'; }
 # Events written, retained events, state bytes, last snapshot bytes and build ms, from $1's health.
 health_of() {
-  curl -fs "http://127.0.0.1:${HTTP[$1]}/v1/health" | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["storage"]; size = s["size"]
-rows = {t["table"]: t for t in size.get("tables", [])}
-retained = rows.get("events", {}).get("rows", 0)
-oldest = size.get("oldest_event_seq") or 1
-state = sum(t["bytes"] for t in size.get("tables", []) if t["table"] != "events_by_key")
-snap = s.get("last_snapshot") or {}
-print(oldest + retained - 1, retained, state, snap.get("bytes", 0), snap.get("build_ms", 0))'
+  local w r st _ix _ab _as sb sm
+  read -r w r st _ix _ab _as sb sm < <(health_sample "http://127.0.0.1:${HTTP[$1]}") || return 1
+  echo "$w $r $st $sb $sm"
 }
-mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 
 for n in "${NAMES[@]}"; do start "$n"; done
 for _ in $(seq 300); do

@@ -15,6 +15,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/benches/retention/lib.sh"
 EVENTS=5000000 EVERY=1000000 CLIENTS=128 RETENTION_MS=10000 SNAPSHOT_EVERY=3000 KEEP=0
 while (($#)); do
   case $1 in
@@ -38,23 +39,8 @@ name = "ret"
 data_dir = "$TMP/data"
 http_addr = "127.0.0.1:$PORT"
 
-[raft]
-snapshot_every = $SNAPSHOT_EVERY
-
-[retention]
-events_ms = $RETENTION_MS
-every_ms = 1000
-
-[storage]
-size_every_ms = 1000
-
-[[capability]]
-name = "bench.effect"
-tier = 1
-max_attempts = 3
-timeout_ms = 5000
-executor = { kind = "sim", latency_ms = 0, jitter_ms = 0, fail_rate = 0.0 }
 TOML
+retention_toml >>"$TMP/warden.toml"
 
 NODE_PID= DRIVE_PID=
 cleanup() {
@@ -75,22 +61,8 @@ log "node up (pid $NODE_PID, log $TMP/node.log); retention ${RETENTION_MS} ms, s
   done ) &
 DRIVE_PID=$!
 
-# One sample: events written, retained, state bytes, archive bytes/segments, snapshot bytes/ms.
-sample() {
-  curl -fs "http://127.0.0.1:$PORT/v1/health" | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["storage"]; size = s["size"]
-rows = {t["table"]: t for t in size.get("tables", [])}
-retained = rows.get("events", {}).get("rows", 0)
-oldest = size.get("oldest_event_seq") or 1
-state = sum(t["bytes"] for t in size.get("tables", []) if t["table"] != "events_by_key")
-snap = s.get("last_snapshot") or {}
-a = size.get("archive") or {}
-print(oldest + retained - 1, retained, state, rows.get("events_by_key", {}).get("bytes", 0),
-      a.get("bytes", 0), a.get("segments", 0), snap.get("bytes", 0), snap.get("build_ms", 0))'
-}
+sample() { health_sample "http://127.0.0.1:$PORT"; }
 rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {print r, h}' "/proc/$NODE_PID/status"; }
-mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 
 echo "| events written | retained events | state (warden.redb tables) | timeline index | RSS (peak so far) | last snapshot | archive | events/s since previous |"
 echo "|---|---|---|---|---|---|---|---|"

@@ -141,7 +141,7 @@ mod tests {
     use crate::command::{Command, Response};
     use crate::domain::*;
     use crate::ids::*;
-    use crate::store::machine::StateMachine;
+    use crate::store::machine::{Applied, StateMachine};
     use crate::store::tables::{open_database, Tables};
 
     fn dispatch(id: &str) -> Command {
@@ -150,6 +150,16 @@ mod tests {
 
     fn finish(id: &str, outcome: AttemptOutcome) -> Command {
         Command::FinishAttempt { action_id: ActionId(id.into()), attempt: 1, outcome, latency_ms: 1 }
+    }
+
+    /// Applies command after command, as the log does, each at the next index.
+    fn applier() -> impl FnMut(&mut Tables<'_>, Command) -> Applied {
+        let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
+        let mut index = 0;
+        move |t: &mut Tables<'_>, cmd: Command| {
+            index += 1;
+            machine.apply_at(t, index, &entry(cmd)).unwrap().expect("applied")
+        }
     }
 
     fn expire(max_events: u64) -> Command {
@@ -162,12 +172,7 @@ mod tests {
         let db = open_database(&dir.path().join("t.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         let mut t = Tables::open(&txn).unwrap();
-        let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
-        let mut index = 0;
-        let mut apply = |t: &mut Tables<'_>, cmd: Command| {
-            index += 1;
-            machine.apply_at(t, index, &entry(cmd)).unwrap().expect("applied")
-        };
+        let mut apply = applier();
         let (kept, gone, late) = (TurnId("turn_kept".into()), TurnId("turn_gone".into()), TurnId("turn_late".into()));
         let mut keyed = submit("act_done", &gone, allow());
         if let Command::SubmitAction { idempotency_key, .. } = &mut keyed {
@@ -271,12 +276,7 @@ mod tests {
         let db = open_database(&dir.path().join("t.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         let mut t = Tables::open(&txn).unwrap();
-        let mut machine = StateMachine { next_seq: 1, ..StateMachine::default() };
-        let mut index = 0;
-        let mut apply = |t: &mut Tables<'_>, cmd: Command| {
-            index += 1;
-            machine.apply_at(t, index, &entry(cmd)).unwrap().expect("applied")
-        };
+        let mut apply = applier();
         let open = |turn: &str, session: &str, trust: Option<Trust>| Command::OpenTurn {
             turn_id: TurnId(turn.into()),
             session_id: SessionId(session.into()),
