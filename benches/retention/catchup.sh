@@ -24,14 +24,12 @@ while (($#)); do
     --at) AT=$2 ;; --clients) CLIENTS=$2 ;;
     --retention-ms) RETENTION_MS=$2 ;; --snapshot-every) SNAPSHOT_EVERY=$2 ;;
     --keep) KEEP=1; shift; continue ;;
-    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift 2
 done
-WARDEN=$ROOT/target/release/warden
-[[ -x $WARDEN ]] || { echo "build it first: cargo build --release" >&2; exit 2; }
-command -v node >/dev/null || { echo "node (Node.js) is needed for the load driver" >&2; exit 2; }
+require_release_and_node
 TMP=$(mktemp -d /tmp/warden-catchup.XXXXXX)
 log() { echo "[catchup $(date -u +%T)] $*" >&2; }
 NAMES=(a b c)

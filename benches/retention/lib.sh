@@ -1,4 +1,11 @@
-# Shared by benches/retention/run.sh and catchup.sh (sourced, not run).
+# Shared by benches/retention/run.sh and catchup.sh (sourced, not run; $ROOT is the repository).
+
+# Sets WARDEN to the release binary; stops the bench when it or Node.js (the load driver) is missing.
+require_release_and_node() {
+  WARDEN=$ROOT/target/release/warden
+  [[ -x $WARDEN ]] || { echo "build it first: cargo build --release" >&2; exit 2; }
+  command -v node >/dev/null || { echo "node (Node.js) is needed for the load driver" >&2; exit 2; }
+}
 
 # The node config both benches use, after whatever node-specific lines the caller writes first:
 # a short retention ($RETENTION_MS, checked every second), frequent snapshots ($SNAPSHOT_EVERY),

@@ -27,9 +27,7 @@ while (($#)); do
   esac
   shift 2
 done
-WARDEN=$ROOT/target/release/warden
-[[ -x $WARDEN ]] || { echo "build it first: cargo build --release" >&2; exit 2; }
-command -v node >/dev/null || { echo "node (Node.js) is needed for the load driver" >&2; exit 2; }
+require_release_and_node
 PORT=18100
 TMP=$(mktemp -d /tmp/warden-retention.XXXXXX)
 log() { echo "[retention $(date -u +%T)] $*" >&2; }

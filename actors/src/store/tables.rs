@@ -399,7 +399,6 @@ pub fn retained_floor(r: &redb::ReadTransaction, events: &impl ReadableTable<u64
     }
 }
 
-/// The time of the oldest event retained, if any.
 /// The sessions of normal trust idle since before `before_ms` of which no
 /// turn is retained, in id order (a low-trust session is never one: its
 /// trust must not lapse by idling).
@@ -426,6 +425,7 @@ pub fn expirable_sessions(
     Ok(idle)
 }
 
+/// The time of the oldest event retained, if any.
 pub fn oldest_event_ts(events: &impl ReadableTable<u64, Bytes>) -> Result<Option<u64>> {
     events.first()?.map(|(_, v)| decode_event(v.value()).map(|e| e.ts)).transpose()
 }

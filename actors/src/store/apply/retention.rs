@@ -24,7 +24,6 @@
 
 use super::{Outcome, Recorder};
 use crate::command::Response;
-use crate::domain::{Action, Event, Turn};
 use crate::error::Result;
 use crate::ids::{ActionId, TurnId};
 use crate::store::archive::ArchiveBatch;
@@ -37,22 +36,22 @@ pub(in crate::store) fn expire(
     (before_ms, max_events): (u64, u64),
     sessions_before_ms: Option<u64>,
 ) -> Result<Outcome> {
-    let (events, actions, turns, more) = expire_history(t, before_ms, max_events)?;
+    let (batch, more) = expire_history(t, before_ms, max_events)?;
     // After the turns: a session whose last turn went in this command goes with it.
     let sessions = match sessions_before_ms {
         Some(cutoff) => expire_sessions(t, cutoff)?,
         None => 0,
     };
     let response = Response::Expired {
-        events: events.len() as u64,
-        actions: actions.len() as u64,
-        turns: turns.len() as u64,
+        events: batch.events.len() as u64,
+        actions: batch.actions.len() as u64,
+        turns: batch.turns.len() as u64,
         floor_seq: t.first_event_seq()?,
         more,
         sessions,
     };
-    if !events.is_empty() {
-        r.archive(ArchiveBatch { events, actions, turns });
+    if !batch.events.is_empty() {
+        r.archive(batch);
     }
     Ok((response, None))
 }
@@ -66,19 +65,17 @@ fn expire_sessions(t: &mut Tables<'_>, before_ms: u64) -> Result<u64> {
     Ok(gone.len() as u64)
 }
 
-type Expired = (Vec<Event>, Vec<Action>, Vec<Turn>, bool);
-
 /// Removes the oldest events before `before_ms` (at most `max_events`) and
 /// the finished actions and unused turns that went with them; returns them,
 /// and whether more events before the cutoff remain.
-fn expire_history(t: &mut Tables<'_>, before_ms: u64, max_events: u64) -> Result<Expired> {
+fn expire_history(t: &mut Tables<'_>, before_ms: u64, max_events: u64) -> Result<(ArchiveBatch, bool)> {
     let max = max_events.max(1) as usize;
     // One past the limit: whether more remain to expire.
     let mut events = t.oldest_events(max + 1, |e| e.ts < before_ms)?;
     let more = events.len() > max;
     events.truncate(max);
     let Some(last) = events.last().map(|e| e.seq) else {
-        return Ok((Vec::new(), Vec::new(), Vec::new(), false));
+        return Ok((ArchiveBatch::default(), false));
     };
 
     // What unfinished work refers to stays.
@@ -132,7 +129,7 @@ fn expire_history(t: &mut Tables<'_>, before_ms: u64, max_events: u64) -> Result
     for turn in &turns {
         t.remove_turn(&turn.id)?;
     }
-    Ok((events, actions, turns, more))
+    Ok((ArchiveBatch { events, actions, turns }, more))
 }
 
 #[cfg(test)]
